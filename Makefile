@@ -1,0 +1,50 @@
+# dicomflow — `make up` to run everything locally, `make test` to run the test suite.
+# Both create the virtual environment and install the pinned dependencies first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := common gateway ingest_service processor_service results_service
+
+.DEFAULT_GOAL := help
+.PHONY: help venv preflight setup up test lint format bench clean
+
+help: ## Show this help.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "dicomflow needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv: $(STAMP) ## Create .venv and install the pinned dependencies.
+
+preflight: venv ## Check that PostgreSQL and RabbitMQ answer.
+	$(PY) -m common.preflight
+
+setup: preflight ## Create the database, apply migrations, declare the broker topology.
+	$(PY) -m results_service.migrate
+
+up: setup ## Set up, then run every service in the foreground (Ctrl-C stops them all).
+	$(PY) -m common.supervisor
+
+test: preflight ## Set up, then run the whole test suite against the local PostgreSQL and RabbitMQ.
+	$(PY) -m pytest
+
+lint: venv ## ruff and mypy (strict) on the packages.
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: venv ## Format and auto-fix with ruff.
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: setup ## Run the benchmarks under bench/ and print their figures.
+	$(PY) -m bench
+
+clean: ## Remove the virtual environment, caches and local data.
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var bench/out *.egg-info

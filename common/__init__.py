@@ -1,0 +1,1 @@
+"""Code shared by every dicomflow service: settings, logging, schemas, DICOM helpers and the CLI."""

@@ -1,0 +1,38 @@
+"""One typed settings object per process, read from environment variables.
+
+Every service subclasses :class:`BaseServiceSettings` with its own fields; the defaults are
+safe for a single local machine, so `make up` needs no configuration at all.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class BaseServiceSettings(BaseSettings):
+    """Settings every process needs: where PostgreSQL and RabbitMQ are, how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    log_level: LogLevel = Field(default="INFO", description="Lowest level written to the log.")
+    log_format: LogFormat = Field(default="json", description="`json` for machines, `console` for people.")
+    database_url: str = Field(
+        default="postgres://postgres@127.0.0.1:5432/dicomflow",
+        description="PostgreSQL DSN used by results_service.",
+    )
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL.")
+    amqp_prefix: str = Field(
+        default="dicom",
+        description="Prefix of every exchange and queue name, so several deployments (or test runs) share a broker.",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
+    results_url: str = Field(default="http://127.0.0.1:8081", description="Base URL of results_service.")
+    ingest_url: str = Field(default="http://127.0.0.1:8082", description="Base URL of ingest_service.")
+    blob_dir: str = Field(default="var/blobs", description="Directory of the content-addressed blob store.")
+    shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds granted to in-flight work on stop.")

@@ -1,0 +1,1 @@
+"""The only public entry point: authentication, limits, proxying, portal."""

@@ -1,0 +1,13 @@
+"""Settings of gateway (environment variables; see the README's table)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from common.settings import BaseServiceSettings
+
+
+class GatewaySettings(BaseServiceSettings):
+    """Settings of gateway."""
+
+    gateway_port: int = Field(default=8080, ge=1, le=65535, description="TCP port of gateway (`GATEWAY_PORT`).")

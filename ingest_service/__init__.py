@@ -1,0 +1,1 @@
+"""Streams uploads to disk, validates them as DICOM, stores and queues them."""

@@ -1,0 +1,1 @@
+"""Consumes jobs, decodes pixel data and computes the image statistics."""

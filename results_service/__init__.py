@@ -1,0 +1,1 @@
+"""The system of record: the only service that talks to PostgreSQL."""

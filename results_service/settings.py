@@ -1,0 +1,13 @@
+"""Settings of results_service (environment variables; see the README's table)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from common.settings import BaseServiceSettings
+
+
+class ResultsSettings(BaseServiceSettings):
+    """Settings of results_service."""
+
+    results_port: int = Field(default=8081, ge=1, le=65535, description="TCP port of results_service (`RESULTS_PORT`).")

@@ -1,0 +1,61 @@
+"""Shared fixtures: the real PostgreSQL and RabbitMQ of this machine, isolated per run and per test.
+
+Each test run gets its own database (created, migrated and dropped here); each test that needs
+the broker gets its own exchange/queue name prefix. If a service is down the run fails with a
+message saying which and how to start it; nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.preflight import check_services
+from common.settings import BaseServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> BaseServiceSettings:
+    """Settings from the environment (DATABASE_URL, AMQP_URL, ...) with the machine's defaults."""
+    return BaseServiceSettings()
+
+
+@pytest.fixture(scope="session")
+def services_up(base_settings: BaseServiceSettings) -> None:
+    """Fail the run (not skip) with a clear message when PostgreSQL or RabbitMQ is down."""
+    problems = asyncio.run(check_services(base_settings.database_url, base_settings.amqp_url))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def database_url(services_up: None, base_settings: BaseServiceSettings) -> Iterator[str]:
+    """A fresh, fully migrated database for this test run, dropped at the end."""
+    from results_service.db import apply_migrations, drop_database
+
+    base = base_settings.database_url.rsplit("/", 1)[0]
+    url = f"{base}/dicomflow_test_{os.getpid()}_{RUN_ID}"
+    asyncio.run(apply_migrations(url))
+    yield url
+    asyncio.run(drop_database(url))
+
+
+@pytest.fixture
+def amqp_prefix(services_up: None) -> str:
+    """A unique exchange/queue name prefix for one test."""
+    return f"test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    """The brief's sample files (checked against SHA256SUMS by a test)."""
+    return SAMPLES
