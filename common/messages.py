@@ -1,0 +1,145 @@
+"""Every message that crosses RabbitMQ: versioned pydantic models serialised as JSON.
+
+`message_id` is the idempotency key of each message (also set as the AMQP `message_id`
+property); the correlation id travels in the AMQP headers, not in the body. Consumers accept
+only the `version` they know and reject anything else to the dead-letter exchange.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PIPELINE_VERSION = "1"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class InstanceStatus(StrEnum):
+    """Lifecycle of one stored DICOM instance; it only ever moves forward in this order."""
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle; `done` and `failed` are both final and rank equal."""
+        return _RANKS[self]
+
+    def can_move_to(self, new: InstanceStatus) -> bool:
+        """True when `new` is later in the lifecycle (never back, never from one final state to another)."""
+        return new.rank > self.rank
+
+
+_RANKS = {
+    InstanceStatus.RECEIVED: 0,
+    InstanceStatus.QUEUED: 1,
+    InstanceStatus.PROCESSING: 2,
+    InstanceStatus.DONE: 3,
+    InstanceStatus.FAILED: 3,
+}
+
+
+class Message(BaseModel):
+    """Fields every message carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_id: str = Field(default_factory=_new_id, description="Idempotency key.")
+    created_at: datetime = Field(default_factory=_now)
+
+
+class ProcessJob(Message):
+    """ingest_service → processor_service: process one stored instance."""
+
+    kind: Literal["process_job"] = "process_job"
+    version: Literal[1] = 1
+    instance_id: str
+    upload_id: str
+    owner: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Blob key of the stored file.")
+    size: int = Field(ge=0)
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    pipeline_version: str = PIPELINE_VERSION
+
+
+class StatusEvent(Message):
+    """One state change of one instance, fanned out to results_service and every gateway replica."""
+
+    kind: Literal["status_event"] = "status_event"
+    version: Literal[1] = 1
+    instance_id: str
+    upload_id: str
+    owner: str
+    status: InstanceStatus
+    reason: str | None = None
+
+
+class Statistics(BaseModel):
+    """min/max/mean/std of a pixel array, computed in float64."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    max: float
+    mean: float
+    std: float
+
+
+class Histogram(BaseModel):
+    """Pixel counts in `len(counts)` equal bins between `low` and `high` (the value range)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    low: float
+    high: float
+    counts: list[int]
+
+
+class ImageResult(BaseModel):
+    """What processing measures of one instance's pixel data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    has_pixel_data: bool
+    note: str | None = Field(default=None, description='E.g. "no pixel data" for SR or RT objects.')
+    rows: int | None = None
+    columns: int | None = None
+    frames: int | None = None
+    samples_per_pixel: int | None = None
+    dtype: str | None = None
+    pixel_count: int | None = None
+    original: Statistics | None = None
+    normalized: Statistics | None = None
+    histogram: Histogram | None = None
+    preview_sha256: str | None = Field(default=None, description="Blob key of the PNG preview.")
+    processing_ms: float
+    worker: str
+
+
+class ProcessResult(Message):
+    """processor_service → results_service: the outcome of one job."""
+
+    kind: Literal["process_result"] = "process_result"
+    version: Literal[1] = 1
+    instance_id: str
+    upload_id: str
+    owner: str
+    pipeline_version: str = PIPELINE_VERSION
+    status: Literal[InstanceStatus.DONE, InstanceStatus.FAILED]
+    result: ImageResult | None = None
+    reason: str | None = None
