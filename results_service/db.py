@@ -21,7 +21,7 @@ log = get_logger(__name__)
 
 # One Tortoise app per domain: models in `results_service/models/<label>.py`, migrations in
 # `results_service/migrations/<label>/`. A new domain adds its label here.
-MODEL_APPS: tuple[str, ...] = ()
+MODEL_APPS: tuple[str, ...] = ("elements",)
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
@@ -39,6 +39,11 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+# For Tortoise's own CLI only (`python -m tortoise -c results_service.db.TORTOISE_ORM makemigrations`);
+# the services build their configuration from their settings.
+TORTOISE_ORM = tortoise_config("postgres://postgres@127.0.0.1:5432/dicomflow")
 
 
 def _split_database(database_url: str) -> tuple[str, str]:
