@@ -1,0 +1,1 @@
+"""HTTP bodies (requests and responses) of the services' APIs, shared by every service."""
