@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
-from common.settings import LogFormat
+if TYPE_CHECKING:  # keeps pydantic out of the CLI's start-up time
+    from common.settings import LogFormat
 
 CORRELATION_HEADER = "X-Request-ID"
 CORRELATION_KEY = "request_id"
