@@ -11,3 +11,8 @@ class ResultsSettings(BaseServiceSettings):
     """Settings of results_service."""
 
     results_port: int = Field(default=8081, ge=1, le=65535, description="TCP port of results_service (`RESULTS_PORT`).")
+    elements_max_body: int = Field(
+        default=32 * 1024**2,
+        ge=1,
+        description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
+    )

@@ -1,0 +1,9 @@
+"""Typed application keys of results_service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from results_service.settings import ResultsSettings
+
+settings_key = web.AppKey("settings", ResultsSettings)
