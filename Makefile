@@ -31,7 +31,14 @@ setup: preflight ## Create the database, apply migrations, declare the broker to
 up: setup ## Set up, then run every service in the foreground (Ctrl-C stops them all).
 	$(PY) -m common.supervisor
 
-test: preflight ## Set up, then run the whole test suite against the local PostgreSQL and RabbitMQ.
+# The portal's browser test drives Debian's Chromium through Playwright (its own browser download is unreachable).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "The portal's browser test needs Debian's chromium at $(CHROMIUM): run 'sudo apt-get install -y chromium'." >&2; exit 1; fi
+
+test: preflight $(CHROMIUM) ## Set up, then run the whole test suite against the local PostgreSQL and RabbitMQ.
 	$(PY) -m pytest
 
 lint: venv ## ruff and mypy (strict) on the packages.
