@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from aiohttp import web
+from tortoise import connections
 
-from common.web import make_app
+from common.web import make_app, readiness_checks_key
+from results_service.db import tortoise_context
+from results_service.keys import settings_key
+from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings
+
+
+async def database(_: web.Application) -> None:
+    """Readiness: PostgreSQL answers a query through Tortoise's pool."""
+    await connections.get("default").execute_query("SELECT 1")
 
 
 def init_app(settings: ResultsSettings) -> web.Application:
     """Build the results_service application from its settings."""
     app = make_app("results_service")
+    app[settings_key] = settings
+    app.cleanup_ctx.append(tortoise_context(settings.database_url))
+    app[readiness_checks_key].append(database)
+    setup_routes(app)
     return app

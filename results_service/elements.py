@@ -1,0 +1,88 @@
+"""HTTP handlers of the elements API (`/api/elements/`), thin over `element_store`."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from common.bodies import read_json, read_model, validate
+from common.schemas.elements import (
+    ELEMENT_ID_PATTERN,
+    ElementDocument,
+    ElementDocumentOut,
+    ElementIn,
+    ElementListQuery,
+    ElementPage,
+    ElementUpdate,
+    is_single_element,
+    summarise_elements,
+)
+from results_service import element_store
+from results_service.keys import settings_key
+
+_ELEMENT_ID = re.compile(ELEMENT_ID_PATTERN)
+
+
+def _json(model: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=model.model_dump_json().encode(), content_type="application/json", headers=headers
+    )
+
+
+def _element_id(request: web.Request) -> str:
+    """The id in the path; one that cannot exist is simply not found."""
+    element_id = request.match_info["element_id"]
+    if not _ELEMENT_ID.match(element_id):
+        raise element_store.ElementNotFound(element_id)
+    return element_id
+
+
+def _location(request: web.Request, element_id: str) -> str:
+    base = request.path if request.path.endswith("/") else request.path + "/"
+    return f"{base}{element_id}/"
+
+
+async def handle_create(request: web.Request) -> web.Response:
+    """POST: one element, or the brief's whole document stored all or nothing; 201 with what was stored."""
+    body = await read_json(request, max_bytes=request.app[settings_key].elements_max_body)
+    if is_single_element(body):
+        element = validate(ElementIn, body)
+        created = await element_store.create_elements({"": element}, summarise_elements({"": element}))
+        stored = created[""]
+        return _json(stored, status=201, headers={"Location": _location(request, stored.id)})
+    document = validate(ElementDocument, body, what="document")
+    figures = summarise_elements(document.root)
+    return _json(ElementDocumentOut(await element_store.create_elements(document.root, figures)), status=201)
+
+
+async def handle_list(request: web.Request) -> web.Response:
+    """GET: a page of elements in creation order, with the total and the path of the next page."""
+    query = validate(ElementListQuery, dict(request.query), what="query")
+    page = await element_store.list_elements(limit=query.limit, offset=query.offset, device_name=query.device_name)
+    next_offset = query.offset + len(page.items)
+    next_link = None
+    if page.items and next_offset < page.total:
+        params = {**request.query, "limit": str(query.limit), "offset": str(next_offset)}
+        next_link = str(request.rel_url.with_query(params))
+    result = ElementPage(items=page.items, total=page.total, limit=query.limit, offset=query.offset, next=next_link)
+    return _json(result)
+
+
+async def handle_get(request: web.Request) -> web.Response:
+    """GET one element by its id."""
+    return _json(await element_store.get_element(_element_id(request)))
+
+
+async def handle_update(request: web.Request) -> web.Response:
+    """PUT/PATCH: change `device_name` and/or `id` (a rename); any other field is a 422 naming it."""
+    element_id = _element_id(request)
+    change = await read_model(request, ElementUpdate, max_bytes=request.app[settings_key].elements_max_body)
+    return _json(await element_store.update_element(element_id, change))
+
+
+async def handle_delete(request: web.Request) -> web.Response:
+    """DELETE one element: 204, then 404."""
+    await element_store.delete_element(_element_id(request))
+    return web.Response(status=204)
