@@ -27,6 +27,7 @@ preflight: venv ## Check that PostgreSQL and RabbitMQ answer.
 
 setup: preflight ## Create the database, apply migrations, declare the broker topology.
 	$(PY) -m results_service.migrate
+	$(PY) -m common.broker
 
 up: setup ## Set up, then run every service in the foreground (Ctrl-C stops them all).
 	$(PY) -m common.supervisor

@@ -31,6 +31,11 @@ class BaseServiceSettings(BaseSettings):
         default="dicom",
         description="Prefix of every exchange and queue name, so several deployments (or test runs) share a broker.",
     )
+    job_delivery_limit: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries of a message before the broker parks it (quorum `x-delivery-limit`); same everywhere.",
+    )
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
     results_url: str = Field(default="http://127.0.0.1:8081", description="Base URL of results_service.")
     ingest_url: str = Field(default="http://127.0.0.1:8082", description="Base URL of ingest_service.")

@@ -1,0 +1,297 @@
+"""RabbitMQ topology and the three ways services touch it: connect, publish (confirmed), consume.
+
+Every name starts with the settings' `amqp_prefix` (P):
+
+- exchange `P` (topic): jobs `job.standard` → quorum queue `P.jobs`, `job.large` → `P.jobs.large`;
+  results `result.<status>` → quorum queue `P.results`.
+- exchange `P.events` (fanout): status events → quorum queue `P.status` (results_service); each
+  gateway replica binds its own exclusive queue.
+- exchange `P.dlx` (fanout): whatever a quorum queue dead-letters (rejected without requeue, or
+  redelivered more than `job_delivery_limit` times) → `P.parked` (operators list and replay it)
+  and `P.deadletters` (results_service marks the instance failed). The original routing key
+  travels with the message, so a replay goes back where it came from.
+
+Declaring is idempotent, so every service declares the whole topology at start-up.
+`python -m common.broker` does the same for `make setup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from yarl import URL
+
+from common.logs import bind_correlation_id, current_correlation_id, get_logger
+from common.settings import BaseServiceSettings
+
+log = get_logger(__name__)
+
+CORRELATION_AMQP_HEADER = "x-correlation-id"
+JOB_STANDARD = "job.standard"
+JOB_LARGE = "job.large"
+RESULT_PATTERN = "result.#"
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[M, AbstractIncomingMessage], Awaitable[None]]
+
+
+class RejectMessage(Exception):
+    """Raised by a handler for a message that can never succeed: reject it to the dead-letter exchange."""
+
+
+@dataclass(frozen=True)
+class TopologyNames:
+    """The exchange and queue names of one deployment (or one test), derived from the prefix."""
+
+    prefix: str
+
+    @property
+    def exchange(self) -> str:
+        return self.prefix
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.prefix}.dlx"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}.jobs"
+
+    @property
+    def jobs_large(self) -> str:
+        return f"{self.prefix}.jobs.large"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}.results"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}.status"
+
+    @property
+    def parked(self) -> str:
+        return f"{self.prefix}.parked"
+
+    @property
+    def deadletters(self) -> str:
+        return f"{self.prefix}.deadletters"
+
+    @property
+    def exchanges(self) -> list[str]:
+        return [self.exchange, self.dlx, self.events]
+
+    @property
+    def queues(self) -> list[str]:
+        return [self.jobs, self.jobs_large, self.results, self.status, self.parked, self.deadletters]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Typed handles on the declared exchanges and queues."""
+
+    names: TopologyNames
+    exchange: AbstractExchange
+    dlx: AbstractExchange
+    events: AbstractExchange
+    jobs: AbstractQueue
+    jobs_large: AbstractQueue
+    results: AbstractQueue
+    status: AbstractQueue
+    parked: AbstractQueue
+    deadletters: AbstractQueue
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One service's broker resources: a robust connection, a confirming channel, the topology."""
+
+    connection: AbstractRobustConnection
+    channel: AbstractChannel
+    topology: Topology
+
+
+broker_key = web.AppKey("broker", Broker)
+
+
+async def connect(settings: BaseServiceSettings, name: str) -> AbstractRobustConnection:
+    """A robust connection (survives broker restarts) that shows up as `name` in the management UI."""
+    url = URL(settings.amqp_url).update_query(name=name)
+    return await aio_pika.connect_robust(str(url))
+
+
+async def open_channel(connection: AbstractRobustConnection, *, prefetch: int | None = None) -> AbstractChannel:
+    """A channel with publisher confirms whose publishes raise when a message cannot be routed."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    if prefetch is not None:
+        await channel.set_qos(prefetch_count=prefetch)
+    return channel
+
+
+async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettings) -> Topology:
+    """Declare every exchange, queue and binding (idempotent: same arguments every time)."""
+    names = TopologyNames(settings.amqp_prefix)
+    exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
+    events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.FANOUT, durable=True)
+    quorum: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.job_delivery_limit,
+        "x-dead-letter-exchange": names.dlx,
+    }
+    jobs = await channel.declare_queue(names.jobs, durable=True, arguments=quorum)
+    jobs_large = await channel.declare_queue(names.jobs_large, durable=True, arguments=quorum)
+    results = await channel.declare_queue(names.results, durable=True, arguments=quorum)
+    status = await channel.declare_queue(names.status, durable=True, arguments=quorum)
+    parked = await channel.declare_queue(names.parked, durable=True)
+    deadletters = await channel.declare_queue(names.deadletters, durable=True)
+    await jobs.bind(exchange, JOB_STANDARD)
+    await jobs_large.bind(exchange, JOB_LARGE)
+    await results.bind(exchange, RESULT_PATTERN)
+    await status.bind(events)
+    await parked.bind(dlx)
+    await deadletters.bind(dlx)
+    return Topology(names, exchange, dlx, events, jobs, jobs_large, results, status, parked, deadletters)
+
+
+async def delete_topology(channel: AbstractChannel, prefix: str) -> None:
+    """Remove every queue and exchange of `prefix` (tests and teardown only)."""
+    names = TopologyNames(prefix)
+    for queue in names.queues:
+        await channel.queue_delete(queue)
+    for exchange in names.exchanges:
+        await channel.exchange_delete(exchange)
+
+
+class Publishable(Protocol):
+    """A message model: every `common.messages.Message` subclass qualifies."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def model_dump_json(self) -> str: ...
+
+
+def to_amqp(model: Publishable, *, headers: dict[str, Any] | None = None) -> aio_pika.Message:
+    """A persistent JSON message carrying the current correlation id in its headers."""
+    all_headers: dict[str, Any] = dict(headers or {})
+    correlation_id = current_correlation_id()
+    if correlation_id is not None:
+        all_headers[CORRELATION_AMQP_HEADER] = correlation_id
+    return aio_pika.Message(
+        body=model.model_dump_json().encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=model.message_id,
+        type=model.kind,
+        headers=all_headers,
+    )
+
+
+async def publish(exchange: AbstractExchange, model: Publishable, routing_key: str) -> None:
+    """Publish a message model and wait for the broker's confirm (raises if nacked or unroutable)."""
+    await exchange.publish(to_amqp(model), routing_key=routing_key)
+
+
+def parse_message(message: AbstractIncomingMessage, model_cls: type[M]) -> M:
+    """The message body as `model_cls`; raise RejectMessage when it is not one (or not this version)."""
+    try:
+        return model_cls.model_validate_json(message.body)
+    except ValidationError as exc:
+        raise RejectMessage(f"not a valid {model_cls.__name__}: {exc.error_count()} error(s)") from exc
+
+
+async def handle_delivery(message: AbstractIncomingMessage, handler: Handler[M], model_cls: type[M]) -> None:
+    """Run one delivery through `handler` with the edge's rules.
+
+    Success acks (the handler returns only once its effect is durable; it may also ack itself).
+    RejectMessage and unparseable bodies reject without requeue, so the message goes to the DLX.
+    Any other exception rejects with requeue: the broker counts it against the delivery limit.
+    """
+    header = (message.headers or {}).get(CORRELATION_AMQP_HEADER)
+    bind_correlation_id(header if isinstance(header, str) else None)
+    async with message.process(requeue=True, ignore_processed=True):
+        try:
+            model = parse_message(message, model_cls)
+            await handler(model, message)
+        except RejectMessage as exc:
+            log.warning("message_rejected", message_id=message.message_id, type=message.type, reason=str(exc))
+            if not message.processed:
+                await message.reject(requeue=False)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:
+            log.exception("message_failed", message_id=message.message_id, type=message.type)
+            raise
+
+
+async def consume(queue: AbstractQueue, handler: Handler[M], model_cls: type[M]) -> str:
+    """Start consuming `queue`; every delivery goes through `handle_delivery`. Returns the consumer tag."""
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            await handle_delivery(message, handler, model_cls)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:  # already logged and rejected with requeue; keep the consumer alive
+            return
+
+    return await queue.consume(on_message)
+
+
+def broker_context(
+    settings: BaseServiceSettings, name: str, *, prefetch: int | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that connects, declares the topology, stores a Broker under `broker_key`."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        connection = await connect(settings, name)
+        try:
+            channel = await open_channel(connection, prefetch=prefetch)
+            topology = await declare_topology(channel, settings)
+            app[broker_key] = Broker(connection, channel, topology)
+            yield
+        finally:
+            await connection.close()
+
+    return context
+
+
+async def broker_ready(app: web.Application) -> None:
+    """Readiness check: the connection and channel are open."""
+    broker = app[broker_key]
+    if broker.connection.is_closed or broker.channel.is_closed:
+        raise ConnectionError("RabbitMQ connection is closed")
+
+
+async def _declare_from_environment() -> None:
+    settings = BaseServiceSettings()
+    connection = await connect(settings, "dicomflow-setup")
+    async with connection:
+        channel = await open_channel(connection)
+        topology = await declare_topology(channel, settings)
+    print(f"declared broker topology {topology.names.prefix!r}: {', '.join(topology.names.queues)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_declare_from_environment())
