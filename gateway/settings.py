@@ -16,3 +16,13 @@ class GatewaySettings(BaseServiceSettings):
         ge=1,
         description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
     )
+    upstream_connect_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds to connect to an upstream service before answering 503 (`UPSTREAM_CONNECT_TIMEOUT`).",
+    )
+    upstream_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a proxied request may take in all before answering 504 (`UPSTREAM_TIMEOUT`).",
+    )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from common.elements import ElementDataError, ElementFigures, summarise
 from common.problems import FieldError, Unprocessable
@@ -88,8 +89,8 @@ class ElementUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="ElementUpdate")
 
-    id: ElementId | None = Field(default=None, description="New id (a rename); it must not be taken.")
-    device_name: DeviceName | None = Field(default=None, validation_alias=_DEVICE_NAME_ALIASES)
+    id: ElementId | SkipJsonSchema[None] = Field(default=None, description="New id (a rename); it must not be taken.")
+    device_name: DeviceName | SkipJsonSchema[None] = Field(default=None, validation_alias=_DEVICE_NAME_ALIASES)
 
     @field_validator("id", "device_name", mode="before")
     @classmethod
