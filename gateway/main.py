@@ -5,10 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.web import make_app
+from gateway.proxy import client_session_context
+from gateway.routes import setup_routes
 from gateway.settings import GatewaySettings
 
 
 def init_app(settings: GatewaySettings) -> web.Application:
     """Build the gateway application from its settings."""
     app = make_app("gateway")
+    app.cleanup_ctx.append(
+        client_session_context(
+            connect_timeout=settings.upstream_connect_timeout, total_timeout=settings.upstream_timeout
+        )
+    )
+    setup_routes(app, settings)
     return app

@@ -7,7 +7,7 @@ that is too slow 504, both as problem+json, never a hang.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -169,3 +169,14 @@ def _translate(exc: BaseException, service: str, body: _LimitedBody | None) -> P
         return GatewayTimeout(f"{service} did not answer in time.")
     log.warning("upstream_failed", service=service, error=f"{type(exc).__name__}: {exc}")
     return BadGateway(f"{service} failed to answer: {type(exc).__name__}.")
+
+
+def forward_to(
+    base_url: str, *, service: str, timeout: aiohttp.ClientTimeout | None = None, max_body: int | None = None
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler that proxies every request it gets to `base_url` (see :func:`proxy`)."""
+
+    async def handle_forward(request: web.Request) -> web.StreamResponse:
+        return await proxy(request, base_url, service=service, timeout=timeout, max_body=max_body)
+
+    return handle_forward

@@ -1,0 +1,28 @@
+"""The route table of the gateway: what is served here and what is proxied where.
+
+Each public API adds its routes and declares its OpenAPI operations in `setup_routes`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from common.openapi import ApiSpec
+from common.schemas.elements_api import element_operations
+from gateway import docs
+from gateway.proxy import forward_to
+from gateway.settings import GatewaySettings
+
+
+def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
+    """Register every route and declare the documented operations."""
+    spec = ApiSpec("dicomflow", "0.1.0", "The public HTTP API of dicomflow. Errors are application/problem+json.")
+    app[docs.api_spec_key] = spec
+    app.router.add_get("/api/openapi.json", docs.handle_openapi)
+    app.router.add_get("/api/docs", docs.handle_docs)
+
+    # Elements: results_service answers every method (and the 405s) itself.
+    to_results = forward_to(settings.results_url, service="results_service", max_body=settings.elements_max_body)
+    for path in ("/api/elements", "/api/elements/", "/api/elements/{element_id}", "/api/elements/{element_id}/"):
+        app.router.add_route("*", path, to_results)
+    spec.add(element_operations())
