@@ -49,6 +49,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     log.info(
         "http_request",
+        service=service,
         method=request.method,
         path=request.path,
         client=request.remote,
@@ -80,6 +81,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     size = response.body_length if response.prepared else response.content_length
     log.info(
         "http_response",
+        service=service,
         method=request.method,
         path=request.path,
         status=response.status,
