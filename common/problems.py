@@ -36,16 +36,47 @@ class ProblemError(Exception):
 
     status: int = HTTPStatus.INTERNAL_SERVER_ERROR
 
-    def __init__(self, detail: str, *, status: int | None = None, errors: list[FieldError] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if status is not None:
             self.status = status
         self.errors = errors
+        self.headers = headers
 
 
 class BadRequest(ProblemError):
     status = HTTPStatus.BAD_REQUEST
+
+
+class Unauthorized(ProblemError):
+    """No valid credentials: answered with `WWW-Authenticate: Bearer` (RFC 6750)."""
+
+    status = HTTPStatus.UNAUTHORIZED
+
+    def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
+        challenge = 'Bearer realm="dicomflow"' + (f', error="{error}"' if error else "")
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ProblemError):
+    status = HTTPStatus.FORBIDDEN
+
+
+class TooManyRequests(ProblemError):
+    """A rate limit was hit; `Retry-After` says when to try again."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class NotFound(ProblemError):

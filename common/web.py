@@ -59,7 +59,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except ProblemError as exc:
         log.info("request_failed", status=exc.status, reason=exc.detail)
-        response = problem_response(exc.status, exc.detail, errors=exc.errors, instance=request.path)
+        response = problem_response(
+            exc.status, exc.detail, errors=exc.errors, instance=request.path, headers=exc.headers
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
