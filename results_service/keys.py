@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from results_service.passwords import Passwords
 from results_service.settings import ResultsSettings
 
 settings_key = web.AppKey("settings", ResultsSettings)
+passwords_key = web.AppKey("passwords", Passwords)

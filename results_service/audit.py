@@ -1,0 +1,121 @@
+"""The audit trail: append a record (`record_audit`), and the admin/internal HTTP handlers.
+
+Every read and write of patient data and every login appends one row to `audit_events`,
+which PostgreSQL keeps append-only. A handler that cannot write its audit row fails: an
+access that is not recorded must not happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+from tortoise.expressions import Q
+
+from common.bodies import read_model, validate
+from common.identity import Caller, caller_from_headers
+from common.logs import current_correlation_id
+from common.schemas.auth import AuditEventIn, AuditEventView, AuditPage, AuditQuery, Outcome
+from common.web import correlation_id_key
+from results_service.keys import settings_key
+from results_service.models.accounts import AuditEvent
+
+
+async def append_audit(event: AuditEventIn) -> int:
+    """Store one validated audit record; its id."""
+    row = await AuditEvent.create(**event.model_dump())
+    return int(row.id)
+
+
+async def record_audit(
+    request: web.Request | None,
+    action: str,
+    outcome: Outcome,
+    *,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    caller: Caller | None = None,
+    actor_email: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append an audit record for the current request (actor, correlation id and client taken from it).
+
+    For results_service handlers: `await record_audit(request, "instance.read", Outcome.SUCCESS,
+    resource_type="instance", resource_id=instance_id)`. `detail` must not hold patient data.
+    """
+    if caller is None and request is not None:
+        caller = caller_from_headers(request.headers)
+    correlation_id = request.get(correlation_id_key) if request is not None else None
+    client = (caller.client if caller else None) or (request.remote if request is not None else None)
+    event = AuditEventIn(
+        actor_id=(caller.user_id or None) if caller else None,
+        actor_email=actor_email or (caller.email if caller else None),
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+        correlation_id=correlation_id or current_correlation_id(),
+        client=client,
+        detail=detail or {},
+    )
+    return await append_audit(event)
+
+
+def _filters(query: AuditQuery) -> Q:
+    conditions = Q()
+    if query.actor:
+        try:
+            conditions &= Q(actor_id=str(uuid.UUID(query.actor)))
+        except ValueError:
+            conditions &= Q(actor_email=query.actor.strip().lower()) | Q(actor_id=query.actor)
+    if query.action:
+        conditions &= Q(action__startswith=query.action) if query.action.endswith(".") else Q(action=query.action)
+    if query.resource_type:
+        conditions &= Q(resource_type=query.resource_type)
+    if query.resource_id:
+        conditions &= Q(resource_id=query.resource_id)
+    if query.outcome:
+        conditions &= Q(outcome=query.outcome.value)
+    if query.since:
+        conditions &= Q(at__gte=query.since)
+    if query.until:
+        conditions &= Q(at__lt=query.until)
+    return conditions
+
+
+async def list_audit(query: AuditQuery) -> tuple[list[AuditEventView], int]:
+    """The page of records matching the filters, newest first, and how many match in total."""
+    selected = AuditEvent.filter(_filters(query))
+    total = await selected.count()
+    rows = await selected.order_by("-id").offset(query.offset).limit(query.limit)
+    items = [
+        AuditEventView.model_validate(
+            {field: getattr(row, field) for field in (*AuditEventIn.model_fields, "id", "at")}
+        )
+        for row in rows
+    ]
+    return items, total
+
+
+async def handle_list_audit(request: web.Request) -> web.Response:
+    """GET /api/audit (admins): filter by actor, action, resource, outcome and time range; paginated."""
+    caller = caller_from_headers(request.headers)
+    caller.require_admin()
+    query = validate(AuditQuery, dict(request.query), what="query")
+    items, total = await list_audit(query)
+    next_offset = query.offset + len(items)
+    next_link = None
+    if items and next_offset < total:
+        next_link = str(request.rel_url.update_query(limit=str(query.limit), offset=str(next_offset)))
+    await record_audit(request, "audit.read", Outcome.SUCCESS, resource_type="audit", detail={"count": len(items)})
+    page = AuditPage(items=items, total=total, limit=query.limit, offset=query.offset, next=next_link)
+    return web.json_response(text=page.model_dump_json())
+
+
+async def handle_append_audit(request: web.Request) -> web.Response:
+    """POST /internal/audit: another service (gateway, ingest) appends a record; 201 with its id."""
+    event = await read_model(request, AuditEventIn, max_bytes=request.app[settings_key].max_auth_body)
+    if event.correlation_id is None:
+        event = event.model_copy(update={"correlation_id": request.get(correlation_id_key)})
+    return web.json_response({"id": await append_audit(event)}, status=201)
