@@ -1,0 +1,101 @@
+"""Entry point of the `dicomflow` console script: parse, dispatch, and turn errors into exit codes.
+
+Errors never reach the user as a traceback: a known error (bad input, a missing file) is logged
+with its reason and exits 1; a usage error exits 2; anything unexpected is logged and exits 70;
+Ctrl-C exits 130. Logs go to stderr (console format on a terminal, JSON otherwise, or as
+LOG_FORMAT says), so stdout carries only the command's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+from common.logs import configure_logging, get_logger
+
+log = get_logger("dicomflow.cli")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SOFTWARE = 70
+EXIT_INTERRUPTED = 130
+COMMAND_MODULE_PREFIX = "cmd_"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors logged like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        log.error("usage_error", command=self.prog, reason=message)
+        raise SystemExit(EXIT_USAGE)
+
+
+def command_modules() -> list[ModuleType]:
+    """Every `common/cli/cmd_*.py` module, in name order."""
+    here = str(Path(__file__).resolve().parent)
+    names = sorted(info.name for info in pkgutil.iter_modules([here]) if info.name.startswith(COMMAND_MODULE_PREFIX))
+    return [importlib.import_module(f"{__package__}.{name}") for name in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = _Parser(prog="dicomflow", description="The exercises of the dicomflow brief, from a command line.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for module in command_modules():
+        module.register(subparsers)
+    return parser
+
+
+def configure_cli_logging() -> None:
+    """Structlog to stderr: console on a terminal, JSON otherwise; LOG_FORMAT and LOG_LEVEL override."""
+    fmt = os.environ.get("LOG_FORMAT", "").strip().lower() or ("console" if sys.stderr.isatty() else "json")
+    level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+    configure_logging(
+        "dicomflow",
+        level=level if level in _LEVELS else "INFO",
+        fmt="console" if fmt == "console" else "json",
+        stream=sys.stderr,
+    )
+    if fmt not in ("json", "console"):
+        log.warning("log_format_unknown", value=fmt, using="json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the process exit code."""
+    configure_cli_logging()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already logged
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()
+    except SystemExit as e:  # a usage error found by the command itself, already logged
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        log.warning("interrupted", command=args.command)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except (ValueError, OSError) as e:  # every domain error of the exercises is a ValueError with a reason
+        log.error("command_failed", command=args.command, error=type(e).__name__, reason=str(e))
+        return EXIT_ERROR
+    except Exception as e:  # the CLI's edge: a reason, never a traceback
+        log.error("command_crashed", command=args.command, error=type(e).__name__, reason=str(e))
+        return EXIT_SOFTWARE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
