@@ -10,6 +10,7 @@ from aiohttp import web
 from common.openapi import ApiSpec
 from common.schemas.elements_api import element_operations
 from gateway import docs
+from gateway.portal import add_portal_routes
 from gateway.proxy import forward_to
 from gateway.settings import GatewaySettings
 
@@ -26,3 +27,6 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     for path in ("/api/elements", "/api/elements/", "/api/elements/{element_id}", "/api/elements/{element_id}/"):
         app.router.add_route("*", path, to_results)
     spec.add(element_operations())
+
+    # The web portal (static files at `/`).
+    add_portal_routes(app)

@@ -1,0 +1,50 @@
+// Keeping a rendered list in step with the live feed: known instances change in place, unknown ones
+// (or a reconnect, after which events may have been missed) trigger one debounced re-read.
+
+import { announce, statusBadge } from "./dom.js";
+
+/**
+ * Watch the feed for a page. `cells` maps instance id → [{cell, label}] whose badge is replaced;
+ * `reload()` re-reads the page's data, for an unknown instance that `concerns(update)` the page.
+ * Returns the function that stops watching.
+ */
+export function watchStatuses(feed, { cells, reload, onChange = () => {}, concerns = () => true }) {
+  let timer = null;
+  const reloadSoon = () => {
+    clearTimeout(timer);
+    timer = setTimeout(reload, 300);
+  };
+  const onStatus = (event) => {
+    const update = event.detail;
+    const targets = cells.get(update.instance_id);
+    if (!targets) {
+      if (concerns(update)) reloadSoon();
+      return;
+    }
+    for (const { cell, label } of targets) {
+      cell.replaceChildren(statusBadge(update.status));
+      const row = cell.closest("tr");
+      if (row) row.dataset.status = update.status;
+      if (label) announce(`${label}: ${update.status}`);
+    }
+    onChange(update);
+  };
+  feed.addEventListener("status", onStatus);
+  feed.addEventListener("ready", reloadSoon);
+  return () => {
+    clearTimeout(timer);
+    feed.removeEventListener("status", onStatus);
+    feed.removeEventListener("ready", reloadSoon);
+  };
+}
+
+/** Previous/next paging controls for a {total, limit, offset} page; `go(offset)` shows another page. */
+export function pager(page, go, h) {
+  const from = page.total ? page.offset + 1 : 0;
+  const to = Math.min(page.offset + page.items.length, page.total);
+  const prev = h("button", { type: "button", class: "secondary", text: "Previous", disabled: page.offset <= 0 });
+  const next = h("button", { type: "button", class: "secondary", text: "Next", disabled: to >= page.total });
+  prev.addEventListener("click", () => go(Math.max(0, page.offset - page.limit)));
+  next.addEventListener("click", () => go(page.offset + page.limit));
+  return h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", { text: `${from}–${to} of ${page.total}` }), next);
+}
