@@ -1,0 +1,200 @@
+"""processor_service against the real RabbitMQ: jobs in, status events and confirmed results out."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from PIL import Image
+
+from common.blobs import BlobStore
+from common.broker import JOB_STANDARD, Topology, declare_topology, delete_topology, open_channel, publish
+from common.imaging import analyse
+from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from processor_service.main import init_app
+from processor_service.settings import ProcessorSettings
+
+LIMIT = 1
+StartProcessor = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def blob_dir(tmp_path: Path) -> Path:
+    return tmp_path / "blobs"
+
+
+@pytest.fixture
+def store(blob_dir: Path) -> BlobStore:
+    return BlobStore(blob_dir)
+
+
+@pytest.fixture
+async def channel(amqp_prefix: str) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1:5672/")
+    async with connection:
+        channel = await open_channel(connection)
+        yield channel
+        await delete_topology(channel, amqp_prefix)
+
+
+@pytest.fixture
+async def topology(channel: AbstractChannel, amqp_prefix: str) -> Topology:
+    return await declare_topology(channel, ProcessorSettings(amqp_prefix=amqp_prefix, job_delivery_limit=LIMIT))
+
+
+@pytest.fixture
+async def events(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
+    """A private queue on the status-events exchange, like a gateway replica's."""
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(topology.events)
+    return queue
+
+
+@pytest.fixture
+def start_processor(aiohttp_client: Any, amqp_prefix: str, blob_dir: Path, topology: Topology) -> StartProcessor:
+    async def start(**overrides: Any) -> Any:
+        fields: dict[str, Any] = {
+            "amqp_prefix": amqp_prefix,
+            "blob_dir": str(blob_dir),
+            "job_delivery_limit": LIMIT,
+            "processor_concurrency": 2,
+            "processor_job_timeout": 30.0,
+            "shutdown_timeout": 5.0,
+        }
+        fields.update(overrides)
+        return await aiohttp_client(init_app(ProcessorSettings(**fields)))
+
+    return start
+
+
+async def take(queue: AbstractQueue, expected: int, timeout: float = 20.0) -> list[AbstractIncomingMessage]:
+    """Ack and return `expected` messages from `queue`, then check it holds no more."""
+    taken: list[AbstractIncomingMessage] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(taken) < expected and asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False, timeout=5)
+        if message is None:
+            await asyncio.sleep(0.05)
+            continue
+        await message.ack()
+        taken.append(message)
+    assert len(taken) == expected, f"{queue.name}: {len(taken)} messages, expected {expected}"
+    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected} messages"
+    return taken
+
+
+def make_job(sha256: str, **overrides: Any) -> ProcessJob:
+    fields: dict[str, Any] = {
+        "instance_id": "inst-1",
+        "upload_id": "up-1",
+        "owner": "alice",
+        "sha256": sha256,
+        "size": 1,
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.7",
+        "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+    }
+    fields.update(overrides)
+    return ProcessJob.model_validate(fields)
+
+
+async def test_job_gives_a_processing_event_and_a_done_result_with_a_preview(
+    start_processor: StartProcessor, topology: Topology, events: AbstractQueue, store: BlobStore, samples_dir: Path
+) -> None:
+    data = (samples_dir / "sample-01-dicom.dcm").read_bytes()
+    sha256 = await store.put_bytes(data)
+    client = await start_processor()
+    assert (await client.get("/readyz")).status == 200
+    job = make_job(sha256)
+    await publish(topology.exchange, job, JOB_STANDARD)
+    [message] = await take(topology.results, 1)
+    assert message.routing_key == "result.done"
+    result = ProcessResult.model_validate_json(message.body)
+    assert (result.instance_id, result.upload_id, result.owner) == ("inst-1", "up-1", "alice")
+    assert result.status is InstanceStatus.DONE and result.reason is None
+    assert result.result is not None
+    expected = analyse(data, worker="x").result
+    assert result.result.original == expected.original
+    assert result.result.normalized == expected.normalized
+    assert result.result.histogram == expected.histogram
+    assert result.result.worker.endswith(f":{os.getpid()}")
+    assert result.result.preview_sha256 is not None
+    preview = Image.open(io.BytesIO(await store.read_bytes(result.result.preview_sha256)))
+    assert preview.format == "PNG" and max(preview.size) <= 256
+    [event] = await take(events, 1)
+    status = StatusEvent.model_validate_json(event.body)
+    assert (status.instance_id, status.status) == ("inst-1", InstanceStatus.PROCESSING)
+    await take(topology.jobs, 0)  # acked
+    await take(topology.parked, 0)
+
+
+async def test_missing_blob_is_a_failed_result_and_the_job_is_acked(
+    start_processor: StartProcessor, topology: Topology
+) -> None:
+    await start_processor()
+    await publish(topology.exchange, make_job("b" * 64), JOB_STANDARD)
+    [message] = await take(topology.results, 1)
+    assert message.routing_key == "result.failed"
+    result = ProcessResult.model_validate_json(message.body)
+    assert result.status is InstanceStatus.FAILED and result.result is None
+    assert result.reason is not None and "missing from the blob store" in result.reason
+    await take(topology.jobs, 0)
+    await take(topology.parked, 0)
+
+
+async def test_undecodable_pixel_data_is_a_failed_result_with_the_reason(
+    start_processor: StartProcessor, topology: Topology, store: BlobStore, samples_dir: Path
+) -> None:
+    data = (samples_dir / "sample-01-dicom.dcm").read_bytes()
+    sha256 = await store.put_bytes(data[: len(data) // 2])
+    await start_processor()
+    await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
+    [message] = await take(topology.results, 1)
+    result = ProcessResult.model_validate_json(message.body)
+    assert result.status is InstanceStatus.FAILED
+    assert result.reason
+    await take(topology.parked, 0)
+
+
+async def test_timed_out_job_is_retried_then_parked_without_a_result(
+    start_processor: StartProcessor, topology: Topology, events: AbstractQueue, store: BlobStore, samples_dir: Path
+) -> None:
+    sha256 = await store.put_bytes((samples_dir / "sample-02-dicom.dcm").read_bytes())
+    await start_processor(processor_job_timeout=0.01)
+    job = make_job(sha256)
+    await publish(topology.exchange, job, JOB_STANDARD)
+    [parked] = await take(topology.parked, 1)
+    assert ProcessJob.model_validate_json(parked.body) == job
+    assert parked.headers["x-death"][0]["reason"] == "delivery_limit"
+    await take(topology.results, 0)
+    processing = [StatusEvent.model_validate_json(m.body).status for m in await take(events, LIMIT + 1)]
+    assert processing == [InstanceStatus.PROCESSING] * (LIMIT + 1)
+
+
+async def test_large_jobs_are_consumed_when_configured(
+    start_processor: StartProcessor, topology: Topology, store: BlobStore, samples_dir: Path
+) -> None:
+    sha256 = await store.put_bytes((samples_dir / "sample-01-dicom.dcm").read_bytes())
+    await start_processor(processor_queues=["large"])
+    await publish(topology.exchange, make_job(sha256, instance_id="big"), "job.large")
+    [message] = await take(topology.results, 1)
+    assert ProcessResult.model_validate_json(message.body).instance_id == "big"
+
+
+async def test_stop_finishes_the_job_in_flight_before_closing(
+    start_processor: StartProcessor, topology: Topology, events: AbstractQueue, store: BlobStore, samples_dir: Path
+) -> None:
+    sha256 = await store.put_bytes((samples_dir / "sample-02-dicom.dcm").read_bytes())
+    client = await start_processor()
+    await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
+    await take(events, 1)  # the job has started
+    await client.close()
+    [message] = await take(topology.results, 1)
+    assert ProcessResult.model_validate_json(message.body).status is InstanceStatus.DONE
+    await take(topology.jobs, 0)
