@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,9 +157,10 @@ def summarise_dicom(path: str | os.PathLike[str], specs: Sequence[str | int | tu
 
 
 def text_value(dataset: pydicom.Dataset, keyword: str) -> str | None:
-    """A single-valued text attribute, or None when it is absent or empty."""
+    """A single-valued text attribute, or None when it is absent or empty; invalid values come back as written."""
     try:
-        value = dataset.get(keyword)
+        with _quiet_validation():
+            value = dataset.get(keyword)
     except (ValueError, TypeError, KeyError):
         return None
     text = str(value).strip() if value is not None else ""
@@ -193,10 +196,19 @@ def _read_tag(dataset: pydicom.Dataset, tag: BaseTag) -> TagValue:
         size = "undefined length (encapsulated)" if raw.length == 0xFFFFFFFF else f"{raw.length} bytes"
         return TagValue(label, keyword, name, raw.VR, present=True, value=f"<{size}, not loaded>")
     try:
-        element = dataset[tag]
+        with _quiet_validation():
+            element = dataset[tag]
     except (ValueError, TypeError, KeyError, OSError) as e:
         return TagValue(label, keyword, name, dictionary_vr, present=True, value=f"<unreadable: {e}>")
     return TagValue(label, keyword, name, element.VR, present=True, value=_json_value(element))
+
+
+@contextmanager
+def _quiet_validation() -> Iterator[None]:
+    """pydicom warns about values that break their VR; the caller reports those in its own words."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _json_value(element: DataElement) -> JsonValue:

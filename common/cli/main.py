@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -65,6 +66,7 @@ def configure_cli_logging() -> None:
         fmt="console" if fmt == "console" else "json",
         stream=sys.stderr,
     )
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # its value warnings are reported by us, in our words
     if fmt not in ("json", "console"):
         log.warning("log_format_unknown", value=fmt, using="json")
 
