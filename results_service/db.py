@@ -21,7 +21,7 @@ log = get_logger(__name__)
 
 # One Tortoise app per domain: models in `results_service/models/<label>.py`, migrations in
 # `results_service/migrations/<label>/`. A new domain adds its label here.
-MODEL_APPS: tuple[str, ...] = ("elements", "accounts")
+MODEL_APPS: tuple[str, ...] = ("elements", "accounts", "pipeline")
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
