@@ -26,3 +26,14 @@ class GatewaySettings(BaseServiceSettings):
         gt=0,
         description="Seconds a proxied request may take in all before answering 504 (`UPSTREAM_TIMEOUT`).",
     )
+    events_heartbeat: float = Field(
+        default=20.0, gt=0, description="Seconds between WebSocket pings on the live feed (`EVENTS_HEARTBEAT`)."
+    )
+    events_auth_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a feed socket may take to send its token (`EVENTS_AUTH_TIMEOUT`)."
+    )
+    events_token_recheck: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between re-checks of an open feed socket's token (`EVENTS_TOKEN_RECHECK`).",
+    )

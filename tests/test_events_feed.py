@@ -1,0 +1,269 @@
+"""The live status feed against the real RabbitMQ: replicas, per-owner delivery, admins, refusals, shutdown.
+
+Gateways here are the feed alone (`setup_events` on the shared app factory) with a token check
+that verifies the signature and expiry of real tokens (`common.tokens`); the full gateway with
+the API's own token check is covered by the browser test and `test_feed_uses_the_api_token_check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import pytest
+from aiohttp import WSMsgType, web
+from structlog.testing import capture_logs
+
+from common.broker import TopologyNames, publish
+from common.identity import Caller
+from common.messages import InstanceStatus, StatusEvent
+from common.problems import Unauthorized
+from common.tokens import InvalidToken, Role, issue_token, verify_token
+from common.web import make_app
+from gateway.events import CLOSE_UNAUTHORIZED, Authenticator, FeedSession, Subscriber, setup_events
+from gateway.settings import GatewaySettings
+
+SECRET = "events-test-secret-" + "x" * 40
+SETTINGS_SECRET = {"auth_secret": SECRET}
+
+
+async def check_token(_: web.Application, token: str) -> FeedSession:
+    try:
+        claims = verify_token(token, SECRET)
+    except InvalidToken as exc:
+        raise Unauthorized(str(exc)) from exc
+    return FeedSession(Caller(claims.sub, claims.role, claims.email), claims.exp)
+
+
+def token_for(user: str, role: Role = Role.USER, ttl: int = 600) -> str:
+    token, _ = issue_token(SECRET, user_id=user, email=f"{user}@example.org", role=role, ttl_seconds=ttl)
+    return token
+
+
+def event(owner: str, status: InstanceStatus = InstanceStatus.QUEUED, instance: str = "i1") -> StatusEvent:
+    return StatusEvent(instance_id=f"{owner}-{instance}", upload_id=f"{owner}-u", owner=owner, status=status)
+
+
+@pytest.fixture
+async def events_exchange(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    """The prefix's events exchange, as ingest/processor/results publish to it; deleted afterwards."""
+    connection = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1:5672/")
+    channel = await connection.channel(publisher_confirms=True)
+    name = TopologyNames(amqp_prefix).events
+    exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
+    yield exchange
+    await channel.exchange_delete(name)
+    await connection.close()
+
+
+GatewayFactory = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client: Any, amqp_prefix: str) -> GatewayFactory:
+    """A gateway replica (the feed on the shared app factory), started and bound to the events exchange."""
+
+    async def make(authenticate: Authenticator = check_token, **overrides: Any) -> Any:
+        settings = GatewaySettings(amqp_prefix=amqp_prefix, **{**SETTINGS_SECRET, **overrides})
+        app = make_app("gateway")
+        setup_events(app, settings, authenticate)
+        return await aiohttp_client(app)
+
+    return make
+
+
+async def open_feed(client: Any, token: str | None) -> Any:
+    """A socket authenticated with its first frame, after the server said `ready`."""
+    ws = await client.ws_connect("/api/events")
+    await ws.send_str(json.dumps({"type": "auth", "token": token}))
+    ready = await ws.receive_json(timeout=5)
+    assert ready["type"] == "ready"
+    return ws
+
+
+async def next_status(ws: Any) -> dict[str, Any]:
+    frame = await ws.receive_json(timeout=5)
+    assert frame["type"] == "status"
+    body: dict[str, Any] = frame["event"]
+    return body
+
+
+async def assert_closed_with(ws: Any, code: int) -> None:
+    message = await ws.receive(timeout=5)
+    assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING), message
+    assert ws.close_code == code
+
+
+async def test_every_replica_gets_every_event(make_gateway: GatewayFactory, events_exchange: Any) -> None:
+    first, second = await make_gateway(), await make_gateway()
+    on_first = await open_feed(first, token_for("alice"))
+    on_second = await open_feed(second, token_for("alice"))
+    sent = event("alice", InstanceStatus.DONE)
+    await publish(events_exchange, sent, "")
+    for ws in (on_first, on_second):
+        got = await next_status(ws)
+        assert got == {
+            "instance_id": "alice-i1",
+            "upload_id": "alice-u",
+            "owner": "alice",
+            "status": "done",
+            "reason": None,
+            "at": sent.created_at.isoformat(),
+        }
+
+
+async def test_a_user_receives_only_their_own_events(make_gateway: GatewayFactory, events_exchange: Any) -> None:
+    gateway = await make_gateway()
+    alice = await open_feed(gateway, token_for("alice"))
+    bob = await open_feed(gateway, token_for("bob"))
+    # Events arrive in order: if Bob's first event reached Alice, it would be the first thing she got.
+    await publish(events_exchange, event("bob", instance="b1"), "")
+    await publish(events_exchange, event("alice", instance="a1"), "")
+    await publish(events_exchange, event("bob", InstanceStatus.FAILED, instance="b2"), "")
+    assert (await next_status(alice))["instance_id"] == "alice-a1"
+    assert [(await next_status(bob))["instance_id"] for _ in range(2)] == ["bob-b1", "bob-b2"]
+    await publish(events_exchange, event("alice", InstanceStatus.DONE, instance="a1"), "")
+    assert (await next_status(alice))["status"] == "done"
+
+
+async def test_an_admin_receives_everyones_events(make_gateway: GatewayFactory, events_exchange: Any) -> None:
+    gateway = await make_gateway()
+    admin = await open_feed(gateway, token_for("root", Role.ADMIN))
+    for owner in ("alice", "bob", "carol"):
+        await publish(events_exchange, event(owner), "")
+    assert [(await next_status(admin))["owner"] for _ in range(3)] == ["alice", "bob", "carol"]
+
+
+async def test_a_bearer_header_on_the_upgrade_also_authenticates(
+    make_gateway: GatewayFactory, events_exchange: Any
+) -> None:
+    gateway = await make_gateway()
+    ws = await gateway.ws_connect("/api/events", headers={"Authorization": f"Bearer {token_for('alice')}"})
+    assert (await ws.receive_json(timeout=5)) == {"type": "ready", "user": "alice", "role": "user"}
+    await publish(events_exchange, event("alice"), "")
+    assert (await next_status(ws))["owner"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "first_frame",
+    [
+        json.dumps({"type": "auth", "token": "not-a-token"}),
+        json.dumps(
+            {
+                "type": "auth",
+                "token": issue_token(
+                    "another-secret-" + "y" * 40,
+                    user_id="alice",
+                    email="a@example.org",
+                    role=Role.ADMIN,
+                    ttl_seconds=600,
+                )[0],
+            }
+        ),
+        json.dumps({"type": "auth", "token": token_for("alice", ttl=-60)}),
+        json.dumps({"type": "hello"}),
+        "not json",
+    ],
+    ids=["garbage", "forged", "expired", "no-token", "not-json"],
+)
+async def test_a_socket_without_a_good_token_is_closed_unheard(
+    make_gateway: GatewayFactory, events_exchange: Any, first_frame: str
+) -> None:
+    gateway = await make_gateway()
+    ws = await gateway.ws_connect("/api/events")
+    await ws.send_str(first_frame)
+    await assert_closed_with(ws, CLOSE_UNAUTHORIZED)
+
+
+async def test_a_silent_socket_is_closed_after_the_auth_timeout(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(events_auth_timeout=0.3)
+    ws = await gateway.ws_connect("/api/events")
+    await assert_closed_with(ws, CLOSE_UNAUTHORIZED)
+
+
+async def test_a_bad_bearer_header_is_refused_before_the_upgrade(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway()
+    response = await gateway.get(
+        "/api/events",
+        headers={
+            "Authorization": "Bearer forged",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert response.status == 401
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_a_plain_get_is_told_to_use_a_websocket(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway()
+    response = await gateway.get("/api/events")
+    assert response.status == 426
+    assert "WebSocket" in (await response.json())["detail"]
+
+
+async def test_the_socket_closes_when_its_token_expires(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway()
+    ws = await open_feed(gateway, token_for("alice", ttl=2))
+    started = datetime.now(UTC)
+    await assert_closed_with(ws, CLOSE_UNAUTHORIZED)
+    assert (datetime.now(UTC) - started).total_seconds() < 4
+
+
+async def test_a_revoked_token_closes_the_socket_at_the_next_check(make_gateway: GatewayFactory) -> None:
+    revoked: set[str] = set()
+
+    async def check_revocable(app: web.Application, token: str) -> FeedSession:
+        if token in revoked:
+            raise Unauthorized("the token has been revoked")
+        return await check_token(app, token)
+
+    gateway = await make_gateway(check_revocable, events_token_recheck=0.3)
+    token = token_for("alice")
+    ws = await open_feed(gateway, token)
+    revoked.add(token)
+    await assert_closed_with(ws, CLOSE_UNAUTHORIZED)
+
+
+async def test_shutdown_closes_every_socket_cleanly(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway()
+    sockets = [await open_feed(gateway, token_for(user)) for user in ("alice", "bob")]
+    # Clients are listening (as a browser always is) when the server goes away.
+    listening = [asyncio.create_task(ws.receive(timeout=5)) for ws in sockets]
+    await asyncio.wait_for(gateway.server.close(), timeout=5)
+    for ws, received in zip(sockets, listening, strict=True):
+        message = await received
+        assert message.type is WSMsgType.CLOSE
+        assert (message.data, message.extra) == (1001, "server shutdown")
+        assert ws.close_code == 1001
+
+
+async def test_no_token_appears_in_the_logs(make_gateway: GatewayFactory, events_exchange: Any) -> None:
+    gateway = await make_gateway()
+    good, bad = token_for("alice"), "forged." + "z" * 30
+    with capture_logs() as logs:
+        ws = await open_feed(gateway, good)
+        await publish(events_exchange, event("alice"), "")
+        await next_status(ws)
+        refused = await gateway.ws_connect(f"/api/events?token={bad}")
+        await refused.send_str(json.dumps({"type": "auth", "token": bad}))
+        await assert_closed_with(refused, CLOSE_UNAUTHORIZED)
+    text = json.dumps(logs, default=str)
+    assert "events_connected" in text and "events_auth_refused" in text
+    assert good not in text and bad not in text
+
+
+def test_a_client_that_cannot_keep_up_is_marked_for_closing() -> None:
+    subscriber = Subscriber(FeedSession(Caller("alice")), "token", web.WebSocketResponse())
+    for _ in range(subscriber.outbox.maxsize):
+        subscriber.offer("{}")
+    assert not subscriber.overflowed
+    subscriber.offer("{}")
+    assert subscriber.overflowed
