@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiohttp import web
 from tortoise import Tortoise
+from tortoise.connection import get_connections
 
 from common.logs import get_logger
 
@@ -104,9 +105,14 @@ def tortoise_context(database_url: str) -> Any:
 
     async def tortoise_ctx(app: web.Application) -> AsyncIterator[None]:
         await Tortoise.init(config=tortoise_config(database_url))
+        # Tortoise keeps its clients in a contextvar; the cleanup may run in another context
+        # (pytest-asyncio fixture teardown), where close_connections() would not see them.
+        clients = get_connections().all()
         try:
             yield
         finally:
+            for client in clients:
+                await client.close()
             await Tortoise.close_connections()
 
     return tortoise_ctx
