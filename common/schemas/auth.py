@@ -20,7 +20,7 @@ PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 # Keys an audit detail may never hold: patient data and credentials.
 FORBIDDEN_DETAIL_KEYS = frozenset(
-    {"patient_name", "patient_id", "patient_birth_date", "password", "token", "access_token", "authorization"}
+    {"patientname", "patientid", "patientbirthdate", "password", "token", "accesstoken", "authorization"}
 )
 
 
@@ -133,7 +133,7 @@ class LogoutRequest(BaseModel):
 
 
 def _clean_detail(detail: dict[str, Any]) -> dict[str, Any]:
-    bad = sorted(key for key in detail if key.lower() in FORBIDDEN_DETAIL_KEYS)
+    bad = sorted(key for key in detail if key.lower().replace("_", "").replace("-", "") in FORBIDDEN_DETAIL_KEYS)
     if bad:
         raise ValueError(f"audit details must not hold patient data or credentials: {', '.join(bad)}")
     return detail
