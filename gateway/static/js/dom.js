@@ -66,7 +66,7 @@ export function formatNumber(value, digits = 4) {
   if (value === null || value === undefined) return "–";
   const number = Number(value);
   if (!Number.isFinite(number)) return String(value);
-  return Number.isInteger(number) ? number.toLocaleString() : number.toPrecision(digits);
+  return Number.isInteger(number) ? number.toLocaleString() : number.toLocaleString(undefined, { maximumSignificantDigits: digits });
 }
 
 /** A status badge; `data-status` carries the machine value that tests and styles use. */

@@ -106,7 +106,12 @@ function buildPage(feed) {
     start.disabled = busy || !rows.some((row) => !row.sent);
     clear.disabled = busy || !rows.length;
     cancel.hidden = !busy;
-    if (!busy) overallText.textContent = rows.length ? `${rows.length} file(s), ${formatBytes(total)}` : "Nothing selected.";
+    return total;
+  }
+
+  function describeSelection() {
+    const total = refresh();
+    overallText.textContent = rows.length ? `${rows.length} file(s), ${formatBytes(total)}` : "Nothing selected.";
   }
 
   function add(files) {
@@ -117,8 +122,9 @@ function buildPage(feed) {
       rows.push(row);
       tbody.append(fileRow(row));
     }
+    overall.value = 0;
+    describeSelection();
     announce(`${rows.length} file(s) ready to upload.`);
-    refresh();
   }
 
   async function send() {
@@ -209,7 +215,7 @@ function buildPage(feed) {
     rowsByInstance.clear();
     tbody.replaceChildren();
     overall.value = 0;
-    refresh();
+    describeSelection();
   });
   feed.addEventListener("status", onStatus);
 
