@@ -170,6 +170,8 @@ def process_elements(
             if on_worker_start is not None:
                 on_worker_start(key)
             results[index] = _process_one(key, element, shared_log, emit)
+        except Exception as e:  # a thread's edge: one broken element must not stop the others
+            results[index] = _failed(key, element, f"unexpected {type(e).__name__}: {e}", shared_log, emit)
         finally:
             finished.put(threading.current_thread())
 
@@ -185,11 +187,7 @@ def process_elements(
     while alive:
         finished.get().join()
         alive -= 1
-    lost = "the worker thread ended without a result"
-    return [
-        result if result is not None else ElementResult(key, _text(element, "id"), None, "", error=lost)
-        for result, (key, element) in zip(results, items, strict=True)
-    ], peak
+    return [result for result in results if result is not None], peak
 
 
 def _process_one(key: str, element: object, shared_log: SharedLog, emit: Emit | None) -> ElementResult:
@@ -201,22 +199,25 @@ def _process_one(key: str, element: object, shared_log: SharedLog, emit: Emit | 
     try:
         figures = summarise(_data_of(element))
     except ElementDataError as e:
-        reason = str(e)
-    except Exception as e:  # a thread's edge: one broken element must not stop the others
-        reason = f"unexpected {type(e).__name__}: {e}"
-    else:
-        shared_log.write("element_processed", key=key, id=element_id, deviceName=device, **asdict(figures))
-        if emit is not None:
-            emit(
-                f"[{thread}] element {key}: id {element_id}, size {figures.data_size}, "
-                f"average before {figures.average_before:.6f}, after {figures.average_after:.6f}"
-            )
-        return ElementResult(key, element_id, device, thread, figures=figures)
+        return _failed(key, element, str(e), shared_log, emit)
+    shared_log.write("element_processed", key=key, id=element_id, deviceName=device, **asdict(figures))
+    if emit is not None:
+        emit(
+            f"[{thread}] element {key}: id {element_id}, size {figures.data_size}, "
+            f"average before {figures.average_before:.6f}, after {figures.average_after:.6f}"
+        )
+    return ElementResult(key, element_id, device, thread, figures=figures)
+
+
+def _failed(key: str, element: object, reason: str, shared_log: SharedLog, emit: Emit | None) -> ElementResult:
+    """Record an element that could not be processed: shared log, structlog, and the printed line."""
+    thread = threading.current_thread().name
+    element_id = _text(element, "id")
     shared_log.write("element_failed", key=key, id=element_id, reason=reason)
     log.warning("element_failed", key=key, id=element_id, reason=reason)
     if emit is not None:
         emit(f"[{thread}] element {key}: failed: {reason}")
-    return ElementResult(key, element_id, device, thread, error=reason)
+    return ElementResult(key, element_id, _text(element, "deviceName"), thread, error=reason)
 
 
 def _data_of(element: object) -> object:
