@@ -69,6 +69,13 @@ export function formatNumber(value, digits = 4) {
   return Number.isInteger(number) ? number.toLocaleString() : number.toLocaleString(undefined, { maximumSignificantDigits: digits });
 }
 
+const RANKS = { received: 0, queued: 1, processing: 2, done: 3, failed: 3 };
+
+/** Position of an instance status in its lifecycle (statuses only move forward; -1 for none). */
+export function statusRank(status) {
+  return status in RANKS ? RANKS[status] : -1;
+}
+
 /** A status badge; `data-status` carries the machine value that tests and styles use. */
 export function statusBadge(status) {
   return h("span", { class: "badge", "data-status": status || "unknown", text: status || "–" });

@@ -1,7 +1,7 @@
 // Keeping a rendered list in step with the live feed: known instances change in place, unknown ones
 // (or a reconnect, after which events may have been missed) trigger one debounced re-read.
 
-import { announce, statusBadge } from "./dom.js";
+import { announce, statusBadge, statusRank } from "./dom.js";
 
 /**
  * Watch the feed for a page. `cells` maps instance id → [{cell, label}] whose badge is replaced;
@@ -22,8 +22,10 @@ export function watchStatuses(feed, { cells, reload, onChange = () => {}, concer
       return;
     }
     for (const { cell, label } of targets) {
-      cell.replaceChildren(statusBadge(update.status));
       const row = cell.closest("tr");
+      // Statuses only move forward; a late event never takes a row back.
+      if (row && statusRank(update.status) <= statusRank(row.dataset.status)) continue;
+      cell.replaceChildren(statusBadge(update.status));
       if (row) row.dataset.status = update.status;
       if (label) announce(`${label}: ${update.status}`);
     }

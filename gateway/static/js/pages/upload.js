@@ -1,8 +1,8 @@
 // Upload files or whole folders: drag and drop or pickers, a progress bar per file and overall,
 // the outcome of each file from the 202 answer, then its processing status live from the feed.
 
-import { uploadFiles } from "../api.js";
-import { announce, errorBox, formatBytes, h, heading, statusBadge } from "../dom.js";
+import { api, uploadFiles } from "../api.js";
+import { announce, errorBox, formatBytes, h, heading, statusBadge, statusRank } from "../dom.js";
 import { filesFromDataTransfer, filesFromList } from "../files.js";
 
 // One request carries at most this much, so a huge folder goes up as several uploads.
@@ -14,13 +14,13 @@ function batchesOf(rows) {
   let current = [];
   let bytes = 0;
   for (const row of rows) {
-    if (current.length && (current.length >= BATCH_FILES || bytes + row.file.size > BATCH_BYTES)) {
+    if (current.length && (current.length >= BATCH_FILES || bytes + row.size > BATCH_BYTES)) {
       batches.push(current);
       current = [];
       bytes = 0;
     }
     current.push(row);
-    bytes += row.file.size;
+    bytes += row.size;
   }
   if (current.length) batches.push(current);
   return batches;
@@ -34,29 +34,12 @@ function fileRow(row) {
     "tr",
     { dataset: { file: row.name } },
     h("td", { "data-label": "File", class: "name" }, row.name),
-    h("td", { "data-label": "Size", text: formatBytes(row.file.size) }),
+    h("td", { "data-label": "Size", text: row.size === null ? "–" : formatBytes(row.size) }),
     h("td", { "data-label": "Sent" }, row.progress),
     h("td", { "data-label": "Outcome" }, row.outcome),
     h("td", { "data-label": "Status" }, row.status),
   );
   return row.tr;
-}
-
-function showOutcome(row, file) {
-  const outcome = file.status || file.outcome || "unknown";
-  row.tr.dataset.outcome = outcome;
-  row.outcome.replaceChildren(statusBadge(outcome), file.reason ? h("span", { class: "reason", text: ` ${file.reason}` }) : "");
-  row.instanceId = file.instance_id || null;
-  if (row.instanceId) {
-    row.tr.dataset.instance = row.instanceId;
-    showStatus(row, file.instance_status || (outcome === "rejected" ? null : "queued"));
-  }
-}
-
-function showStatus(row, status) {
-  if (!status) return;
-  row.tr.dataset.status = status;
-  row.status.replaceChildren(h("a", { href: `#/instances/${row.instanceId}` }, statusBadge(status)));
 }
 
 // The page lives across navigations (an upload keeps going while you look elsewhere) until log-out.
@@ -77,6 +60,8 @@ function buildPage(feed) {
   let busy = false;
   let current = null;
   const rowsByInstance = new Map();
+  // Events can overtake the 202 answer (a small file may be done before the browser reads it).
+  const latest = new Map();
 
   const filePicker = h("input", { id: "pick-files", type: "file", multiple: true, class: "visually-hidden" });
   const folderPicker = h("input", { id: "pick-folder", type: "file", webkitdirectory: true, class: "visually-hidden" });
@@ -102,23 +87,22 @@ function buildPage(feed) {
   );
 
   function refresh() {
-    const total = rows.reduce((sum, row) => sum + row.file.size, 0);
     start.disabled = busy || !rows.some((row) => !row.sent);
     clear.disabled = busy || !rows.length;
     cancel.hidden = !busy;
-    return total;
   }
 
   function describeSelection() {
-    const total = refresh();
+    refresh();
+    const total = rows.reduce((sum, row) => sum + (row.size || 0), 0);
     overallText.textContent = rows.length ? `${rows.length} file(s), ${formatBytes(total)}` : "Nothing selected.";
   }
 
   function add(files) {
     if (busy) return;
     for (const { file, name } of files) {
-      if (rows.some((row) => row.name === name && row.file.size === file.size && !row.sent)) continue;
-      const row = { file, name, sent: false };
+      if (rows.some((row) => row.name === name && row.size === file.size && !row.sent)) continue;
+      const row = { file, name, size: file.size, sent: false };
       rows.push(row);
       tbody.append(fileRow(row));
     }
@@ -127,41 +111,86 @@ function buildPage(feed) {
     announce(`${rows.length} file(s) ready to upload.`);
   }
 
+  /** Show a status unless the row already shows a later one (events and answers may cross). */
+  function showStatus(row, status) {
+    if (!status || statusRank(status) <= statusRank(row.tr.dataset.status)) return false;
+    row.tr.dataset.status = status;
+    row.status.replaceChildren(h("a", { href: `#/instances/${row.instanceId}` }, statusBadge(status)));
+    return true;
+  }
+
+  async function showOutcome(row, file) {
+    const outcome = file.status || "unknown";
+    row.tr.dataset.outcome = outcome;
+    row.outcome.replaceChildren(statusBadge(outcome), file.reason ? h("span", { class: "reason", text: ` ${file.reason}` }) : "");
+    row.instanceId = file.instance_id || null;
+    if (!row.instanceId) return;
+    row.tr.dataset.instance = row.instanceId;
+    rowsByInstance.set(row.instanceId, [...(rowsByInstance.get(row.instanceId) || []), row]);
+    // A new file was queued before the 202 was sent; a duplicate is wherever its first copy is.
+    if (outcome === "accepted") showStatus(row, "queued");
+    showStatus(row, latest.get(row.instanceId));
+    if (outcome === "duplicate") {
+      try {
+        showStatus(row, (await api(`/api/instances/${encodeURIComponent(row.instanceId)}`)).status);
+      } catch {
+        // The link still leads to the instance; its page says what is wrong.
+      }
+    }
+  }
+
+  /** Match the answer to the files sent: one entry per file, unless archives were unpacked into many. */
+  function applyReceipt(batch, receipt) {
+    const files = Array.isArray(receipt.files) ? receipt.files : [];
+    if (files.length === batch.length) {
+      batch.forEach((row, position) => showOutcome(row, files[position]));
+      return;
+    }
+    for (const row of batch) {
+      row.outcome.replaceChildren(h("span", { class: "reason", text: "unpacked; see the files below" }));
+      row.tr.dataset.outcome = "unpacked";
+    }
+    for (const file of files) {
+      const row = { file: null, name: file.name, size: null, sent: true };
+      rows.push(row);
+      tbody.append(fileRow(row));
+      row.progress.value = 100;
+      showOutcome(row, file);
+    }
+  }
+
   async function send() {
     const pending = rows.filter((row) => !row.sent);
-    const totalBytes = pending.reduce((sum, row) => sum + row.file.size, 0) || 1;
+    const totalBytes = pending.reduce((sum, row) => sum + row.size, 0) || 1;
     let doneBytes = 0;
     busy = true;
     message.replaceChildren();
     refresh();
     try {
       for (const batch of batchesOf(pending)) {
-        const batchBytes = batch.reduce((sum, row) => sum + row.file.size, 0);
+        const batchBytes = batch.reduce((sum, row) => sum + row.size, 0);
         for (const row of batch) row.outcome.textContent = "sending";
         current = uploadFiles(batch, {
           onProgress(loaded, total) {
             // The multipart body sends the files in order, so bytes sent map onto files.
             let sent = (loaded / total) * batchBytes;
             for (const row of batch) {
-              const part = Math.max(0, Math.min(row.file.size, sent));
-              row.progress.value = row.file.size ? (100 * part) / row.file.size : 100;
-              sent -= row.file.size;
+              const part = Math.max(0, Math.min(row.size, sent));
+              row.progress.value = row.size ? (100 * part) / row.size : 100;
+              sent -= row.size;
             }
             const fraction = (doneBytes + (loaded / total) * batchBytes) / totalBytes;
             overall.value = 100 * fraction;
             overallText.textContent = `${Math.round(100 * fraction)} % sent`;
           },
         });
-        const answer = await current.promise;
+        const receipt = await current.promise;
         doneBytes += batchBytes;
-        const files = Array.isArray(answer.files) ? answer.files : [];
-        batch.forEach((row, position) => {
+        for (const row of batch) {
           row.sent = true;
           row.progress.value = 100;
-          const file = files.find((f) => f.index === position) || files[position] || {};
-          showOutcome(row, file);
-          if (row.instanceId) rowsByInstance.set(row.instanceId, [...(rowsByInstance.get(row.instanceId) || []), row]);
-        });
+        }
+        applyReceipt(batch, receipt);
       }
       overall.value = 100;
       const rejected = rows.filter((row) => row.tr.dataset.outcome === "rejected").length;
@@ -180,9 +209,9 @@ function buildPage(feed) {
 
   function onStatus(event) {
     const update = event.detail;
+    if (statusRank(update.status) > statusRank(latest.get(update.instance_id))) latest.set(update.instance_id, update.status);
     for (const row of rowsByInstance.get(update.instance_id) || []) {
-      showStatus(row, update.status);
-      announce(`${row.name}: ${update.status}`);
+      if (showStatus(row, update.status)) announce(`${row.name}: ${update.status}`);
     }
   }
 
@@ -220,34 +249,30 @@ function buildPage(feed) {
   feed.addEventListener("status", onStatus);
 
   const section = h(
-      "section",
-      { class: "page upload" },
-      heading("Upload"),
-      zone,
+    "section",
+    { class: "page upload" },
+    heading("Upload"),
+    zone,
+    h(
+      "div",
+      { class: "overall" },
+      h("label", { for: "overall-progress", text: "Overall" }),
+      overall,
+      h("span", { "aria-live": "polite" }, overallText),
+    ),
+    h("div", { class: "actions" }, start, cancel, clear),
+    message,
+    h(
+      "div",
+      { class: "table-wrap" },
       h(
-        "div",
-        { class: "overall" },
-        h("label", { for: "overall-progress", text: "Overall" }),
-        overall,
-        h("span", { "aria-live": "polite" }, overallText),
+        "table",
+        { id: "upload-files" },
+        h("caption", { text: "Files of this upload" }),
+        h("thead", {}, h("tr", {}, ["File", "Size", "Sent", "Outcome", "Status"].map((label) => h("th", { scope: "col", text: label })))),
+        tbody,
       ),
-      h("div", { class: "actions" }, start, cancel, clear),
-      message,
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          { id: "upload-files" },
-          h("caption", { text: "Files of this upload" }),
-          h(
-            "thead",
-            {},
-            h("tr", {}, ["File", "Size", "Sent", "Outcome", "Status"].map((label) => h("th", { scope: "col", text: label }))),
-          ),
-          tbody,
-        ),
-      ),
+    ),
   );
   return {
     section,
