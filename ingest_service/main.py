@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
 from aiohttp import web
 
-from common.web import make_app
+from common.blobs import BlobStore
+from common.broker import broker_context, broker_ready
+from common.logs import get_logger
+from common.web import make_app, readiness_checks_key
+from ingest_service.intake import QueuedInstances
+from ingest_service.keys import blob_store_key, client_session_key, queued_key, settings_key
+from ingest_service.routes import setup_routes
 from ingest_service.settings import IngestSettings
+
+log = get_logger(__name__)
+
+
+async def blob_store_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the blob store; staged files left by a crash are swept once at start-up."""
+    store = BlobStore(Path(app[settings_key].blob_dir))
+    swept = store.sweep_tmp()
+    if swept:
+        log.info("staged_files_swept", count=swept)
+    app[blob_store_key] = store
+    yield
+
+
+async def client_session_context(app: web.Application) -> AsyncIterator[None]:
+    """One HTTP client session (connection pool) for the calls to results_service."""
+    async with aiohttp.ClientSession() as session:
+        app[client_session_key] = session
+        yield
+
+
+async def results_ready(app: web.Application) -> None:
+    """Readiness check: results_service answers its health route."""
+    url = f"{app[settings_key].results_url.rstrip('/')}/healthz"
+    async with app[client_session_key].get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+        if response.status != 200:
+            raise ConnectionError(f"results_service answered {response.status}")
 
 
 def init_app(settings: IngestSettings) -> web.Application:
     """Build the ingest_service application from its settings."""
     app = make_app("ingest_service")
+    app[settings_key] = settings
+    app[queued_key] = QueuedInstances()
+    app.cleanup_ctx.append(blob_store_context)
+    app.cleanup_ctx.append(client_session_context)
+    app.cleanup_ctx.append(broker_context(settings, "ingest_service"))
+    app[readiness_checks_key].extend([broker_ready, results_ready])
+    setup_routes(app)
     return app

@@ -6,8 +6,37 @@ from pydantic import Field
 
 from common.settings import BaseServiceSettings
 
+GIB = 1024**3
+MIB = 1024**2
+
 
 class IngestSettings(BaseServiceSettings):
     """Settings of ingest_service."""
 
     ingest_port: int = Field(default=8082, ge=1, le=65535, description="TCP port of ingest_service (`INGEST_PORT`).")
+    upload_max_bytes: int = Field(
+        default=4 * GIB,
+        ge=1,
+        description="Largest upload body, in bytes; more is refused with 413 (`UPLOAD_MAX_BYTES`).",
+    )
+    zip_max_entries: int = Field(
+        default=10_000, ge=1, description="Most entries a zip upload may hold (`ZIP_MAX_ENTRIES`)."
+    )
+    zip_max_total_bytes: int = Field(
+        default=16 * GIB,
+        ge=1,
+        description="Largest total uncompressed size of a zip upload's entries, in bytes (`ZIP_MAX_TOTAL_BYTES`).",
+    )
+    zip_max_ratio: float = Field(
+        default=100.0,
+        gt=1,
+        description="Largest expansion ratio of one zip entry; more is rejected as a bomb (`ZIP_MAX_RATIO`).",
+    )
+    large_job_bytes: int = Field(
+        default=256 * MIB,
+        ge=1,
+        description="Files larger than this go to the large-jobs queue (`LARGE_JOB_BYTES`).",
+    )
+    results_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for results_service to register a file (`RESULTS_TIMEOUT`)."
+    )

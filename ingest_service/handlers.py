@@ -1,0 +1,94 @@
+"""`POST /upload`: stream the body's files through the intake and answer with one outcome per file."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator
+
+from aiohttp import web
+
+from common.broker import broker_key
+from common.identity import caller_from_headers
+from common.logs import get_logger
+from common.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
+from common.schemas.uploads import UploadReceipt
+from ingest_service.archives import zip_files
+from ingest_service.intake import Intake
+from ingest_service.keys import blob_store_key, client_session_key, queued_key, settings_key
+from ingest_service.parts import (
+    DICOM_TYPE,
+    BodyMeter,
+    IncomingFile,
+    body_chunks,
+    multipart_files,
+    related_type_is_dicom,
+    single_file,
+)
+
+log = get_logger(__name__)
+
+ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed"})
+ACCEPTED_TYPES = (
+    'application/dicom, multipart/form-data, multipart/related; type="application/dicom", or application/zip'
+)
+
+
+def _files_of(request: web.Request, meter: BodyMeter) -> AsyncGenerator[IncomingFile, None]:
+    """The source of files for this body's content type; 415 for any other type."""
+    content_type = request.content_type
+    if content_type == DICOM_TYPE:
+        return single_file(request, meter)
+    if content_type == "multipart/form-data":
+        return multipart_files(request, meter)
+    if content_type == "multipart/related":
+        if not related_type_is_dicom(request):
+            raise UnsupportedMediaType('multipart/related uploads must declare type="application/dicom".')
+        return multipart_files(request, meter)
+    if content_type in ZIP_TYPES:
+        app = request.app
+        return zip_files(body_chunks(request), meter, app[blob_store_key], app[settings_key])
+    raise UnsupportedMediaType(f"Send {ACCEPTED_TYPES}, not {content_type!r}.")
+
+
+def _check_length(request: web.Request, limit: int) -> None:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"The upload is {length} bytes; the limit is {limit}.")
+    if length == 0:
+        raise BadRequest("The body is empty.")
+
+
+async def handle_upload(request: web.Request) -> web.Response:
+    """Take every file of the body; 202 with one outcome per file, or a problem naming the files already taken."""
+    app = request.app
+    settings = app[settings_key]
+    _check_length(request, settings.upload_max_bytes)
+    meter = BodyMeter(settings.upload_max_bytes)
+    files = _files_of(request, meter)
+    intake = Intake(
+        settings=settings,
+        store=app[blob_store_key],
+        topology=app[broker_key].topology,
+        session=app[client_session_key],
+        queued=app[queued_key],
+        upload_id=uuid.uuid4().hex,
+        owner=caller_from_headers(request.headers).user_id,
+    )
+    try:
+        async with contextlib.aclosing(files):
+            async for incoming in files:
+                await intake.take(incoming)
+        if not intake.files:
+            raise BadRequest("The body holds no files.")
+    except ProblemError as exc:
+        log.info("upload_stopped", upload_id=intake.upload_id, status=exc.status, taken=len(intake.files))
+        return problem_response(
+            exc.status,
+            exc.detail,
+            instance=request.path,
+            upload_id=intake.upload_id,
+            files=[f.model_dump(mode="json") for f in intake.files],
+        )
+    receipt = UploadReceipt(upload_id=intake.upload_id, files=intake.files)
+    return web.json_response(receipt.model_dump(mode="json"), status=202)

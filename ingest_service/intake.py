@@ -1,0 +1,181 @@
+"""Take one file of an upload: stage while hashing, validate, store, register, queue — then report it.
+
+A file is `accepted` only once its job is confirmed by the broker. A file that fails
+validation is rejected and the next one is taken; results_service or RabbitMQ failing stops
+the upload with a 503 (the files before it keep their outcomes, nothing is half-written: a
+registered instance whose job was not confirmed stays `received` and is queued again when the
+same bytes are uploaded again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import aio_pika.exceptions
+import aiohttp
+
+from common.blobs import BlobStore, BlobTooLarge, StagedFile
+from common.broker import JOB_LARGE, JOB_STANDARD, Topology, publish
+from common.dicom_validation import InvalidDicom, validate_file
+from common.logs import get_logger
+from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob, StatusEvent
+from common.problems import ServiceUnavailable
+from common.schemas.instances import DicomMetadata, FileRegistered, FileRegistration, FileStatus
+from common.schemas.uploads import UploadedFile
+from ingest_service.parts import IncomingFile, UnreadableFile
+from ingest_service.registration import register_file
+from ingest_service.settings import IngestSettings
+
+log = get_logger(__name__)
+
+_BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError)
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """A job or event was not confirmed by RabbitMQ; the file is not accepted."""
+
+
+class QueuedInstances:
+    """Instance ids this process queued recently, so a duplicate arriving before results_service has
+    applied the `queued` event does not queue the same instance twice (bounded, oldest forgotten first)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, instance_id: object) -> bool:
+        return instance_id in self._ids
+
+    def add(self, instance_id: str) -> None:
+        self._ids[instance_id] = None
+        self._ids.move_to_end(instance_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+@dataclass
+class Intake:
+    """The files of one upload, taken one at a time; `files` holds their outcomes in order."""
+
+    settings: IngestSettings
+    store: BlobStore
+    topology: Topology
+    session: aiohttp.ClientSession
+    queued: QueuedInstances
+    upload_id: str
+    owner: str
+    files: list[UploadedFile] = field(default_factory=list)
+
+    async def take(self, incoming: IncomingFile) -> UploadedFile:
+        """Read, check and store one file; append and return its outcome."""
+        index = len(self.files)
+        if incoming.chunks is None:
+            outcome = await self._reject(index, incoming.name, None, incoming.reason or "refused")
+        else:
+            outcome = await self._take_stream(index, incoming)
+        self.files.append(outcome)
+        log.info("upload_file", upload_id=self.upload_id, index=index, status=outcome.status, reason=outcome.reason)
+        return outcome
+
+    async def _take_stream(self, index: int, incoming: IncomingFile) -> UploadedFile:
+        assert incoming.chunks is not None
+        try:
+            staged = await self.store.write_stream(incoming.chunks, max_bytes=incoming.max_bytes)
+        except UnreadableFile as exc:
+            return await self._reject(index, incoming.name, None, exc.reason)
+        except BlobTooLarge as exc:
+            return await self._reject(
+                index, incoming.name, None, f"entry holds more than its declared {exc.limit} bytes"
+            )
+        try:
+            metadata = await asyncio.to_thread(validate_file, staged.path)
+        except InvalidDicom as exc:
+            await self.store.discard(staged)
+            return await self._reject(index, incoming.name, staged, exc.reason)
+        except BaseException:
+            await self.store.discard(staged)
+            raise
+        await self.store.commit(staged)
+        return await self._accept(index, incoming.name, staged, metadata)
+
+    async def _reject(self, index: int, name: str, staged: StagedFile | None, reason: str) -> UploadedFile:
+        registration = FileRegistration(
+            index=index,
+            name=name,
+            owner=self.owner,
+            sha256=staged.sha256 if staged else None,
+            size=staged.size if staged else None,
+            outcome=FileStatus.REJECTED,
+            reason=reason[:2000],
+        )
+        await self._register(registration)
+        return UploadedFile(name=name, sha256=registration.sha256, status=FileStatus.REJECTED, reason=reason)
+
+    async def _accept(self, index: int, name: str, staged: StagedFile, metadata: DicomMetadata) -> UploadedFile:
+        registration = FileRegistration(
+            index=index,
+            name=name,
+            owner=self.owner,
+            sha256=staged.sha256,
+            size=staged.size,
+            outcome=FileStatus.ACCEPTED,
+            dicom=metadata,
+        )
+        registered = await self._register(registration)
+        if registered.instance_id is not None and self._needs_job(registered):
+            await self._queue(registered.instance_id, staged, metadata)
+        return UploadedFile(
+            name=name,
+            sha256=staged.sha256,
+            status=registered.status,
+            instance_id=registered.instance_id,
+            reason=registered.reason,
+        )
+
+    def _needs_job(self, registered: FileRegistered) -> bool:
+        """New instances, and duplicates whose first job was never confirmed (still `received`)."""
+        if registered.status is FileStatus.ACCEPTED:
+            return True
+        return (
+            registered.status is FileStatus.DUPLICATE
+            and registered.instance_status is InstanceStatus.RECEIVED
+            and registered.instance_id not in self.queued
+        )
+
+    async def _register(self, registration: FileRegistration) -> FileRegistered:
+        return await register_file(
+            self.session, self.settings.results_url, self.upload_id, registration, self.settings.results_timeout
+        )
+
+    async def _queue(self, instance_id: str, staged: StagedFile, metadata: DicomMetadata) -> None:
+        """Publish the job, then the `queued` event, each confirmed by the broker."""
+        job = ProcessJob(
+            message_id=f"{instance_id}.job.{PIPELINE_VERSION}",
+            instance_id=instance_id,
+            upload_id=self.upload_id,
+            owner=self.owner,
+            sha256=staged.sha256,
+            size=staged.size,
+            sop_class_uid=metadata.sop_class_uid,
+            transfer_syntax_uid=metadata.transfer_syntax_uid,
+        )
+        event = StatusEvent(
+            message_id=f"{instance_id}.queued",
+            instance_id=instance_id,
+            upload_id=self.upload_id,
+            owner=self.owner,
+            status=InstanceStatus.QUEUED,
+        )
+        routing_key = JOB_LARGE if staged.size > self.settings.large_job_bytes else JOB_STANDARD
+        timeout = self.settings.results_timeout
+        try:
+            await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), timeout)
+            self.queued.add(instance_id)
+            await asyncio.wait_for(publish(self.topology.events, event, ""), timeout)
+        except _BROKER_ERRORS as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ did not confirm the job of file {staged.sha256[:12]}… ({type(exc).__name__}); "
+                "retry the files not yet accepted"
+            ) from exc

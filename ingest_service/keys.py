@@ -1,0 +1,15 @@
+"""Typed application keys of ingest_service."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from common.blobs import BlobStore
+from ingest_service.intake import QueuedInstances
+from ingest_service.settings import IngestSettings
+
+settings_key = web.AppKey("settings", IngestSettings)
+blob_store_key = web.AppKey("blob_store", BlobStore)
+client_session_key = web.AppKey("client_session", aiohttp.ClientSession)
+queued_key = web.AppKey("queued_instances", QueuedInstances)

@@ -1,0 +1,12 @@
+"""The route table of ingest_service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ingest_service.handlers import handle_upload
+
+
+def setup_routes(app: web.Application) -> None:
+    """Register the upload route (the gateway maps `POST /api/uploads` here)."""
+    app.router.add_post("/upload", handle_upload)

@@ -1,0 +1,118 @@
+"""Helpers of the ingest unit tests: a stand-in for results_service's registration endpoint (unit tests
+only; the end-to-end tests use the real one), the ingest app on the real RabbitMQ, and queue readers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from common.broker import TopologyNames, delete_topology
+from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
+from ingest_service.main import init_app
+from ingest_service.settings import IngestSettings
+
+
+@dataclass
+class FakeResults:
+    """Registers files like results_service: new instance, or duplicate (same owner and sha256) of the first."""
+
+    duplicate_status: str = "queued"
+    fail_at_index: int | None = None
+    registrations: list[tuple[str, FileRegistration]] = field(default_factory=list)
+    instances: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        registration = FileRegistration.model_validate_json(await request.read())
+        if registration.index == self.fail_at_index:
+            return web.json_response({"title": "Internal Server Error"}, status=500)
+        self.registrations.append((request.match_info["upload_id"], registration))
+        if registration.outcome is FileStatus.REJECTED:
+            answer = FileRegistered(status=FileStatus.REJECTED, reason=registration.reason)
+        else:
+            key = (registration.owner, registration.sha256 or "")
+            if key in self.instances:
+                answer = FileRegistered(
+                    instance_id=self.instances[key], status=FileStatus.DUPLICATE, instance_status=self.duplicate_status
+                )
+            else:
+                self.instances[key] = uuid.uuid4().hex
+                answer = FileRegistered(instance_id=self.instances[key], status=FileStatus.ACCEPTED)
+        return web.Response(body=answer.model_dump_json(), content_type="application/json", status=201)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/internal/uploads/{upload_id}/files", self.handle)
+        app.router.add_get("/healthz", self.healthz)
+        return app
+
+
+async def drain(channel: AbstractChannel, queue_name: str, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
+    """Every message now in the queue (acked), waiting `settle` seconds for stragglers."""
+    queue = await channel.get_queue(queue_name, ensure=False)
+    messages: list[AbstractIncomingMessage] = []
+    deadline = asyncio.get_running_loop().time() + settle
+    while asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False, timeout=5)
+        if message is None:
+            await asyncio.sleep(0.02)
+            continue
+        await message.ack()
+        messages.append(message)
+    return messages
+
+
+@dataclass
+class IngestRig:
+    """The ingest app's surroundings in a unit test: stand-in results, a broker channel, the blob folder."""
+
+    fake: FakeResults
+    channel: AbstractChannel
+    names: TopologyNames
+    blob_dir: Path
+    make: Callable[..., Awaitable[TestClient]]
+
+
+@asynccontextmanager
+async def ingest_rig(
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    amqp_url: str,
+    amqp_prefix: str,
+    tmp_path: Path,
+) -> AsyncIterator[IngestRig]:
+    """Start the stand-in results server; `make(**settings)` builds an ingest client; the topology is deleted after."""
+    fake = FakeResults()
+    server = await aiohttp_server(fake.app())
+    blob_dir = tmp_path / "blobs"
+
+    async def make(**overrides: object) -> TestClient:
+        fields: dict[str, object] = {
+            "amqp_prefix": amqp_prefix,
+            "blob_dir": str(blob_dir),
+            "results_url": str(server.make_url("")).rstrip("/"),
+        }
+        fields.update(overrides)
+        return await aiohttp_client(init_app(IngestSettings(**fields)))
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        yield IngestRig(fake, channel, TopologyNames(amqp_prefix), blob_dir, make)
+        await delete_topology(channel, amqp_prefix)
+
+
+def blob_files(blob_dir: Path) -> list[Path]:
+    """Committed blobs (not staged temporaries)."""
+    return [p for p in blob_dir.rglob("*") if p.is_file() and p.parent.name != "tmp"]
