@@ -67,28 +67,29 @@ def parse_data(data: object) -> npt.NDArray[np.float64]:
 
 
 def _parse_unsigned_integers(raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64] | None:
-    """Fast path for the common case, integers separated by spaces: three times faster than `fromstring`.
+    """Fast path for the common case, integers separated by spaces: several times faster than `fromstring`.
 
     Each token's value is summed from its digits by place (units, tens, ...) with one gather per
-    place. Returns None when the text holds anything else (signs, decimals, tabs, long numbers),
-    so the general parser decides.
+    place; a place a token lacks reads the zero of the separator before it. Returns None when the
+    text holds anything else (signs, decimals, tabs, long numbers), so the general parser decides.
     """
     digit = raw - np.uint8(48)
     is_digit = digit < 10
     if not (is_digit | (raw == 32)).all():
         return None
-    bounds = np.flatnonzero(np.diff(is_digit.view(np.int8), prepend=np.int8(0), append=np.int8(0)))
-    starts, ends = bounds[0::2], bounds[1::2]
-    lengths = ends - starts
-    longest = int(lengths.max()) if lengths.size else 0
+    padded = np.zeros(raw.size + 2, dtype=np.int8)
+    padded[1:-1] = is_digit
+    bounds = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = bounds[0::2], bounds[1::2]  # first digit, one past the last digit
+    longest = int((ends - starts).max()) if starts.size else 0
     if longest > _MAX_EXACT_DIGITS:
         return None
-    values = digit[ends - 1].astype(np.int64)
+    digits = np.zeros(raw.size + 1, dtype=np.uint8)  # shifted by one: digits[i + 1] is byte i, 0 for separators
+    np.multiply(digit, is_digit, out=digits[1:])
+    values: npt.NDArray[np.float64] = digits[ends].astype(np.float64)
     for place in range(1, longest):
-        has_place = lengths > place
-        digits = digit[np.where(has_place, ends - 1 - place, 0)].astype(np.int64)
-        values += np.where(has_place, digits * 10**place, 0)
-    return values.astype(np.float64)
+        values += digits[np.maximum(ends - place, starts)] * float(10**place)
+    return values
 
 
 def _first_bad_token(data: list[str]) -> str:
