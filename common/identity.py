@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from common.problems import Forbidden
 from common.tokens import Role
 
@@ -57,6 +59,10 @@ class Caller:
         if self.client:
             result[CLIENT_HEADER] = self.client
         return result
+
+
+caller_key = web.RequestKey("caller", Caller)
+"""Set by the gateway's auth middleware on every authenticated request."""
 
 
 def caller_from_headers(headers: Mapping[str, str]) -> Caller:

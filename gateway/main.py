@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.web import make_app
+from gateway.auth import setup_auth
 from gateway.proxy import client_session_context
 from gateway.routes import setup_routes
 from gateway.settings import GatewaySettings
@@ -18,5 +19,6 @@ def init_app(settings: GatewaySettings) -> web.Application:
             connect_timeout=settings.upstream_connect_timeout, total_timeout=settings.upstream_timeout
         )
     )
+    setup_auth(app, settings, settings.results_url)
     setup_routes(app, settings)
     return app

@@ -15,6 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from common.identity import caller_key
 from common.logs import CORRELATION_HEADER, get_logger
 from common.problems import PayloadTooLarge, ProblemError, ServiceUnavailable
 from common.web import correlation_id_key
@@ -100,6 +101,10 @@ def _upstream_headers(request: web.Request, extra: dict[str, str] | None) -> CIM
     correlation_id = request.get(correlation_id_key)
     if correlation_id is not None:
         headers[CORRELATION_HEADER] = correlation_id
+    caller = request.get(caller_key)
+    if caller is not None:
+        # Only the identity the auth middleware verified travels on; client-sent copies never do.
+        headers.update(caller.headers())
     headers.update(extra or {})
     return headers
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from common.settings import BaseServiceSettings
+from gateway.auth_settings import GatewayAuthSettings
 
 
-class GatewaySettings(BaseServiceSettings):
+class GatewaySettings(BaseServiceSettings, GatewayAuthSettings):
     """Settings of gateway."""
 
     gateway_port: int = Field(default=8080, ge=1, le=65535, description="TCP port of gateway (`GATEWAY_PORT`).")
@@ -25,6 +26,11 @@ class GatewaySettings(BaseServiceSettings):
         default=60.0,
         gt=0,
         description="Seconds a proxied request may take in all before answering 504 (`UPSTREAM_TIMEOUT`).",
+    )
+    upload_max_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        description="Largest upload body the gateway streams on to ingest_service, in bytes (`UPLOAD_MAX_BYTES`).",
     )
     events_heartbeat: float = Field(
         default=20.0, gt=0, description="Seconds between WebSocket pings on the live feed (`EVENTS_HEARTBEAT`)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ import asyncpg
 
 from common.identity import ROLE_HEADER, USER_HEADER
 from common.problems import PROBLEM_CONTENT_TYPE
+from common.tokens import Role, issue_token
 
 PASSWORD = "correct horse battery staple"
 ADMIN_HEADERS = {USER_HEADER: "admin-under-test", ROLE_HEADER: "admin"}
@@ -43,3 +45,30 @@ async def assert_problem(response: Any, status: int) -> dict[str, Any]:
     body: dict[str, Any] = await response.json()
     assert body["status"] == status and body["title"]
     return body
+
+
+async def insert_api_user(database_url: str, *, role: str = "user", secret: str | None = None) -> dict[str, str]:
+    """A user row written straight to the database and a token for it (for tests of APIs behind the gateway).
+
+    Returns `{"id", "email", "role", "token", "Authorization"}`; pass
+    `headers={"Authorization": user["Authorization"]}` to `aiohttp_client(...)` or to each request.
+    `secret` must be the AUTH_SECRET the gateway under test was given (default: the run's own).
+    """
+    user_id = str(uuid.uuid4())
+    email = unique_email(role).lower()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO users (id, email, password_hash, role, disabled, created_at)"
+            " VALUES ($1, $2, $3, $4, FALSE, now())",
+            uuid.UUID(user_id),
+            email,
+            "$argon2id$v=19$m=1024,t=1,p=1$bm90LXVzZWQ$bm90LXVzZWQtZm9yLWxvZ2lu",
+            role,
+        )
+    finally:
+        await conn.close()
+    token, _ = issue_token(
+        secret or os.environ["AUTH_SECRET"], user_id=user_id, email=email, role=Role(role), ttl_seconds=3600
+    )
+    return {"id": user_id, "email": email, "role": role, "token": token, "Authorization": f"Bearer {token}"}
