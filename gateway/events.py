@@ -40,6 +40,7 @@ from common.logs import get_logger
 from common.messages import StatusEvent
 from common.problems import ProblemError, Unauthorized
 from common.web import readiness_checks_key
+from gateway.auth import authenticate_token
 from gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -59,7 +60,8 @@ class FeedSession:
 
 
 Authenticator = Callable[[web.Application, str], Awaitable[FeedSession]]
-"""Check a bearer token exactly as the API does; raise ProblemError (401) when it is not good."""
+"""Check a bearer token exactly as the API does: raise Unauthorized when it is not good, another
+ProblemError (503) when it cannot be checked right now."""
 
 
 class AuthFrame(BaseModel):
@@ -95,6 +97,8 @@ class EventHub:
     def __init__(self) -> None:
         self._by_user: dict[str, set[Subscriber]] = {}
         self._admins: set[Subscriber] = set()
+        # Sockets still waiting for their token: closed on shutdown like the others.
+        self.unauthenticated: set[web.WebSocketResponse] = set()
 
     def __len__(self) -> int:
         return len(self._admins) + sum(len(group) for group in self._by_user.values())
@@ -132,8 +136,8 @@ class EventHub:
 
     async def close_all(self, code: int, message: bytes) -> None:
         """Close every socket (shutdown): clients see a clean close and reconnect elsewhere."""
-        subscribers = self.subscribers()
-        await asyncio.gather(*(s.ws.close(code=code, message=message) for s in subscribers), return_exceptions=True)
+        sockets = [*self.unauthenticated, *(s.ws for s in self.subscribers())]
+        await asyncio.gather(*(ws.close(code=code, message=message) for ws in sockets), return_exceptions=True)
 
 
 def status_frame(event: StatusEvent) -> str:
@@ -164,11 +168,22 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def _authenticate(app: web.Application, token: str) -> FeedSession | None:
+    """The session behind `token`, or None when it is refused (401).
+
+    Any other problem (the token check is unavailable: 503) propagates; a refusal logs the user
+    out in the portal, an outage must not.
+    """
     try:
         return await app[events_authenticator_key](app, token)
-    except ProblemError as exc:
+    except Unauthorized as exc:
         log.info("events_auth_refused", reason=exc.detail)
         return None
+
+
+async def authenticate_with_api(app: web.Application, token: str) -> FeedSession:
+    """The API's own check (`gateway.auth`): signature, expiry, not revoked, account enabled."""
+    caller, expires_at = await authenticate_token(app, token)
+    return FeedSession(caller, expires_at)
 
 
 async def _first_frame_token(ws: web.WebSocketResponse, timeout: float) -> str | None:
@@ -197,7 +212,12 @@ async def _send_loop(subscriber: Subscriber, app: web.Application) -> None:
         try:
             frame = await asyncio.wait_for(subscriber.outbox.get(), timeout=wait)
         except TimeoutError:
-            if not await _still_authorised(subscriber, app):
+            try:
+                authorised = await _still_authorised(subscriber, app)
+            except ProblemError as exc:  # cannot tell right now: keep the socket, ask again next time
+                log.warning("events_token_check_unavailable", reason=exc.detail)
+                authorised = True
+            if not authorised:
                 await ws.close(code=CLOSE_UNAUTHORIZED, message=b"token expired or revoked")
             continue
         if subscriber.overflowed:
@@ -228,8 +248,19 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         raise Unauthorized("The bearer token is missing, invalid, expired or revoked.")
     await ws.prepare(request)
     if token is None:
-        token = await _first_frame_token(ws, settings.events_auth_timeout)
-        session = await _authenticate(app, token) if token is not None else None
+        hub = app[event_hub_key]
+        hub.unauthenticated.add(ws)
+        try:
+            token = await _first_frame_token(ws, settings.events_auth_timeout)
+            session = await _authenticate(app, token) if token is not None else None
+        except ProblemError as exc:
+            log.warning("events_token_check_unavailable", reason=exc.detail)
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"cannot check the token now; reconnect")
+            return ws
+        finally:
+            hub.unauthenticated.discard(ws)
+    if ws.closed:
+        return ws
     if token is None or session is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication required")
         return ws
@@ -301,7 +332,9 @@ async def events_ready(app: web.Application) -> None:
         raise ConnectionError("the events feed's RabbitMQ connection is closed")
 
 
-def setup_events(app: web.Application, settings: GatewaySettings, authenticate: Authenticator) -> None:
+def setup_events(
+    app: web.Application, settings: GatewaySettings, authenticate: Authenticator = authenticate_with_api
+) -> None:
     """Add the live feed to the gateway: route, AMQP consumer, shutdown and readiness hooks."""
     app[event_hub_key] = EventHub()
     app[events_settings_key] = settings

@@ -5,11 +5,13 @@ Each public API adds its routes and declares its OpenAPI operations in `setup_ro
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from common.openapi import ApiSpec
 from common.schemas.elements_api import element_operations
 from gateway import docs
+from gateway.events import setup_events
 from gateway.portal import add_portal_routes
 from gateway.proxy import forward_to
 from gateway.settings import GatewaySettings
@@ -28,5 +30,16 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
         app.router.add_route("*", path, to_results)
     spec.add(element_operations())
 
-    # The web portal (static files at `/`).
+    # Uploads: streamed chunk by chunk to ingest_service (which answers at the same path); no total
+    # deadline for a multi-GB body, only for connecting and for the answer once the body is sent.
+    upload_timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.upstream_connect_timeout, sock_read=settings.upstream_timeout
+    )
+    to_ingest = forward_to(
+        settings.ingest_url, service="ingest_service", timeout=upload_timeout, max_body=settings.upload_max_bytes
+    )
+    app.router.add_post("/api/uploads", to_ingest)
+
+    # The web portal (static files at `/`) and its live status feed (WebSocket at /api/events).
     add_portal_routes(app)
+    setup_events(app, settings)

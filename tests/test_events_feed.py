@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from structlog.testing import capture_logs
@@ -21,11 +22,15 @@ from structlog.testing import capture_logs
 from common.broker import TopologyNames, publish
 from common.identity import Caller
 from common.messages import InstanceStatus, StatusEvent
-from common.problems import Unauthorized
+from common.problems import ServiceUnavailable, Unauthorized
 from common.tokens import InvalidToken, Role, issue_token, verify_token
 from common.web import make_app
 from gateway.events import CLOSE_UNAUTHORIZED, Authenticator, FeedSession, Subscriber, setup_events
+from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
+from results_service.main import init_app as init_results
+from results_service.settings import ResultsSettings
+from tests.account_helpers import PASSWORD, create_user, unique_email
 
 SECRET = "events-test-secret-" + "x" * 40
 SETTINGS_SECRET = {"auth_secret": SECRET}
@@ -267,3 +272,75 @@ def test_a_client_that_cannot_keep_up_is_marked_for_closing() -> None:
     assert not subscriber.overflowed
     subscriber.offer("{}")
     assert subscriber.overflowed
+
+
+async def test_an_unavailable_token_check_asks_the_client_to_retry(make_gateway: GatewayFactory) -> None:
+    async def check_down(_: web.Application, __: str) -> FeedSession:
+        raise ServiceUnavailable("Cannot check the access token right now; try again shortly.")
+
+    gateway = await make_gateway(check_down)
+    ws = await gateway.ws_connect("/api/events")
+    await ws.send_str(json.dumps({"type": "auth", "token": token_for("alice")}))
+    await assert_closed_with(ws, 1013)
+
+
+async def test_an_outage_during_a_recheck_keeps_the_socket_open(
+    make_gateway: GatewayFactory, events_exchange: Any
+) -> None:
+    down = False
+
+    async def check_flaky(app: web.Application, token: str) -> FeedSession:
+        if down:
+            raise ServiceUnavailable("Cannot check the access token right now; try again shortly.")
+        return await check_token(app, token)
+
+    gateway = await make_gateway(check_flaky, events_token_recheck=0.2)
+    ws = await open_feed(gateway, token_for("alice"))
+    down = True
+    await asyncio.sleep(0.7)  # several failed re-checks
+    await publish(events_exchange, event("alice"), "")
+    assert (await next_status(ws))["owner"] == "alice"
+
+
+@pytest.fixture
+async def full_gateway(aiohttp_client: Any, aiohttp_server: Any, database_url: str, amqp_prefix: str) -> Any:
+    """The production gateway (auth middleware, API token check) in front of a real results_service."""
+    results = await aiohttp_server(init_results(ResultsSettings(database_url=database_url, **SETTINGS_SECRET)))
+    settings = GatewaySettings(
+        amqp_prefix=amqp_prefix,
+        results_url=str(results.make_url("")).rstrip("/"),
+        events_token_recheck=0.3,
+        auth_cache_seconds=0,
+        **SETTINGS_SECRET,
+    )
+    gateway = await aiohttp_client(init_gateway(settings))
+    return gateway, results
+
+
+async def test_feed_uses_the_api_token_check(full_gateway: Any, events_exchange: Any) -> None:
+    gateway, results = full_gateway
+    async with aiohttp.ClientSession(base_url=str(results.make_url(""))) as internal:
+        user = await create_user(internal, unique_email("feed"))
+    login = await gateway.post("/api/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert login.status == 200, await login.text()
+    token = (await login.json())["access_token"]
+    ws = await open_feed(gateway, token)
+    await publish(events_exchange, event(user["id"]), "")
+    assert (await next_status(ws))["owner"] == user["id"]
+    # Logging out revokes the token: the open socket is closed at its next re-check.
+    logout = await gateway.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    assert logout.status == 204
+    await assert_closed_with(ws, CLOSE_UNAUTHORIZED)
+    # The portal's static files need no token; the API does.
+    assert (await gateway.get("/")).status == 200
+    assert (await gateway.get("/api/instances")).status == 401
+
+
+async def test_shutdown_also_closes_sockets_still_waiting_for_their_token(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(events_auth_timeout=30)
+    ws = await gateway.ws_connect("/api/events")
+    listening = asyncio.create_task(ws.receive(timeout=5))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(gateway.server.close(), timeout=5)
+    message = await listening
+    assert (message.type, message.data) == (WSMsgType.CLOSE, 1001)

@@ -8,11 +8,14 @@ by construction: text nodes only).
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 
+from common.broker import TopologyNames
 from gateway.main import init_app
 from gateway.portal import CONTENT_TYPES, STATIC_ROOT
 from gateway.settings import GatewaySettings
@@ -33,8 +36,13 @@ IMPORT = re.compile(r"""(?:import|from)\s*\(?\s*["'`](\.{1,2}/[^"'`$]+)["'`]""")
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, amqp_prefix: str) -> Any:
-    return await aiohttp_client(init_app(GatewaySettings(amqp_prefix=amqp_prefix, **SECRET)))
+async def client(aiohttp_client: Any, amqp_prefix: str) -> AsyncIterator[Any]:
+    """The production gateway (its live feed binds to this test's own events exchange, removed afterwards)."""
+    yield await aiohttp_client(init_app(GatewaySettings(amqp_prefix=amqp_prefix, **SECRET)))
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(TopologyNames(amqp_prefix).events)
 
 
 def url_of(path: Path) -> str:
