@@ -172,6 +172,7 @@ class Intake:
         timeout = self.settings.results_timeout
         try:
             await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), timeout)
+            log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)
             self.queued.add(instance_id)
             await asyncio.wait_for(publish(self.topology.events, event, ""), timeout)
         except _BROKER_ERRORS as exc:

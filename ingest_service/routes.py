@@ -8,5 +8,6 @@ from ingest_service.handlers import handle_upload
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register the upload route (the gateway maps `POST /api/uploads` here)."""
+    """Register the upload route, also at the gateway's public path so its proxy forwards the path unchanged."""
     app.router.add_post("/upload", handle_upload)
+    app.router.add_post("/api/uploads", handle_upload)

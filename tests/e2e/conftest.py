@@ -59,6 +59,7 @@ class User:
 
     email: str
     password: str
+    id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -205,6 +206,12 @@ class RunningSystem:
         path = self.services[name].log_path
         return path.read_text(errors="replace") if path.exists() else ""
 
+    async def results_get(self, path: str) -> tuple[int, object]:
+        """GET a results_service route directly as an admin (what the system recorded, whoever owns it)."""
+        headers = {"X-Authenticated-User": "e2e-admin", "X-Authenticated-Role": "admin"}
+        async with aiohttp.ClientSession() as session, session.get(f"{self.results_url}{path}", headers=headers) as r:
+            return r.status, await r.json()
+
     async def create_user(self, name: str, role: str = "user") -> User:
         """A new account (through results_service's operator route) logged in through the gateway."""
         user = User(email=f"{name}-{uuid.uuid4().hex[:8]}@example.org", password=secrets.token_urlsafe(16))
@@ -215,6 +222,7 @@ class RunningSystem:
                 headers={"X-Authenticated-User": "operator", "X-Authenticated-Role": "admin"},
             ) as response:
                 assert response.status == 201, await response.text()
+                user.id = (await response.json())["id"]
             async with session.post(
                 f"{self.gateway_url}/api/auth/login", json={"email": user.email, "password": user.password}
             ) as response:
