@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from common.elements import ElementDataError, ElementFigures, summarise
 from common.problems import FieldError, Unprocessable
@@ -84,13 +83,25 @@ def summarise_elements(elements: dict[str, ElementIn]) -> dict[str, ElementFigur
     return figures
 
 
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """Document an optional field as absent-or-valid: null is refused (see `_not_null`)."""
+    options = [option for option in schema.pop("anyOf", []) if option != {"type": "null"}]
+    schema.pop("default", None)
+    if len(options) == 1:
+        schema.update({**options[0], **schema})
+
+
 class ElementUpdate(BaseModel):
     """PUT/PATCH body: the brief's update changes only `device_name` and/or `id`."""
 
     model_config = ConfigDict(extra="forbid", title="ElementUpdate")
 
-    id: ElementId | SkipJsonSchema[None] = Field(default=None, description="New id (a rename); it must not be taken.")
-    device_name: DeviceName | SkipJsonSchema[None] = Field(default=None, validation_alias=_DEVICE_NAME_ALIASES)
+    id: ElementId | None = Field(
+        default=None, description="New id (a rename); it must not be taken.", json_schema_extra=_not_nullable
+    )
+    device_name: DeviceName | None = Field(
+        default=None, validation_alias=_DEVICE_NAME_ALIASES, json_schema_extra=_not_nullable
+    )
 
     @field_validator("id", "device_name", mode="before")
     @classmethod
