@@ -6,7 +6,6 @@ Each public API adds its routes and declares its OpenAPI operations in `setup_ro
 from __future__ import annotations
 
 import aiohttp
-import aiohttp
 from aiohttp import web
 
 from common.openapi import ApiSpec
@@ -30,16 +29,6 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     for path in ("/api/elements", "/api/elements/", "/api/elements/{element_id}", "/api/elements/{element_id}/"):
         app.router.add_route("*", path, to_results)
     spec.add(element_operations())
-
-    # Uploads: streamed chunk by chunk to ingest_service (which answers at the same path); no total
-    # deadline for a multi-GB body, only for connecting and for the answer once the body is sent.
-    upload_timeout = aiohttp.ClientTimeout(
-        total=None, connect=settings.upstream_connect_timeout, sock_read=settings.upstream_timeout
-    )
-    to_ingest = forward_to(
-        settings.ingest_url, service="ingest_service", timeout=upload_timeout, max_body=settings.upload_max_bytes
-    )
-    app.router.add_post("/api/uploads", to_ingest)
 
     # Uploads: streamed chunk by chunk to ingest_service (which answers at the same path); no total
     # deadline for a multi-GB body, only for connecting and for the answer once the body is sent.

@@ -32,11 +32,6 @@ class GatewaySettings(BaseServiceSettings, GatewayAuthSettings):
         ge=1,
         description="Largest upload body the gateway streams on to ingest_service, in bytes (`UPLOAD_MAX_BYTES`).",
     )
-    upload_max_bytes: int = Field(
-        default=4 * 1024**3,
-        ge=1,
-        description="Largest upload body the gateway streams on to ingest_service, in bytes (`UPLOAD_MAX_BYTES`).",
-    )
     events_heartbeat: float = Field(
         default=20.0, gt=0, description="Seconds between WebSocket pings on the live feed (`EVENTS_HEARTBEAT`)."
     )
