@@ -1,0 +1,199 @@
+"""The portal in a real browser against the running system (every service a real process).
+
+Debian's Chromium, driven by Playwright (its own browser download is not reachable here): a user
+logs in, uploads both sample files, watches them reach `done` live (no reload), opens a result
+and its preview; a second user, logged in at the same time, sees none of it. Screenshots at a
+laptop and a phone width are written to the test's tmp dir (and to $PORTAL_SCREENSHOTS if set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+SAMPLES = ("sample-01-dicom.dcm", "sample-02-dicom.dcm")
+PROCESSING_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium).", pytrace=False)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+class Screenshots:
+    """Screenshots into the test's tmp dir, copied to $PORTAL_SCREENSHOTS for people to look at."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.keep = Path(os.environ["PORTAL_SCREENSHOTS"]) if os.environ.get("PORTAL_SCREENSHOTS") else None
+
+    async def take(self, page: Page, name: str) -> Path:
+        path = self.folder / f"{name}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000, f"screenshot {name} looks empty"
+        if self.keep is not None:
+            self.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, self.keep / path.name)
+        return path
+
+
+async def open_portal(
+    browser: Browser, base_url: str, email: str, password: str, *, keyboard: bool = False
+) -> tuple[Page, list[dict[str, Any]]]:
+    """A fresh browser context logged in as `email` (mouse or keyboard only), live feed connected; and its frames."""
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    frames: list[dict[str, Any]] = []
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(json.loads(payload))))
+    await page.goto(f"{base_url}/")
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    if keyboard:
+        # The page's heading has the focus; the form's fields follow in order and Enter submits.
+        assert await page.evaluate("document.activeElement.tagName") == "H1"
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.id") == "login-email"
+        await page.keyboard.type(email)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(password)
+        await page.keyboard.press("Enter")
+    else:
+        await page.get_by_label("E-mail").fill(email)
+        await page.get_by_label("Password").fill(password)
+        await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("heading", name="Upload")).to_be_visible()
+    # Navigation moves the focus to the new page's heading (screen readers announce it).
+    assert await page.evaluate("document.activeElement.tagName") == "H1"
+    await expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    page.set_default_timeout(15_000)
+    assert errors == [], errors
+    return page, frames
+
+
+def pixel_range(path: Path) -> tuple[int, int]:
+    """Minimum and maximum stored pixel value, computed here from the file itself."""
+    pixels = pydicom.dcmread(path).pixel_array
+    return int(np.min(pixels)), int(np.max(pixels))
+
+
+def as_int(text: str) -> int:
+    return int(text.replace(",", "").replace("\u202f", "").replace("\xa0", "").strip())
+
+
+async def test_a_user_watches_their_upload_finish_live_and_another_user_sees_none_of_it(
+    running_system: Any, browser: Browser, samples_dir: Path, tmp_path: Path
+) -> None:
+    base_url = running_system.gateway_url
+    alice = await running_system.create_user("alice")
+    bob = await running_system.create_user("bob")
+    shots = Screenshots(tmp_path)
+
+    # Bob is logged in and watching his instances the whole time.
+    bob_page, bob_frames = await open_portal(browser, base_url, bob.email, bob.password, keyboard=True)
+    await bob_page.get_by_role("link", name="Instances").click()
+    await expect(bob_page.get_by_text("No instances yet.")).to_be_visible()
+
+    alice_page, alice_frames = await open_portal(browser, base_url, alice.email, alice.password)
+    await shots.take(alice_page, "desktop-upload-empty")
+    await alice_page.evaluate("window.__sameDocument = true")
+
+    await alice_page.set_input_files("#pick-files", [str(samples_dir / name) for name in SAMPLES])
+    rows = alice_page.locator("#upload-files tbody tr")
+    await expect(rows).to_have_count(2)
+    await alice_page.get_by_role("button", name="Upload", exact=True).click()
+    for name in SAMPLES:
+        await expect(rows.filter(has_text=name)).to_have_attribute("data-outcome", "accepted")
+    done_rows = alice_page.locator('#upload-files tbody tr[data-status="done"]')
+    await expect(done_rows).to_have_count(2, timeout=PROCESSING_TIMEOUT_MS)
+
+    # Live: the page was never reloaded, and `done` reached it through the feed for both instances.
+    assert await alice_page.evaluate("window.__sameDocument") is True
+    instance_ids = set(await rows.evaluate_all("rows => rows.map(row => row.dataset.instance)"))
+    assert len(instance_ids) == 2 and None not in instance_ids
+    live_done = {
+        f["event"]["instance_id"] for f in alice_frames if f["type"] == "status" and f["event"]["status"] == "done"
+    }
+    assert live_done == instance_ids
+    await expect(alice_page.locator("#overall-text")).to_have_text("Sent; processing follows below.")
+    await shots.take(alice_page, "desktop-upload-done")
+
+    # The instances list shows both as done; open the first sample's result.
+    await alice_page.get_by_role("link", name="Instances").click()
+    table_rows = alice_page.locator(".instances-table tbody tr")
+    await expect(table_rows).to_have_count(2)
+    await expect(alice_page.locator('.instances-table tbody tr[data-status="done"]')).to_have_count(2)
+    await shots.take(alice_page, "desktop-instances")
+    await alice_page.get_by_role("link", name=SAMPLES[0]).click()
+    await expect(alice_page.get_by_role("heading", name="Instance")).to_be_visible()
+    preview = alice_page.locator("#preview")
+    await expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
+    await alice_page.wait_for_function("document.querySelector('#preview').naturalWidth > 0")
+    low, high = pixel_range(samples_dir / SAMPLES[0])
+    original = alice_page.locator("#statistics tbody tr").first
+    assert as_int(await original.locator("td").nth(0).inner_text()) == low
+    assert as_int(await original.locator("td").nth(1).inner_text()) == high
+    drawn = await alice_page.evaluate(
+        """() => {
+            const canvas = document.querySelector('#histogram');
+            const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+            let painted = 0;
+            for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted += 1;
+            return painted;
+        }"""
+    )
+    assert drawn > 1000, "the histogram canvas is blank"
+    instance_url = alice_page.url
+    instance_id = instance_url.rsplit("/", 1)[-1]
+    assert instance_id in instance_ids
+    await shots.take(alice_page, "desktop-instance")
+    await alice_page.set_viewport_size(PHONE)
+    await shots.take(alice_page, "phone-instance")
+    await alice_page.get_by_role("link", name="Upload", exact=True).click()
+    await shots.take(alice_page, "phone-upload-done")
+
+    # Bob saw none of it: no event on his feed, nothing in his lists, a 404 for Alice's instance.
+    assert [f for f in bob_frames if f["type"] == "status"] == []
+    await bob_page.reload()
+    await expect(bob_page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    await expect(bob_page.get_by_text("No instances yet.")).to_be_visible()
+    await bob_page.get_by_role("link", name="Studies").click()
+    await expect(bob_page.get_by_text("No studies yet.")).to_be_visible()
+    await bob_page.goto(f"{base_url}/#/instances/{instance_id}")
+    await expect(bob_page.get_by_text("There is no such instance.")).to_be_visible()
+    status = await bob_page.evaluate(
+        """async (id) => {
+            const token = JSON.parse(sessionStorage.getItem('dicomflow.session')).token;
+            const headers = {Authorization: `Bearer ${token}`};
+            return (await fetch(`/api/instances/${id}/preview.png`, {headers})).status;
+        }""",
+        instance_id,
+    )
+    assert status == 404
+    await shots.take(bob_page, "desktop-other-user")
