@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from common.blobs import BlobStore
 from results_service.passwords import Passwords
 from results_service.settings import ResultsSettings
 
 settings_key = web.AppKey("settings", ResultsSettings)
 passwords_key = web.AppKey("passwords", Passwords)
+blob_store_key = web.AppKey("blob_store", BlobStore)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 from tortoise import connections
 
+from common.blobs import BlobStore
+from common.broker import broker_context, broker_ready
 from common.web import make_app, readiness_checks_key
+from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
-from results_service.keys import settings_key
+from results_service.keys import blob_store_key, settings_key
 from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings
 
@@ -21,7 +26,11 @@ def init_app(settings: ResultsSettings) -> web.Application:
     """Build the results_service application from its settings."""
     app = make_app("results_service")
     app[settings_key] = settings
+    app[blob_store_key] = BlobStore(Path(settings.blob_dir))
     app.cleanup_ctx.append(tortoise_context(settings.database_url))
+    app.cleanup_ctx.append(broker_context(settings, "results_service"))
+    app.cleanup_ctx.append(consumers_context(settings))
     app[readiness_checks_key].append(database)
+    app[readiness_checks_key].append(broker_ready)
     setup_routes(app)
     return app

@@ -6,11 +6,13 @@ from aiohttp import web
 
 from results_service import elements
 from results_service.accounts import setup_accounts
+from results_service.instances import setup_pipeline_routes
 
 
 def setup_routes(app: web.Application) -> None:
     """Register every route; collection and item paths answer with and without the trailing slash."""
     setup_accounts(app)
+    setup_pipeline_routes(app)
     for path in ("/api/elements", "/api/elements/"):
         app.router.add_get(path, elements.handle_list)
         app.router.add_post(path, elements.handle_create)

@@ -17,3 +17,9 @@ class ResultsSettings(BaseServiceSettings, AccountSettings):
         ge=1,
         description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
     )
+    results_batch_size: int = Field(
+        default=100, ge=1, le=10_000, description="Results stored per transaction, at most (`RESULTS_BATCH_SIZE`)."
+    )
+    results_batch_ms: float = Field(
+        default=50.0, gt=0, description="Longest wait in ms to fill a batch of results (`RESULTS_BATCH_MS`)."
+    )

@@ -8,12 +8,14 @@ message saying which and how to start it; nothing is skipped silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 
 from common.crypto import generate_key_spec
@@ -31,6 +33,10 @@ os.environ.setdefault("BLOB_KEYS", generate_key_spec("test"))
 os.environ.setdefault("PASSWORD_TIME_COST", "1")
 os.environ.setdefault("PASSWORD_MEMORY_KIB", "1024")
 os.environ.setdefault("PASSWORD_PARALLELISM", "1")
+# Apps that tests build from default settings must never consume or publish on a real deployment's
+# queues (`make up` may be running): they get this run's own prefix, whose topology is deleted at the end.
+SESSION_AMQP_PREFIX = f"test_{RUN_ID}_default"
+os.environ.setdefault("AMQP_PREFIX", SESSION_AMQP_PREFIX)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +63,22 @@ def database_url(services_up: None, base_settings: BaseServiceSettings) -> Itera
     asyncio.run(apply_migrations(url))
     yield url
     asyncio.run(drop_database(url))
+
+
+async def _delete_session_topology(settings: BaseServiceSettings) -> None:
+    from common.broker import delete_topology, open_channel
+
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        await delete_topology(await open_channel(connection), SESSION_AMQP_PREFIX)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_topology(base_settings: BaseServiceSettings) -> Iterator[None]:
+    """Delete the default-prefix topology that apps built in tests may have declared."""
+    yield
+    with contextlib.suppress(OSError, aio_pika.exceptions.AMQPError):
+        asyncio.run(_delete_session_topology(base_settings))
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ async def events(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
 
 
 @pytest.fixture
-def start_processor(aiohttp_client: Any, amqp_prefix: str, blob_dir: Path, topology: Topology) -> StartProcessor:
+def start_processor(amqp_prefix: str, blob_dir: Path, topology: Topology, aiohttp_client: Any) -> StartProcessor:
     async def start(**overrides: Any) -> Any:
         fields: dict[str, Any] = {
             "amqp_prefix": amqp_prefix,

@@ -164,3 +164,24 @@ class Page(BaseModel, Generic[T]):
 
 InstancePage = Page[InstanceView]
 StudyPage = Page[StudyView]
+
+
+class InstanceListQuery(BaseModel):
+    """Query parameters of `GET /api/instances`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: InstanceStatus | None = Field(default=None, description="Only instances in this state.")
+    modality: str | None = Field(default=None, min_length=1, max_length=16, description="E.g. `MR`, `XA`.")
+    study: str | None = Field(default=None, min_length=1, max_length=128, description="Study Instance UID.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Rows per page.")
+    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+
+
+class StudyListQuery(BaseModel):
+    """Query parameters of `GET /api/studies`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000, description="Studies per page.")
+    offset: int = Field(default=0, ge=0, description="Studies to skip.")

@@ -35,6 +35,7 @@ class Instance(Model):
     upload: fields.ForeignKeyRelation[Upload] = fields.ForeignKeyField(
         "pipeline.Upload", related_name="instances", on_delete=fields.RESTRICT
     )
+    upload_id: str
     sha256 = fields.CharField(max_length=64)
     size = fields.BigIntField()
     file_name = fields.CharField(max_length=1024)
@@ -70,6 +71,7 @@ class UploadFile(Model):
     upload: fields.ForeignKeyRelation[Upload] = fields.ForeignKeyField(
         "pipeline.Upload", related_name="files", on_delete=fields.CASCADE
     )
+    upload_id: str
     index = fields.IntField()
     name = fields.CharField(max_length=1024)
     sha256 = fields.CharField(max_length=64, null=True)
@@ -79,6 +81,7 @@ class UploadFile(Model):
     instance: fields.ForeignKeyNullableRelation[Instance] = fields.ForeignKeyField(
         "pipeline.Instance", related_name="upload_files", null=True, on_delete=fields.RESTRICT
     )
+    instance_id: str | None
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -94,6 +97,7 @@ class Result(Model):
     instance: fields.ForeignKeyRelation[Instance] = fields.ForeignKeyField(
         "pipeline.Instance", related_name="results", on_delete=fields.CASCADE
     )
+    instance_id: str
     pipeline_version = fields.CharField(max_length=16)
     status = fields.CharEnumField(InstanceStatus, max_length=16)
     data = fields.JSONField[dict[str, object]](null=True)

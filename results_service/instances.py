@@ -1,0 +1,90 @@
+"""HTTP handlers of the pipeline: the internal registration call and the read API of uploads,
+instances, previews and studies (thin over `pipeline_store` and `pipeline_queries`)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from common.blobs import BlobNotFound
+from common.bodies import read_model, validate
+from common.identity import caller_from_headers
+from common.problems import NotFound
+from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, StudyListQuery
+from results_service import pipeline_queries, pipeline_store
+from results_service.keys import blob_store_key
+
+_ID = re.compile(ID_PATTERN)
+REGISTRATION_MAX_BYTES = 64 * 1024
+
+
+def _json(model: BaseModel, *, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=model.model_dump_json().encode(), content_type="application/json")
+
+
+def _path_id(request: web.Request, name: str, what: str) -> str:
+    """The id in the path; one that cannot exist is simply not found."""
+    value = request.match_info[name]
+    if not _ID.match(value):
+        raise NotFound(f"{what} {value} was not found.")
+    return value
+
+
+async def handle_register_file(request: web.Request) -> web.Response:
+    """POST /internal/uploads/{upload_id}/files: record one file (201 new, 200 replay of the same index)."""
+    upload_id = _path_id(request, "upload_id", "Upload")
+    registration = await read_model(request, FileRegistration, max_bytes=REGISTRATION_MAX_BYTES)
+    outcome = await pipeline_store.register_file(upload_id, registration)
+    return _json(outcome.body, status=201 if outcome.created else 200)
+
+
+async def handle_get_upload(request: web.Request) -> web.Response:
+    """GET /api/uploads/{upload_id}: the files of an upload and the live status of each."""
+    upload_id = _path_id(request, "upload_id", "Upload")
+    return _json(await pipeline_queries.get_upload(upload_id, caller_from_headers(request.headers)))
+
+
+async def handle_list_instances(request: web.Request) -> web.Response:
+    """GET /api/instances?status=&modality=&study=&limit=&offset=: a page of the caller's instances."""
+    query = validate(InstanceListQuery, dict(request.query), what="query")
+    return _json(await pipeline_queries.list_instances(query, caller_from_headers(request.headers)))
+
+
+async def handle_get_instance(request: web.Request) -> web.Response:
+    """GET /api/instances/{instance_id}: status, identifying UIDs, the result, the reason when failed."""
+    instance_id = _path_id(request, "instance_id", "Instance")
+    return _json(await pipeline_queries.get_instance(instance_id, caller_from_headers(request.headers)))
+
+
+async def handle_preview(request: web.Request) -> web.Response:
+    """GET /api/instances/{instance_id}/preview.png: the PNG preview from the blob store."""
+    instance_id = _path_id(request, "instance_id", "Instance")
+    key = await pipeline_queries.preview_key(instance_id, caller_from_headers(request.headers))
+    if request.headers.get("If-None-Match") == f'"{key}"':
+        return web.Response(status=304, headers={"ETag": f'"{key}"'})
+    try:
+        body = await request.app[blob_store_key].read_bytes(key)
+    except BlobNotFound as exc:
+        raise pipeline_queries.PreviewNotFound(f"The preview of instance {instance_id} is missing.") from exc
+    headers = {"ETag": f'"{key}"', "Cache-Control": "private, max-age=3600"}
+    return web.Response(body=body, content_type="image/png", headers=headers)
+
+
+async def handle_list_studies(request: web.Request) -> web.Response:
+    """GET /api/studies: the caller's studies with counts of instances per state."""
+    query = validate(StudyListQuery, dict(request.query), what="query")
+    return _json(await pipeline_queries.list_studies(query, caller_from_headers(request.headers)))
+
+
+def setup_pipeline_routes(app: web.Application) -> None:
+    """Register the pipeline's routes (called from `routes.setup_routes`)."""
+    app.router.add_post("/internal/uploads/{upload_id}/files", handle_register_file)
+    app.router.add_get("/api/uploads/{upload_id}", handle_get_upload)
+    for path in ("/api/instances", "/api/instances/"):
+        app.router.add_get(path, handle_list_instances)
+    app.router.add_get("/api/instances/{instance_id}", handle_get_instance)
+    app.router.add_get("/api/instances/{instance_id}/preview.png", handle_preview)
+    for path in ("/api/studies", "/api/studies/"):
+        app.router.add_get(path, handle_list_studies)

@@ -1,0 +1,146 @@
+"""Helpers shared by the results_service pipeline tests: a running app, a broker channel, registrations."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from common.broker import Topology, declare_topology, delete_topology, open_channel
+from common.identity import USER_HEADER
+from common.problems import PROBLEM_CONTENT_TYPE
+from results_service.main import init_app
+from results_service.settings import ResultsSettings
+
+LIMIT = 1
+
+
+@pytest.fixture(name="owner")
+def owner_fixture() -> str:
+    """A user of its own per test, so tests share the run's database without seeing each other."""
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(name="results_settings")
+def results_settings_fixture(database_url: str, amqp_prefix: str, tmp_path: Path) -> ResultsSettings:
+    return ResultsSettings(
+        database_url=database_url,
+        amqp_prefix=amqp_prefix,
+        blob_dir=str(tmp_path / "blobs"),
+        job_delivery_limit=LIMIT,
+        results_batch_ms=20,
+        shutdown_timeout=5,
+    )
+
+
+@pytest.fixture(name="channel")
+async def channel_fixture(amqp_prefix: str, results_settings: ResultsSettings) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect_robust(results_settings.amqp_url)
+    async with connection:
+        channel = await open_channel(connection)
+        yield channel
+        await delete_topology(channel, amqp_prefix)
+
+
+@pytest.fixture(name="topology")
+async def topology_fixture(channel: AbstractChannel, results_settings: ResultsSettings) -> Topology:
+    return await declare_topology(channel, results_settings)
+
+
+@pytest.fixture(name="events")
+async def events_fixture(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(topology.events)
+    return queue
+
+
+@pytest.fixture(name="client")
+async def client_fixture(results_settings: ResultsSettings, topology: Topology, aiohttp_client: Any) -> Any:
+    """results_service on a test client; `aiohttp_client` comes last so the app stops before the queues go."""
+    return await aiohttp_client(init_app(results_settings))
+
+
+def dicom_fields(study: str = "1.2.3", modality: str = "MR", series: str = "1.2.3.4") -> dict[str, Any]:
+    return {
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.4",
+        "sop_instance_uid": f"1.2.3.{uuid.uuid4().int % 10**12}",
+        "study_instance_uid": study,
+        "series_instance_uid": series,
+        "modality": modality,
+        "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+    }
+
+
+def sha_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def register(
+    client: Any,
+    owner: str,
+    *,
+    upload_id: str | None = None,
+    index: int = 0,
+    content: str | None = None,
+    name: str = "a.dcm",
+    **dicom: str,
+) -> tuple[int, dict[str, Any]]:
+    """Register one accepted file; returns (HTTP status, body)."""
+    body = {
+        "index": index,
+        "name": name,
+        "owner": owner,
+        "sha256": sha_of(content if content is not None else uuid.uuid4().hex),
+        "size": 10,
+        "outcome": "accepted",
+        "dicom": dicom_fields(**dicom),
+    }
+    response = await client.post(f"/internal/uploads/{upload_id or uuid.uuid4().hex}/files", json=body)
+    return response.status, await response.json()
+
+
+async def take(queue: AbstractQueue, expected: int, timeout: float = 10.0) -> list[AbstractIncomingMessage]:
+    """Ack and return `expected` messages from `queue`, then check it holds no more."""
+    taken: list[AbstractIncomingMessage] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(taken) < expected and asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False, timeout=5)
+        if message is None:
+            await asyncio.sleep(0.02)
+            continue
+        await message.ack()
+        taken.append(message)
+    assert len(taken) == expected, f"{queue.name}: {len(taken)} messages, expected {expected}"
+    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected} messages"
+    return taken
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait until `check()` is true (consumers work asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def get_json(client: Any, path: str, owner: str, **headers: str) -> tuple[int, Any]:
+    response = await client.get(path, headers={USER_HEADER: owner, **headers})
+    if response.status >= 400:
+        assert response.content_type == PROBLEM_CONTENT_TYPE
+    return response.status, await response.json()

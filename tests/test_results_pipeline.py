@@ -1,0 +1,184 @@
+"""results_service's pipeline HTTP side: idempotent registration and the owner-scoped read API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from common.broker import Topology, publish
+from common.identity import ROLE_HEADER
+from common.messages import ImageResult, InstanceStatus, ProcessResult, Statistics, StatusEvent
+from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    channel_fixture,
+    client_fixture,
+    eventually,
+    fetch,
+    get_json,
+    owner_fixture,
+    register,
+    results_settings_fixture,
+    sha_of,
+    topology_fixture,
+)
+
+
+async def test_registration_creates_an_instance_and_a_replay_answers_the_same(client: Any, owner: str) -> None:
+    upload_id = uuid.uuid4().hex
+    status, first = await register(client, owner, upload_id=upload_id, content="x")
+    assert status == 201
+    assert first["status"] == "accepted" and first["instance_status"] == "received" and first["reason"] is None
+    status, again = await register(client, owner, upload_id=upload_id, content="x")
+    assert status == 200 and again == first
+
+
+async def test_same_bytes_from_the_same_owner_are_a_duplicate_of_the_first(
+    client: Any, owner: str, database_url: str
+) -> None:
+    _, first = await register(client, owner, content="same")
+    status, second = await register(client, owner, content="same")
+    assert status == 201
+    assert second["status"] == "duplicate" and second["instance_id"] == first["instance_id"]
+    _, other = await register(client, f"{owner}-b", content="same")
+    assert other["status"] == "accepted" and other["instance_id"] != first["instance_id"]
+    rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE sha256 = $1", sha_of("same"))
+    assert rows[0][0] == 2
+
+
+async def test_concurrent_uploads_of_the_same_bytes_make_one_instance(
+    client: Any, owner: str, database_url: str
+) -> None:
+    answers = await asyncio.gather(*(register(client, owner, content="race") for _ in range(8)))
+    assert sorted(body["status"] for _, body in answers) == ["accepted"] + ["duplicate"] * 7
+    assert len({body["instance_id"] for _, body in answers}) == 1
+    rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE owner = $1", owner)
+    assert rows[0][0] == 1
+
+
+async def test_concurrent_replays_of_one_file_record_it_once(client: Any, owner: str, database_url: str) -> None:
+    upload_id = uuid.uuid4().hex
+    answers = await asyncio.gather(*(register(client, owner, upload_id=upload_id, content="r") for _ in range(6)))
+    assert sorted(status for status, _ in answers).count(201) >= 1
+    assert len({body["instance_id"] for _, body in answers}) == 1
+    rows = await fetch(database_url, "SELECT count(*) FROM upload_files WHERE upload_id = $1", upload_id)
+    assert rows[0][0] == 1
+
+
+async def test_rejected_file_is_recorded_with_its_reason(client: Any, owner: str) -> None:
+    upload_id = uuid.uuid4().hex
+    body = {"index": 0, "name": "notes.txt", "owner": owner, "outcome": "rejected", "reason": "not a DICOM file"}
+    response = await client.post(f"/internal/uploads/{upload_id}/files", json=body)
+    assert response.status == 201
+    assert await response.json() == {
+        "instance_id": None,
+        "status": "rejected",
+        "instance_status": None,
+        "reason": "not a DICOM file",
+    }
+    status, upload = await get_json(client, f"/api/uploads/{upload_id}", owner)
+    assert status == 200 and upload["rejected"] == 1 and upload["files"][0]["reason"] == "not a DICOM file"
+
+
+async def test_registration_errors_are_problems(client: Any, owner: str) -> None:
+    upload_id = uuid.uuid4().hex
+    bad = await client.post(f"/internal/uploads/{upload_id}/files", json={"index": 0, "outcome": "accepted"})
+    assert bad.status == 422
+    assert {e["field"] for e in (await bad.json())["errors"]} >= {"name", "owner"}
+    no_dicom = {"index": 0, "name": "a", "owner": owner, "sha256": "a" * 64, "size": 1, "outcome": "accepted"}
+    assert (await client.post(f"/internal/uploads/{upload_id}/files", json=no_dicom)).status == 422
+    assert (await client.post(f"/internal/uploads/{upload_id}/files", data=b"{")).status in (400, 415)
+    await register(client, owner, upload_id=upload_id)
+    status, _ = await register(client, "intruder", upload_id=upload_id, index=1)
+    assert status == 409
+    assert (await client.post("/internal/uploads/bad id!/files", json=no_dicom)).status == 404
+
+
+async def _done(client: Any, topology: Topology, owner: str, body: dict[str, Any], mean: float = 2.0) -> None:
+    stats = Statistics(min=0, max=4, mean=mean, std=1)
+    image = ImageResult(has_pixel_data=True, rows=1, columns=1, original=stats, processing_ms=1, worker="w:1")
+    result = ProcessResult(
+        instance_id=body["instance_id"], upload_id="u", owner=owner, status=InstanceStatus.DONE, result=image
+    )
+    await publish(topology.exchange, result, "result.done")
+
+
+async def test_read_api_lists_filters_and_pages_the_callers_instances(
+    client: Any, topology: Topology, owner: str
+) -> None:
+    upload_id = uuid.uuid4().hex
+    bodies = []
+    for index, (study, modality) in enumerate([("9.1", "MR"), ("9.1", "MR"), ("9.2", "CT")]):
+        _, body = await register(client, owner, upload_id=upload_id, index=index, study=study, modality=modality)
+        bodies.append(body)
+    await _done(client, topology, owner, bodies[0])
+
+    async def first_done() -> bool:
+        return (await get_json(client, f"/api/instances/{bodies[0]['instance_id']}", owner))[1]["status"] == "done"
+
+    await eventually(first_done)
+    status, page = await get_json(client, "/api/instances?limit=2", owner)
+    assert (
+        status == 200
+        and page["total"] == 3
+        and [i["id"] for i in page["items"]] == [b["instance_id"] for b in bodies[:2]]
+    )
+    _, rest = await get_json(client, "/api/instances?limit=2&offset=2", owner)
+    assert [i["id"] for i in rest["items"]] == [bodies[2]["instance_id"]]
+    _, done = await get_json(client, "/api/instances?status=done", owner)
+    assert [i["id"] for i in done["items"]] == [bodies[0]["instance_id"]]
+    assert done["items"][0]["result"]["original"]["mean"] == 2.0
+    _, ct = await get_json(client, "/api/instances?modality=CT", owner)
+    assert [i["study_instance_uid"] for i in ct["items"]] == ["9.2"]
+    _, study = await get_json(client, "/api/instances?study=9.1", owner)
+    assert study["total"] == 2
+    status, problem = await get_json(client, "/api/instances?status=nope&limit=0", owner)
+    assert status == 422 and {e["field"] for e in problem["errors"]} == {"status", "limit"}
+
+    _, studies = await get_json(client, "/api/studies", owner)
+    assert studies["total"] == 2
+    first, second = studies["items"]
+    assert first["study_instance_uid"] == "9.1" and first["modalities"] == ["MR"] and first["instances"] == 2
+    assert first["counts"] == {"received": 1, "queued": 0, "processing": 0, "done": 1, "failed": 0}
+    assert second["counts"]["received"] == 1 and second["series"] == 1
+
+    status, upload = await get_json(client, f"/api/uploads/{upload_id}", owner)
+    assert status == 200 and upload["accepted"] == 3
+    assert [f["instance_status"] for f in upload["files"]] == ["done", "received", "received"]
+    assert upload["counts"]["done"] == 1 and upload["counts"]["received"] == 2
+
+
+async def test_another_owners_resources_are_not_found(client: Any, owner: str) -> None:
+    upload_id = uuid.uuid4().hex
+    _, body = await register(client, owner, upload_id=upload_id)
+    instance_id = body["instance_id"]
+    for path in (
+        f"/api/instances/{instance_id}",
+        f"/api/uploads/{upload_id}",
+        f"/api/instances/{instance_id}/preview.png",
+    ):
+        status, problem = await get_json(client, path, "somebody-else")
+        assert status == 404 and "not found" in problem["detail"]
+    _, page = await get_json(client, "/api/instances", "somebody-else")
+    assert instance_id not in {i["id"] for i in page["items"]}
+    status, admin_view = await get_json(client, f"/api/instances/{instance_id}", "root", **{ROLE_HEADER: "admin"})
+    assert status == 200 and admin_view["id"] == instance_id
+
+
+async def test_preview_of_an_unprocessed_instance_is_a_404_problem(client: Any, owner: str) -> None:
+    _, body = await register(client, owner)
+    status, problem = await get_json(client, f"/api/instances/{body['instance_id']}/preview.png", owner)
+    assert status == 404 and "no preview" in problem["detail"]
+    status, _ = await get_json(client, "/api/instances/not-a-real-id", owner)
+    assert status == 404
+
+
+async def test_status_events_move_an_instance_forward(client: Any, topology: Topology, owner: str) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    event = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.QUEUED)
+    await publish(topology.events, event, "")
+
+    async def queued() -> bool:
+        return (await get_json(client, f"/api/instances/{instance_id}", owner))[1]["status"] == "queued"
+
+    await eventually(queued)

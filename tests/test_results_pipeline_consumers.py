@@ -1,0 +1,167 @@
+"""results_service's consumers against the real RabbitMQ and PostgreSQL: batched idempotent results,
+forward-only status events, dead-lettered jobs failing their instance with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aio_pika.abc import AbstractQueue
+
+from common.broker import JOB_STANDARD, Topology, publish
+from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    LIMIT,
+    channel_fixture,
+    client_fixture,
+    events_fixture,
+    eventually,
+    fetch,
+    get_json,
+    owner_fixture,
+    register,
+    results_settings_fixture,
+    take,
+    topology_fixture,
+)
+
+
+def done_result(instance_id: str, owner: str, **overrides: Any) -> ProcessResult:
+    image = ImageResult(has_pixel_data=False, note="no pixel data", processing_ms=1.5, worker="host:1")
+    fields: dict[str, Any] = {
+        "instance_id": instance_id,
+        "upload_id": "u",
+        "owner": owner,
+        "status": InstanceStatus.DONE,
+        "result": image,
+    }
+    fields.update(overrides)
+    return ProcessResult.model_validate(fields)
+
+
+async def status_of(client: Any, owner: str, instance_id: str) -> str:
+    return str((await get_json(client, f"/api/instances/{instance_id}", owner))[1]["status"])
+
+
+async def wait_status(client: Any, owner: str, instance_id: str, status: str) -> None:
+    async def reached() -> bool:
+        return await status_of(client, owner, instance_id) == status
+
+    await eventually(reached)
+
+
+async def test_the_same_result_twice_is_stored_once_and_announced(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str, database_url: str
+) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    result = done_result(instance_id, owner)
+    await publish(topology.exchange, result, "result.done")
+    await publish(topology.exchange, result, "result.done")
+    await publish(topology.exchange, done_result(instance_id, owner), "result.done")  # another message id
+    await wait_status(client, owner, instance_id, "done")
+    await take(topology.results, 0, timeout=1)  # all acked
+    rows = await fetch(database_url, "SELECT status, data FROM results WHERE instance_id = $1", instance_id)
+    assert len(rows) == 1 and rows[0]["status"] == "done"
+    _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
+    assert view["result"]["note"] == "no pixel data" and view["result"]["worker"] == "host:1"
+    announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 1, timeout=3) or []]
+    assert announced[0].status is InstanceStatus.DONE and announced[0].instance_id == instance_id
+
+
+async def test_a_batch_of_results_is_stored_in_one_go(
+    client: Any, topology: Topology, owner: str, database_url: str
+) -> None:
+    ids = [(await register(client, owner))[1]["instance_id"] for _ in range(30)]
+    await asyncio.gather(*(publish(topology.exchange, done_result(i, owner), "result.done") for i in ids))
+
+    async def all_done() -> bool:
+        rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE owner = $1 AND status = 'done'", owner)
+        return bool(rows[0][0] == 30)
+
+    await eventually(all_done)
+    rows = await fetch(database_url, "SELECT count(*) FROM results WHERE instance_id = ANY($1::text[])", ids)
+    assert rows[0][0] == 30
+
+
+async def test_a_late_processing_event_after_done_changes_nothing(client: Any, topology: Topology, owner: str) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    event = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.PROCESSING)
+    await publish(topology.events, event, "")
+    await wait_status(client, owner, instance_id, "processing")
+    await publish(topology.exchange, done_result(instance_id, owner), "result.done")
+    await wait_status(client, owner, instance_id, "done")
+    for status in (InstanceStatus.PROCESSING, InstanceStatus.QUEUED, InstanceStatus.FAILED):
+        late = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=status)
+        await publish(topology.events, late, "")
+    await take(topology.status, 0, timeout=2)  # consumed and acked
+    await asyncio.sleep(0.1)
+    assert await status_of(client, owner, instance_id) == "done"
+
+
+async def test_a_failed_result_fails_the_instance_with_its_reason(client: Any, topology: Topology, owner: str) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    failed = done_result(instance_id, owner, status=InstanceStatus.FAILED, result=None, reason="pixel data broken")
+    await publish(topology.exchange, failed, "result.failed")
+    await wait_status(client, owner, instance_id, "failed")
+    _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
+    assert view["reason"] == "pixel data broken" and view["result"] is None
+    await publish(topology.exchange, done_result(instance_id, owner), "result.done")  # too late: stays failed
+    await take(topology.results, 0, timeout=2)
+    assert await status_of(client, owner, instance_id) == "failed"
+
+
+async def test_a_result_for_an_unknown_instance_is_dropped(client: Any, topology: Topology, database_url: str) -> None:
+    await publish(topology.exchange, done_result("f" * 32, "nobody"), "result.done")
+    await take(topology.results, 0, timeout=2)
+    assert (await fetch(database_url, "SELECT count(*) FROM results WHERE instance_id = $1", "f" * 32))[0][0] == 0
+
+
+def job_for(instance_id: str, owner: str) -> ProcessJob:
+    return ProcessJob(
+        instance_id=instance_id,
+        upload_id="u",
+        owner=owner,
+        sha256="a" * 64,
+        size=1,
+        sop_class_uid="1.2",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )
+
+
+async def test_a_job_past_its_delivery_limit_fails_its_instance_with_a_reason(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str
+) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
+    for _ in range(LIMIT + 1):  # a worker that dies each time
+        message = await topology.jobs.get(timeout=5)
+        await message.reject(requeue=True)
+    await wait_status(client, owner, instance_id, "failed")
+    _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
+    assert view["reason"].startswith(f"processing failed {LIMIT + 1} times")
+    assert "dicomflow jobs replay" in view["reason"]
+    [event] = await take(events, 1)
+    assert StatusEvent.model_validate_json(event.body).status is InstanceStatus.FAILED
+    [parked] = await take(topology.parked, 1)
+    assert ProcessJob.model_validate_json(parked.body).instance_id == instance_id
+
+
+async def test_a_rejected_job_fails_its_instance_but_never_a_done_one(
+    client: Any, topology: Topology, owner: str
+) -> None:
+    ids = [(await register(client, owner))[1]["instance_id"] for _ in range(2)]
+    await publish(topology.exchange, done_result(ids[1], owner), "result.done")
+    await wait_status(client, owner, ids[1], "done")
+    for instance_id in ids:
+        await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
+        message = await topology.jobs.get(timeout=5)
+        await message.reject(requeue=False)
+    await wait_status(client, owner, ids[0], "failed")
+    _, view = await get_json(client, f"/api/instances/{ids[0]}", owner)
+    assert "could not read the job" in view["reason"]
+    await take(topology.deadletters, 0, timeout=2)
+    assert await status_of(client, owner, ids[1]) == "done"
