@@ -78,6 +78,8 @@ def query_params(model: type[BaseModel]) -> tuple[Param, ...]:
         if "anyOf" in prop:
             options = [option for option in prop.pop("anyOf") if option != {"type": "null"}]
             prop.update(options[0] if len(options) == 1 else {"anyOf": options})
+        if prop.get("default", "") is None:
+            del prop["default"]
         params.append(Param(name, "query", prop, description, name in required))
     return tuple(params)
 
@@ -90,6 +92,7 @@ class ApiSpec:
         self.version = version
         self.description = description
         self.operations: list[Operation] = []
+        self._document: dict[str, Any] | None = None
 
     def add(self, operations: Iterable[Operation]) -> None:
         """Declare operations; a method declared twice on one path is a programming error."""
@@ -97,9 +100,15 @@ class ApiSpec:
             if any((o.method, o.path) == (operation.method, operation.path) for o in self.operations):
                 raise ValueError(f"{operation.method} {operation.path} is declared twice")
             self.operations.append(operation)
+        self._document = None
 
     def document(self) -> dict[str, Any]:
-        """The OpenAPI 3.1 document of every declared operation."""
+        """The OpenAPI 3.1 document of every declared operation (built once, then reused)."""
+        if self._document is None:
+            self._document = self._build()
+        return self._document
+
+    def _build(self) -> dict[str, Any]:
         models = self._models()
         refs, definitions = models_json_schema(models, ref_template=REF_TEMPLATE) if models else ({}, {})
         paths: dict[str, dict[str, Any]] = {}

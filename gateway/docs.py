@@ -15,7 +15,6 @@ from aiohttp import web
 from common.openapi import ApiSpec
 
 api_spec_key = web.AppKey("api_spec", ApiSpec)
-openapi_document_key = web.AppKey("openapi_document", dict[str, Any])
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; padding: 0 1rem; color: #222; }
@@ -40,10 +39,7 @@ async def handle_docs(request: web.Request) -> web.Response:
 
 
 def _document(app: web.Application) -> dict[str, Any]:
-    """Built once, on first use, when every route has declared its operations."""
-    if openapi_document_key not in app:
-        app[openapi_document_key] = app[api_spec_key].document()
-    return app[openapi_document_key]
+    return app[api_spec_key].document()
 
 
 def render_html(document: dict[str, Any]) -> str:

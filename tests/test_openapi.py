@@ -1,0 +1,101 @@
+"""The gateway's OpenAPI 3.1 document and its page: valid, complete for the elements API, self-contained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+from common.openapi import ApiSpec, Operation, Reply
+from common.schemas.elements import ElementOut
+from gateway.main import init_app
+from gateway.settings import GatewaySettings
+
+ELEMENT_ROUTES = {
+    "/api/elements/": {"get", "post"},
+    "/api/elements/{element_id}/": {"get", "put", "patch", "delete"},
+}
+
+
+@pytest.fixture
+async def document(aiohttp_client: Any) -> dict[str, Any]:
+    client = await aiohttp_client(init_app(GatewaySettings()))
+    response = await client.get("/api/openapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+def refs_in(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [r for v in node.values() for r in refs_in(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs_in(v)]
+    return []
+
+
+async def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+
+
+async def test_every_route_of_the_elements_api_is_documented(document: dict[str, Any]) -> None:
+    for path, methods in ELEMENT_ROUTES.items():
+        assert methods <= set(document["paths"][path]), path
+    post = document["paths"]["/api/elements/"]["post"]
+    assert set(post["responses"]) >= {"201", "400", "409", "413", "415", "422"}
+    body = post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in body} == {"ElementIn", "ElementDocument"}
+    listing = document["paths"]["/api/elements/"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"limit", "offset", "device_name"}
+    for method in ("put", "patch"):
+        update = document["paths"]["/api/elements/{element_id}/"][method]
+        assert set(update["responses"]) >= {"200", "404", "409", "422"}
+    problem = document["paths"]["/api/elements/{element_id}/"]["delete"]["responses"]["404"]["content"]
+    assert problem["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    ids = [op["operationId"] for methods in document["paths"].values() for op in methods.values()]
+    assert len(ids) == len(set(ids))
+
+
+async def test_every_schema_reference_resolves(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    refs = refs_in(document)
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    element_in = schemas["ElementIn"]
+    assert element_in["properties"]["id"]["pattern"] == "^[A-Za-z0-9_-]{1,64}$"
+    assert set(element_in["required"]) == {"id", "data", "deviceName"}
+    assert set(schemas["ElementUpdate"]["properties"]) == {"id", "deviceName"}
+    assert schemas["ElementUpdate"]["additionalProperties"] is False
+
+
+async def test_the_docs_page_renders_every_operation_without_external_resources(
+    aiohttp_client: Any, document: dict[str, Any]
+) -> None:
+    client = await aiohttp_client(init_app(GatewaySettings()))
+    response = await client.get("/api/docs")
+    assert response.status == 200 and response.content_type == "text/html"
+    page = await response.text()
+    for path in ELEMENT_ROUTES:
+        assert path in page
+    operations = sum(len(methods) for methods in document["paths"].values())
+    assert page.count("<div class=op ") == operations >= 6
+    assert 'id="schema-ElementIn"' in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_declaring_one_operation_twice_is_refused() -> None:
+    spec = ApiSpec("t", "1")
+    operation = Operation("GET", "/x", "x", "t", {200: Reply("ok", (ElementOut,), "application/json")})
+    spec.add([operation])
+    with pytest.raises(ValueError, match="declared twice"):
+        spec.add([operation])
+
+
+def test_a_broken_document_fails_validation() -> None:
+    with pytest.raises(OpenAPIValidationError):
+        validate({"openapi": "3.1.0", "info": {"title": "x"}, "paths": {}})
