@@ -10,6 +10,7 @@ from aiohttp import web
 
 from common.openapi import ApiSpec
 from common.schemas.elements_api import element_operations
+from common.schemas.instances_api import instance_operations
 from gateway import docs
 from gateway.events import setup_events
 from gateway.portal import add_portal_routes
@@ -29,6 +30,20 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     for path in ("/api/elements", "/api/elements/", "/api/elements/{element_id}", "/api/elements/{element_id}/"):
         app.router.add_route("*", path, to_results)
     spec.add(element_operations())
+
+    # Uploads, instances, previews and studies: read from results_service (GET only; the
+    # registration route /internal/... is never exposed).
+    for path in (
+        "/api/uploads/{upload_id}",
+        "/api/instances",
+        "/api/instances/",
+        "/api/instances/{instance_id}",
+        "/api/instances/{instance_id}/preview.png",
+        "/api/studies",
+        "/api/studies/",
+    ):
+        app.router.add_get(path, to_results)
+    spec.add(instance_operations())
 
     # Uploads: streamed chunk by chunk to ingest_service (which answers at the same path); no total
     # deadline for a multi-GB body, only for connecting and for the answer once the body is sent.

@@ -1,0 +1,72 @@
+"""The read API of uploads, instances and studies as OpenAPI operations (served by the gateway,
+implemented by results_service). Every answer is scoped to the caller: another user's upload or
+instance is a 404, exactly like a missing one."""
+
+from __future__ import annotations
+
+from common.openapi import Operation, Param, Reply, json_reply, query_params
+from common.schemas.instances import (
+    ID_PATTERN,
+    InstanceListQuery,
+    InstancePage,
+    InstanceView,
+    StudyListQuery,
+    StudyPage,
+    UploadView,
+)
+
+TAG = "instances"
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
+_UPLOAD_ID = Param("upload_id", "path", _ID_SCHEMA, "The id `POST /api/uploads` answered with.", required=True)
+_INSTANCE_ID = Param("instance_id", "path", _ID_SCHEMA, "The instance's id.", required=True)
+_BAD_QUERY = {422: Reply("A query parameter is invalid or unknown; `errors` names each.")}
+
+
+def instance_operations() -> list[Operation]:
+    """The operations of `/api/uploads/{id}`, `/api/instances`, previews and `/api/studies`."""
+    return [
+        Operation(
+            "GET",
+            "/api/uploads/{upload_id}",
+            "Read an upload: each file's outcome at the door and its instance's live status",
+            TAG,
+            {200: json_reply("The upload.", UploadView), 404: Reply("No upload of yours has this id.")},
+            params=(_UPLOAD_ID,),
+        ),
+        Operation(
+            "GET",
+            "/api/instances",
+            "List your instances, oldest first, a page at a time",
+            TAG,
+            {200: json_reply("One page.", InstancePage), **_BAD_QUERY},
+            params=query_params(InstanceListQuery),
+        ),
+        Operation(
+            "GET",
+            "/api/instances/{instance_id}",
+            "Read one instance: status, identifying UIDs, the processing result, the reason when failed",
+            TAG,
+            {200: json_reply("The instance.", InstanceView), 404: Reply("No instance of yours has this id.")},
+            params=(_INSTANCE_ID,),
+        ),
+        Operation(
+            "GET",
+            "/api/instances/{instance_id}/preview.png",
+            "The PNG preview of the middle frame (at most 256 px)",
+            TAG,
+            {
+                200: Reply("The PNG image.", (), "image/png"),
+                304: Reply("Unchanged since the ETag sent in If-None-Match.", (), "image/png"),
+                404: Reply("No instance of yours has this id, or it has no preview (yet)."),
+            },
+            params=(_INSTANCE_ID,),
+        ),
+        Operation(
+            "GET",
+            "/api/studies",
+            "List your studies with the count of instances in each state",
+            TAG,
+            {200: json_reply("One page.", StudyPage), **_BAD_QUERY},
+            params=query_params(StudyListQuery),
+        ),
+    ]
