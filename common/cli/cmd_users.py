@@ -1,0 +1,136 @@
+"""`dicomflow users create|list|disable|enable`: operators manage accounts.
+
+The CLI talks to results_service's internal account API (`RESULTS_URL`, `/internal/users`)
+over HTTP, like every other client: `common` never imports a service, password hashing and
+the audit record stay in results_service, and the CLI needs no database credentials. The
+internal API must only be reachable from the deployment's own network (operators, the
+gateway), never from the internet; the gateway does not proxy it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from typing import Any
+
+import aiohttp
+
+from common.cli.support import add_json_flag, print_json, print_table
+from common.logs import get_logger
+
+log = get_logger("dicomflow.cli")
+
+DEFAULT_RESULTS_URL = "http://127.0.0.1:8081"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `users` with its subcommands."""
+    users = subparsers.add_parser("users", help="create, list, disable or enable user accounts")
+    users.add_argument(
+        "--results-url",
+        default=os.environ.get("RESULTS_URL", DEFAULT_RESULTS_URL),
+        help="base URL of results_service (default: $RESULTS_URL or %(default)s)",
+    )
+    actions = users.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(users))
+
+    create = actions.add_parser("create", help="create an account (the password is asked, or read from stdin)")
+    create.add_argument("email", metavar="EMAIL")
+    create.add_argument("--role", choices=("user", "admin"), default="user")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add_json_flag(create)
+    create.set_defaults(handler=run_create)
+
+    listing = actions.add_parser("list", help="list every account")
+    add_json_flag(listing)
+    listing.set_defaults(handler=run_list)
+
+    for name, disabled in (("disable", True), ("enable", False)):
+        action = actions.add_parser(name, help=f"{name} an account (by email)")
+        action.add_argument("email", metavar="EMAIL")
+        add_json_flag(action)
+        action.set_defaults(handler=run_set_disabled, disabled=disabled)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise ValueError("the two passwords differ")
+    else:
+        raise ValueError("stdin is not a terminal: pass --password-stdin and the password on stdin")
+    if not password:
+        raise ValueError("the password is empty")
+    return password
+
+
+async def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One request to the internal API; a problem answer becomes a ValueError with its detail."""
+    url = base_url.rstrip("/") + path
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.request(method, url, json=body) as response,
+        ):
+            payload = await response.json(content_type=None) if response.content_length != 0 else None
+            if response.status >= 400:
+                detail = payload.get("detail") if isinstance(payload, dict) else None
+                errors = payload.get("errors") if isinstance(payload, dict) else None
+                fields = "; ".join(f"{e['field']}: {e['message']}" for e in errors or [])
+                raise ValueError(f"{detail or response.reason}{' (' + fields + ')' if fields else ''}")
+            return payload
+    except aiohttp.ClientConnectionError as exc:
+        raise OSError(f"cannot reach results_service at {base_url}: {exc}") from exc
+
+
+def _print_users(users: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json(users if len(users) != 1 else users[0])
+        return
+    rows = [(u["email"], u["role"], "yes" if u["disabled"] else "no", u["id"], u["created_at"]) for u in users]
+    print_table(("email", "role", "disabled", "id", "created"), rows)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    """Create the account; print it (never the password)."""
+    password = _read_password(args.password_stdin)
+    body = {"email": args.email, "password": password, "role": args.role}
+    user = asyncio.run(_call(args.results_url, "POST", "/internal/users", body))
+    log.info("user_created", user_id=user["id"], role=user["role"])
+    _print_users([user], args.json)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print every account, oldest first."""
+    listing = asyncio.run(_call(args.results_url, "GET", "/internal/users"))
+    users = listing["items"]
+    if args.json:
+        print_json(users)
+    else:
+        _print_users(users, False)
+    return 0
+
+
+def run_set_disabled(args: argparse.Namespace) -> int:
+    """Disable (or enable) the account with this email; its tokens stop working at once."""
+
+    async def apply() -> dict[str, Any]:
+        listing = await _call(args.results_url, "GET", "/internal/users")
+        wanted = args.email.strip().lower()
+        match = next((u for u in listing["items"] if u["email"] == wanted), None)
+        if match is None:
+            raise ValueError(f"no account with email {args.email!r}")
+        user: dict[str, Any] = await _call(
+            args.results_url, "PATCH", f"/internal/users/{match['id']}", {"disabled": args.disabled}
+        )
+        return user
+
+    user = asyncio.run(apply())
+    log.info("user_disabled" if args.disabled else "user_enabled", user_id=user["id"])
+    _print_users([user], args.json)
+    return 0
