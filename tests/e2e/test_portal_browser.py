@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,78 @@ async def test_a_user_watches_their_upload_finish_live_and_another_user_sees_non
     )
     assert status == 404
     await shots.take(bob_page, "desktop-other-user")
+
+
+def unique_elements(source: Path, folder: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The brief's element document with ids and device names made unique to this test."""
+    suffix = uuid.uuid4().hex[:6]
+    document = json.loads(source.read_text())
+    for element in document.values():
+        element["id"] = f"{element['id']}-{suffix}"
+        element["deviceName"] = f"{element['deviceName']} {suffix}"
+    path = folder / "elements.json"
+    path.write_text(json.dumps(document))
+    return path, document
+
+
+async def test_the_elements_page_creates_from_a_file_renames_and_deletes(
+    running_system: Any, browser: Browser, samples_dir: Path, tmp_path: Path
+) -> None:
+    user = await running_system.create_user("elements")
+    page, _ = await open_portal(browser, running_system.gateway_url, user.email, user.password)
+    path, document = unique_elements(samples_dir / "sample-04-json.json", tmp_path)
+    await page.get_by_role("link", name="Elements").click()
+    await page.get_by_label("Create from a JSON file").set_input_files(str(path))
+    await expect(page.locator(".success")).to_have_text(f"{len(document)} element(s) created from elements.json.")
+
+    # Filter on one device: exactly its elements, with the brief's figures computed here.
+    first = document["1"]
+    device = first["deviceName"]
+    expected = [e for e in document.values() if e["deviceName"] == device]
+    await page.get_by_label("Device", exact=True).fill(device)
+    await page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#elements-table tbody tr")
+    await expect(rows).to_have_count(min(len(expected), 20))
+    values = [float(v) for line in first["data"] for v in line.split()]
+    row = page.locator(f'#elements-table tr[data-element="{first["id"]}"]')
+    cells = row.locator("td")
+    assert float((await cells.nth(2).inner_text()).replace(",", "")) == pytest.approx(
+        sum(values) / len(values), rel=1e-5
+    )
+    assert float(await cells.nth(3).inner_text()) == pytest.approx(
+        sum(v / max(values) for v in values) / len(values), rel=1e-5
+    )
+    assert int(await cells.nth(4).inner_text()) == len(values)
+    await Screenshots(tmp_path).take(page, "desktop-elements")
+
+    # Rename with the keyboard-reachable inline form, then delete (confirming the dialog).
+    renamed = f"{first['id']}-renamed"
+    await page.get_by_role("button", name=f"Rename {first['id']}").click()
+    await page.get_by_label("New id").fill(renamed)
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator(".success")).to_have_text(f"Element {first['id']} saved.")
+    await expect(page.locator(f'#elements-table tr[data-element="{renamed}"]')).to_have_count(1)
+    await expect(page.locator(f'#elements-table tr[data-element="{first["id"]}"]')).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name=f"Delete {renamed}").click()
+    await expect(page.locator(".success")).to_have_text(f"Element {renamed} deleted.")
+    await expect(page.locator("#announcer")).to_have_text(f"Element {renamed} deleted.")
+    await expect(page.locator(f'#elements-table tr[data-element="{renamed}"]')).to_have_count(0)
+    await expect(rows).to_have_count(min(len(expected), 20) - (1 if len(expected) <= 20 else 0))
+
+
+async def test_the_audit_page_is_for_admins_only(running_system: Any, browser: Browser, tmp_path: Path) -> None:
+    admin = await running_system.create_user("auditor", role="admin")
+    user = await running_system.create_user("nosy")
+    admin_page, _ = await open_portal(browser, running_system.gateway_url, admin.email, admin.password)
+    await admin_page.get_by_role("link", name="Audit").click()
+    await admin_page.get_by_label("Action").fill("auth.login")
+    await admin_page.get_by_role("button", name="Apply").click()
+    logins = admin_page.locator("table tbody tr").filter(has_text=admin.email)
+    await expect(logins.first).to_be_visible()
+    await Screenshots(tmp_path).take(admin_page, "desktop-audit")
+
+    user_page, _ = await open_portal(browser, running_system.gateway_url, user.email, user.password)
+    await expect(user_page.get_by_role("link", name="Audit")).to_be_hidden()
+    await user_page.goto(f"{running_system.gateway_url}/#/audit")
+    await expect(user_page.get_by_text("This page is for administrators.")).to_be_visible()

@@ -49,7 +49,7 @@ export function render(view, _params, { isCurrent }) {
           [
             { label: "When", cell: (e) => formatDate(e.at) },
             { label: "Who", cell: (e) => e.actor_email || e.actor_id || "anonymous" },
-            { label: "Action", cell: (e) => h("span", { class: "mono", text: e.action }) },
+            { label: "Action", cell: (e) => h("span", { class: "mono nowrap", text: e.action }) },
             { label: "Resource", cell: (e) => [e.resource_type, e.resource_id].filter(Boolean).join(" ") || "–" },
             { label: "Outcome", cell: (e) => statusBadge(e.outcome) },
             { label: "Client", cell: (e) => e.client || "–" },

@@ -36,7 +36,8 @@ export function render(view, _params, { isCurrent }) {
   }
 
   function done(text) {
-    replace(message, h("p", { class: "success", role: "status", text }));
+    // Shown here, read out by the page's live region (one announcement, not two).
+    replace(message, h("p", { class: "success", text }));
     announce(text);
     load();
   }
@@ -50,9 +51,13 @@ export function render(view, _params, { isCurrent }) {
       const tr = h("tr", { dataset: { element: element.id } });
       const actions = h(
         "td",
-        { "data-label": "Actions", class: "row-actions" },
-        h("button", { type: "button", class: "secondary", text: "Rename", "aria-label": `Rename ${element.id}`, onClick: () => editRow(tr, element) }),
-        h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${element.id}`, onClick: () => remove(element) }),
+        { "data-label": "Actions" },
+        h(
+          "div",
+          { class: "row-actions" },
+          h("button", { type: "button", class: "secondary", text: "Rename", "aria-label": `Rename ${element.id}`, onClick: () => editRow(tr, element) }),
+          h("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${element.id}`, onClick: () => remove(element) }),
+        ),
       );
       tr.append(
         h("td", { "data-label": "Id", class: "mono", text: element.id }),
