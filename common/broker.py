@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
@@ -137,7 +138,7 @@ async def connect(settings: BaseServiceSettings, name: str) -> AbstractRobustCon
     return await aio_pika.connect_robust(str(url))
 
 
-async def open_channel(connection: AbstractRobustConnection, *, prefetch: int | None = None) -> AbstractChannel:
+async def open_channel(connection: AbstractConnection, *, prefetch: int | None = None) -> AbstractChannel:
     """A channel with publisher confirms whose publishes raise when a message cannot be routed."""
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     if prefetch is not None:
