@@ -25,9 +25,11 @@ venv: $(STAMP) ## Create .venv and install the pinned dependencies.
 preflight: venv ## Check that PostgreSQL and RabbitMQ answer.
 	$(PY) -m common.preflight
 
-setup: preflight ## Create the database, apply migrations, declare the broker topology.
+setup: preflight ## Secrets (var/secrets, if not in the environment), database, migrations, broker topology, first admin.
+	$(PY) -m common.secret_settings
 	$(PY) -m results_service.migrate
 	$(PY) -m common.broker
+	$(PY) -m results_service.bootstrap_admin
 
 up: setup ## Set up, then run every service in the foreground (Ctrl-C stops them all).
 	$(PY) -m common.supervisor

@@ -270,3 +270,24 @@ async def test_login_logs_carry_neither_password_nor_token(client: Any) -> None:
     text = repr(logs)
     assert PASSWORD not in text and "wrong password!!" not in text and token not in text
     assert any(entry["event"] == "login_succeeded" for entry in logs)
+
+
+async def test_bootstrap_creates_the_first_admin_once_and_prints_a_generated_password(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from results_service import bootstrap_admin
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE users SET disabled = TRUE WHERE role = 'admin'")
+        email = unique_email("first-admin").lower()
+        settings = ResultsSettings(database_url=database_url, admin_email=email)
+        created = await bootstrap_admin.ensure_admin(settings)
+        assert created is not None and created[0] == email and created[1] is not None and len(created[1]) >= 20
+        row = await conn.fetchrow("SELECT role, disabled, password_hash FROM users WHERE email = $1", email)
+        assert (row["role"], row["disabled"]) == ("admin", False) and created[1] not in row["password_hash"]
+        assert await bootstrap_admin.ensure_admin(settings) is None  # idempotent
+        given = ResultsSettings(database_url=database_url, admin_email=unique_email("x"), admin_password=PASSWORD)
+        assert await bootstrap_admin.ensure_admin(given) is None
+    finally:
+        await conn.close()
