@@ -86,6 +86,8 @@ def _check_file_meta(ds: Dataset) -> uids.UID:
     for keyword in ("TransferSyntaxUID", "MediaStorageSOPClassUID"):
         if not meta.get(keyword):
             raise InvalidDicom(f"file meta information has no {keyword}")
+    if str(meta.MediaStorageSOPClassUID) == uids.MediaStorageDirectoryStorage:
+        raise InvalidDicom("DICOMDIR is a media index, not an instance; upload the files it lists")
     transfer_syntax = uids.UID(str(meta.TransferSyntaxUID))
     if not transfer_syntax.is_valid or not transfer_syntax.is_transfer_syntax:
         raise InvalidDicom(f"unknown transfer syntax {transfer_syntax}")

@@ -185,3 +185,10 @@ def test_deflated_copy_is_accepted(rewrite: Callable[..., Path]) -> None:
         SAMPLE_01, lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", uids.DeflatedExplicitVRLittleEndian)
     )
     assert validate_file(path).transfer_syntax_uid == uids.DeflatedExplicitVRLittleEndian
+
+
+def test_dicomdir_is_rejected(rewrite: Callable[..., Path]) -> None:
+    path = rewrite(
+        SAMPLE_01, lambda ds: setattr(ds.file_meta, "MediaStorageSOPClassUID", uids.MediaStorageDirectoryStorage)
+    )
+    assert reason_of(path) == "DICOMDIR is a media index, not an instance; upload the files it lists"
