@@ -104,6 +104,20 @@ def pixel_range(path: Path) -> tuple[int, int]:
     return int(np.min(pixels)), int(np.max(pixels))
 
 
+async def painted_pixels(page: Page) -> int:
+    """How many pixels of the histogram canvas are not transparent."""
+    count: int = await page.evaluate(
+        """() => {
+            const canvas = document.querySelector('#histogram');
+            const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+            let painted = 0;
+            for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted += 1;
+            return painted;
+        }"""
+    )
+    return count
+
+
 def as_int(text: str) -> int:
     return int(text.replace(",", "").replace("\u202f", "").replace("\xa0", "").strip())
 
@@ -151,7 +165,7 @@ async def test_a_user_watches_their_upload_finish_live_and_another_user_sees_non
     await expect(table_rows).to_have_count(2)
     await expect(alice_page.locator('.instances-table tbody tr[data-status="done"]')).to_have_count(2)
     await shots.take(alice_page, "desktop-instances")
-    await alice_page.get_by_role("link", name=SAMPLES[0]).click()
+    await alice_page.get_by_role("link", name=SAMPLES[0], exact=True).click()
     await expect(alice_page.get_by_role("heading", name="Instance")).to_be_visible()
     preview = alice_page.locator("#preview")
     await expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
@@ -160,22 +174,26 @@ async def test_a_user_watches_their_upload_finish_live_and_another_user_sees_non
     original = alice_page.locator("#statistics tbody tr").first
     assert as_int(await original.locator("td").nth(0).inner_text()) == low
     assert as_int(await original.locator("td").nth(1).inner_text()) == high
-    drawn = await alice_page.evaluate(
-        """() => {
-            const canvas = document.querySelector('#histogram');
-            const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-            let painted = 0;
-            for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted += 1;
-            return painted;
-        }"""
-    )
-    assert drawn > 1000, "the histogram canvas is blank"
+    linear = await painted_pixels(alice_page)
+    assert linear > 1000, "the histogram canvas is blank"
+    await alice_page.get_by_label("Logarithmic counts").check()
+    assert await painted_pixels(alice_page) > linear, "a log scale should lift the small bins"
     instance_url = alice_page.url
     instance_id = instance_url.rsplit("/", 1)[-1]
     assert instance_id in instance_ids
     await shots.take(alice_page, "desktop-instance")
     await alice_page.set_viewport_size(PHONE)
     await shots.take(alice_page, "phone-instance")
+
+    # My uploads: one upload, both instances done; its page lists both files.
+    await alice_page.get_by_role("link", name="My uploads").click()
+    uploads = alice_page.locator("#uploads-results tbody tr")
+    await expect(uploads).to_have_count(1)
+    await expect(uploads.locator('.badge[data-status="done"]')).to_have_count(1)
+    await uploads.get_by_role("link").click()
+    await expect(alice_page.get_by_role("heading", name="Upload", exact=True)).to_be_visible()
+    await expect(alice_page.locator('tbody tr[data-status="done"]')).to_have_count(2)
+    await shots.take(alice_page, "phone-upload-detail")
     await alice_page.get_by_role("link", name="Upload", exact=True).click()
     await shots.take(alice_page, "phone-upload-done")
 

@@ -7,7 +7,7 @@ function cssColor(element, name, fallback) {
   return value || fallback;
 }
 
-function draw(canvas, histogram) {
+function draw(canvas, histogram, log) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 600;
   const height = canvas.clientHeight || 240;
@@ -19,6 +19,8 @@ function draw(canvas, histogram) {
 
   const counts = histogram.counts || [];
   const peak = Math.max(1, ...counts);
+  // A logarithmic axis shows small bins next to a huge one (e.g. a black background).
+  const scale = log ? (count) => Math.log10(1 + count) / Math.log10(1 + peak) : (count) => count / peak;
   const pad = { left: 56, right: 12, top: 12, bottom: 36 };
   const plotW = Math.max(10, width - pad.left - pad.right);
   const plotH = Math.max(10, height - pad.top - pad.bottom);
@@ -28,7 +30,7 @@ function draw(canvas, histogram) {
   ctx.fillStyle = bar;
   const step = plotW / Math.max(1, counts.length);
   counts.forEach((count, index) => {
-    const barH = (count / peak) * plotH;
+    const barH = scale(count) * plotH;
     ctx.fillRect(pad.left + index * step, pad.top + plotH - barH, Math.max(1, step - 1), barH);
   });
 
@@ -55,10 +57,20 @@ function draw(canvas, histogram) {
   ctx.fillText("0", pad.left - 6, pad.top + plotH);
 }
 
-/** Draw `histogram` ({low, high, counts}) on `canvas`; returns a function that stops redrawing on resize. */
+/**
+ * Draw `histogram` ({low, high, counts}) on `canvas`, again on resize.
+ * Returns {setLog(bool), dispose()}: switch to a logarithmic count axis, stop redrawing.
+ */
 export function drawHistogram(canvas, histogram) {
-  draw(canvas, histogram);
-  const observer = new ResizeObserver(() => draw(canvas, histogram));
+  let log = false;
+  draw(canvas, histogram, log);
+  const observer = new ResizeObserver(() => draw(canvas, histogram, log));
   observer.observe(canvas);
-  return () => observer.disconnect();
+  return {
+    setLog(value) {
+      log = Boolean(value);
+      draw(canvas, histogram, log);
+    },
+    dispose: () => observer.disconnect(),
+  };
 }

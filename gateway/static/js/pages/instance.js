@@ -59,9 +59,21 @@ function histogramFigure(histogram, disposers) {
       ),
     ),
   );
-  const figure = h("figure", { class: "chart" }, canvas, h("figcaption", { text: "Histogram of the original pixel values" }), data);
+  const logScale = h("input", { id: "histogram-log", type: "checkbox" });
+  const figure = h(
+    "figure",
+    { class: "chart" },
+    h("div", { class: "chart-options" }, logScale, h("label", { for: "histogram-log", text: "Logarithmic counts" })),
+    canvas,
+    h("figcaption", { text: "Histogram of the original pixel values" }),
+    data,
+  );
   // Drawn once the canvas is in the document and has a size.
-  requestAnimationFrame(() => disposers.push(drawHistogram(canvas, histogram)));
+  requestAnimationFrame(() => {
+    const chart = drawHistogram(canvas, histogram);
+    logScale.addEventListener("change", () => chart.setLog(logScale.checked));
+    disposers.push(chart.dispose);
+  });
   return figure;
 }
 

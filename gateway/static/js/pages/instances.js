@@ -70,7 +70,7 @@ export function instanceTable(items, cells, caption = "Your instances") {
       h("td", { "data-label": "Size", text: formatBytes(item.size) }),
       cell,
       h("td", { "data-label": "Received", text: formatDate(item.created_at) }),
-      h("td", { "data-label": "Upload" }, h("a", { href: `#/uploads/${item.upload_id}`, text: "upload" })),
+      h("td", { "data-label": "Upload" }, h("a", { href: `#/uploads/${item.upload_id}`, text: "upload", "aria-label": `Upload of ${item.file_name}` })),
     );
   });
   return h(
