@@ -68,6 +68,18 @@ class Upstream:
             status=207,
         )
 
+    async def broken(self, request: web.Request) -> web.StreamResponse:
+        """Dies half-way through its body (a crashed service)."""
+        response = web.StreamResponse()
+        if request.query.get("declared"):
+            response.content_length = 1000
+        await response.prepare(request)
+        await response.write(b"x" * 400)
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(5)
         return web.json_response({})
@@ -86,6 +98,7 @@ async def upstream_url(aiohttp_server: Any, upstream: Upstream) -> str:
     app.router.add_get("/drip", upstream.drip)
     app.router.add_route("*", "/headers/{tail:.*}", upstream.headers)
     app.router.add_get("/slow", upstream.slow)
+    app.router.add_get("/broken", upstream.broken)
     server = await aiohttp_server(app)
     return str(server.make_url("")).rstrip("/")
 
@@ -223,3 +236,13 @@ async def test_upstream_error_statuses_pass_through(client: Any) -> None:
     assert response.status == 404
     with pytest.raises(aiohttp.ContentTypeError):
         await response.json()
+
+
+@pytest.mark.parametrize("query", ["", "?declared=1"])
+async def test_an_upstream_dying_mid_body_cuts_the_client_off_instead_of_faking_a_complete_body(
+    client: Any, query: str
+) -> None:
+    response = await client.get("/broken" + query)
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
