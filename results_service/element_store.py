@@ -87,7 +87,7 @@ async def create_elements(elements: dict[str, ElementIn], figures: dict[str, Ele
         try:
             await Element.bulk_create(list(rows.values()), using_db=conn)
         except IntegrityError as exc:  # a concurrent request stored one of these ids first
-            raise ElementIdTaken(()) from exc
+            raise ElementIdTaken(ids if len(ids) == 1 else ()) from exc
     return {key: element_out(row) for key, row in rows.items()}
 
 

@@ -267,7 +267,7 @@ async def test_twenty_concurrent_posts_of_one_id_give_one_201_and_nineteen_409(c
     assert statuses == [201] + [409] * 19
     for response in responses:
         if response.status == 409:
-            await assert_problem(response, 409)
+            assert "'race'" in (await assert_problem(response, 409))["detail"]
     assert await count_rows(database_url) == 1
 
 
