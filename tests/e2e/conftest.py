@@ -93,6 +93,10 @@ class RunningSystem:
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # Every test's users (and browsers) log in from 127.0.0.1: the per-address login limit
+            # would otherwise make tests depend on how many ran before them.
+            "LOGIN_RATE_LIMIT_BURST": "1000",
+            "LOGIN_RATE_LIMIT_PER_MINUTE": "6000",
             **{PORT_VARIABLES[name]: str(service.port) for name, service in self.services.items()},
             **(env or {}),
         }
