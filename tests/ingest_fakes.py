@@ -59,7 +59,7 @@ class FakeResults:
 
 
 async def drain(channel: AbstractChannel, queue_name: str, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
-    """Every message now in the queue (acked), waiting `settle` seconds for stragglers."""
+    """Every message in the queue (acked), until none has arrived for `settle` seconds."""
     queue = await channel.get_queue(queue_name, ensure=False)
     messages: list[AbstractIncomingMessage] = []
     deadline = asyncio.get_running_loop().time() + settle
@@ -70,6 +70,7 @@ async def drain(channel: AbstractChannel, queue_name: str, *, settle: float = 0.
             continue
         await message.ack()
         messages.append(message)
+        deadline = asyncio.get_running_loop().time() + settle  # wait `settle` after the last one
     return messages
 
 
