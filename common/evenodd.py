@@ -46,11 +46,13 @@ class EvenOdd:
         self._stop = threading.Event()
         self._start = 0.0
         self._printed: list[Printed] = []
+        self._error: BaseException | None = None
 
     def run(self) -> list[Printed]:
         """Start both threads, wait for them, and return what was printed in order.
 
-        Ctrl-C (KeyboardInterrupt in the calling thread) stops both threads before it propagates.
+        Ctrl-C (KeyboardInterrupt in the calling thread) stops both threads before it propagates;
+        an error of the print function in either thread stops both and is raised here.
         """
         self._start = self._clock()
         threads = [
@@ -66,6 +68,8 @@ class EvenOdd:
             self.stop()
             for thread in threads:
                 thread.join()
+        if self._error is not None:
+            raise self._error
         return list(self._printed)
 
     def stop(self) -> None:
@@ -86,7 +90,12 @@ class EvenOdd:
             if delay > 0 and self._stop.wait(delay):
                 return
             self._printed.append(Printed(number, name, self._clock() - self._start))
-            self._emit(number, name)
+            try:
+                self._emit(number, name)
+            except BaseException as e:  # printing failed (a closed pipe): stop both, report it from run()
+                self._error = e
+                self.stop()
+                return
             with self._turn:
                 self._next = number + 1
                 self._turn.notify_all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -236,6 +237,43 @@ def test_even_odd_prints_in_order_from_the_right_thread() -> None:
     assert printed == [[str(n), "even" if n % 2 == 0 else "odd"] for n in range(1, 13)]
     numbers = as_json.json()["numbers"]
     assert [(n["number"], n["thread"]) for n in numbers] == [(n, "even" if n % 2 == 0 else "odd") for n in range(1, 8)]
+
+
+def test_even_odd_stops_on_ctrl_c_with_exit_130() -> None:
+    process = subprocess.Popen(
+        [str(SCRIPT), "even-odd", "--interval", "0.05", "--upto", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell may ignore it
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=10)
+
+    assert process.returncode == 130
+    assert first.split() == ["1", "odd"]
+    assert len(stdout.splitlines()) < 50
+    assert "Traceback" not in stderr
+    assert json.loads(stderr.splitlines()[-1])["event"] == "interrupted"
+
+
+def test_even_odd_ends_quietly_when_stdout_is_closed() -> None:
+    with subprocess.Popen(
+        [str(SCRIPT), "even-odd", "--interval", "0", "--upto", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.readline()
+        process.stdout.close()
+        code = process.wait(timeout=10)
+        stderr = process.stderr.read()
+
+    assert code == 1
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("args", [["--upto", "0"], ["--interval", "-1"], ["--interval", "soon"]])

@@ -77,6 +77,16 @@ def test_stop_ends_both_threads_early() -> None:
     assert not [t for t in threading.enumerate() if t.name in (EVEN_THREAD, ODD_THREAD)]
 
 
+def test_a_failing_print_stops_both_threads_and_is_raised_by_run() -> None:
+    def emit(number: int, thread: str) -> None:
+        if number == 4:
+            raise BrokenPipeError("stdout closed")
+
+    with pytest.raises(BrokenPipeError, match="stdout closed"):
+        EvenOdd(upto=100, interval=0, emit=emit).run()
+    assert not [t for t in threading.enumerate() if t.name in (EVEN_THREAD, ODD_THREAD)]
+
+
 @pytest.mark.parametrize(("upto", "interval", "reason"), [(0, 0.5, "upto"), (10, -1.0, "interval")])
 def test_bad_arguments_are_refused(upto: int, interval: float, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
