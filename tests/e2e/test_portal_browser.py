@@ -291,3 +291,29 @@ async def test_the_audit_page_is_for_admins_only(running_system: Any, browser: B
     await expect(user_page.get_by_role("link", name="Audit")).to_be_hidden()
     await user_page.goto(f"{running_system.gateway_url}/#/audit")
     await expect(user_page.get_by_text("This page is for administrators.")).to_be_visible()
+
+
+async def test_dropped_files_are_listed_sent_and_rejected_with_their_reasons(
+    running_system: Any, browser: Browser
+) -> None:
+    user = await running_system.create_user("dropper")
+    page, _ = await open_portal(browser, running_system.gateway_url, user.email, user.password)
+    dropped = await page.evaluate_handle(
+        """() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(['not dicom '.repeat(200)], 'notes.dcm'));
+            transfer.items.add(new File(['<b>also</b> not dicom'], '<img src=x onerror=alert(1)>.dcm'));
+            return transfer;
+        }"""
+    )
+    await page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    rows = page.locator("#upload-files tbody tr")
+    await expect(rows).to_have_count(2)
+    # Names are text, never markup.
+    await expect(rows.nth(1).locator("td").first).to_have_text("<img src=x onerror=alert(1)>.dcm")
+    assert await page.locator("#upload-files img").count() == 0
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await expect(page.locator('#upload-files tbody tr[data-outcome="rejected"]')).to_have_count(2)
+    await expect(page.locator("#overall-text")).to_have_text("Sent; 2 file(s) rejected.")
+    for index in range(2):
+        assert (await rows.nth(index).locator(".reason").inner_text()).strip()
