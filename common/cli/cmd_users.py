@@ -16,8 +16,6 @@ import os
 import sys
 from typing import Any
 
-import aiohttp
-
 from common.cli.support import add_json_flag, print_json, print_table
 from common.logs import get_logger
 
@@ -70,6 +68,8 @@ def _read_password(from_stdin: bool) -> str:
 
 async def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """One request to the internal API; a problem answer becomes a ValueError with its detail."""
+    import aiohttp  # imported when used, so the other commands start fast
+
     url = base_url.rstrip("/") + path
     try:
         async with (
