@@ -29,6 +29,7 @@ RUNS = 7
 BASELINE_RUNS = 3
 TARGET_S = 0.5
 
+PARSER_ONLY = "import common.cli.main as m; m.build_parser('process-json')"
 BASELINE = """
 import json, sys
 with open(sys.argv[1], "rb") as handle:
@@ -89,16 +90,22 @@ def main() -> None:
             elapsed, stdout = timed(command)
             check_log(log, json.loads(stdout))
             times.append(elapsed)
-        startup = [timed([sys.executable, "-c", "import common.cli.main, common.json_threads"])[0] for _ in range(RUNS)]
+        registry = [timed([sys.executable, "-c", PARSER_ONLY])[0] for _ in range(RUNS)]
+        startup = [timed([sys.executable, "-c", PARSER_ONLY + "; import common.json_threads"])[0] for _ in range(RUNS)]
         baseline = [
             timed([sys.executable, "-c", BASELINE, LARGE, Path(scratch) / "baseline.log"])[0]
             for _ in range(BASELINE_RUNS)
         ]
     load_s, threads_s = in_process_phases()
-    command_s, startup_s, baseline_s = (statistics.median(t) for t in (times, startup, baseline))
+    command_s, registry_s, startup_s, baseline_s = (statistics.median(t) for t in (times, registry, startup, baseline))
     rows = [
         ("`dicomflow process-json` (whole command, 4 threads)", command_s, f"{RUNS}"),
-        ("  of which: interpreter start + imports (separate processes)", startup_s, f"{RUNS}"),
+        (
+            "  of which: interpreter + CLI parser for the command (own processes)",
+            registry_s,
+            f"{RUNS}",
+        ),
+        ("  of which: the above + the command's own imports (numpy, common.json_threads)", startup_s, f"{RUNS}"),
         ("  of which: `json.load` of the file (in-process)", load_s, f"{RUNS}"),
         ("  of which: parse + normalise + log, 20 elements in 4 threads (in-process)", threads_s, f"{RUNS}"),
         ("plain Python baseline (str.split + float, 1 thread)", baseline_s, f"{BASELINE_RUNS}"),
@@ -116,10 +123,29 @@ def main() -> None:
         f"({baseline_s / command_s:.1f} times faster); target < {TARGET_S} s: **{verdict}**.",
         f"- Shared log checked after each of the {RUNS} runs: 22 whole JSON lines per run "
         "(start, 20 elements, end), figures equal to the command's output.",
+        "- Heaviest top-level imports before the command runs (`python -X importtime`, cumulative ms): "
+        + ", ".join(f"{name} {ms:.0f}" for name, ms in heaviest_imports(PARSER_ONLY)),
     ]
     for line in lines:
         print(line)
     write_section(lines)
+
+
+def heaviest_imports(code: str, count: int = 5) -> list[tuple[str, float]]:
+    """The top-level modules that `code` imports, by cumulative import time in ms, heaviest first."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT)
+    found = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        name = parts[-1].strip()
+        if name == "site" or name.startswith("_"):
+            continue  # the interpreter's own start-up
+        if len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  "):
+            try:
+                found.append((name, int(parts[1]) / 1000))
+            except ValueError:
+                continue  # the header line
+    return sorted(found, key=lambda item: -item[1])[:count]
 
 
 def in_process_phases() -> tuple[float, float]:

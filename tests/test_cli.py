@@ -336,15 +336,29 @@ def test_process_json_of_a_missing_file_fails(tmp_path: Path) -> None:
     assert_failed(run, "JsonFileError", "does not exist")
 
 
-def test_process_json_does_not_load_pydicom() -> None:
+def test_process_json_starts_without_what_other_commands_import() -> None:
+    heavy = ("pydicom", "pydantic", "aiohttp", "aio_pika", "numpy")
     code = (
         "import sys; from common.cli.main import main; "
         "main(['process-json', 'samples/sample-03-00-json.json', '--log', '/dev/null', '--json']); "
-        "print(sorted(m for m in ('pydicom', 'pydantic', 'numpy') if m in sys.modules), file=sys.stderr)"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
 
     assert done.stderr.strip().splitlines()[-1] == "['numpy']"
+
+
+def test_every_command_lives_in_the_module_named_after_it() -> None:
+    """So that running a command imports only its own module (see common.cli.main.command_modules)."""
+    from common.cli.main import build_parser, command_modules, module_name_for
+
+    everything = build_parser()
+    commands = sorted(everything._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+    assert {"ls", "csv-stats", "dicom-info", "study", "even-odd", "process-json"} <= set(commands)
+    for command in commands:
+        [module] = command_modules(command)
+        assert module.__name__.rsplit(".", 1)[1] == module_name_for(command), command
 
 
 # errors in general

@@ -40,18 +40,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def command_modules() -> list[ModuleType]:
-    """Every `common/cli/cmd_*.py` module, in name order."""
+def command_modules(command: str | None = None) -> list[ModuleType]:
+    """The `common/cli/cmd_*.py` modules, in name order; only `cmd_<command>.py` when it exists.
+
+    Importing one module instead of all keeps a command's start-up free of what the other
+    commands import (aio-pika, aiohttp, pydicom ...). Without such a module, or for `--help`,
+    every module is imported, so a module registering several commands still works.
+    """
     here = str(Path(__file__).resolve().parent)
     names = sorted(info.name for info in pkgutil.iter_modules([here]) if info.name.startswith(COMMAND_MODULE_PREFIX))
-    return [importlib.import_module(f"{__package__}.{name}") for name in names]
+    own = module_name_for(command) if command else None
+    return [importlib.import_module(f"{__package__}.{name}") for name in ([own] if own in names else names)]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every registered subcommand."""
+def module_name_for(command: str) -> str:
+    """`process-json` -> `cmd_process_json`: where a command is looked for first."""
+    return COMMAND_MODULE_PREFIX + command.replace("-", "_")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with the subcommands of `command_modules(command)`."""
     parser = _Parser(prog="dicomflow", description="The exercises of the dicomflow brief, from a command line.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    for module in command_modules():
+    for module in command_modules(command):
         module.register(subparsers)
     return parser
 
@@ -74,9 +85,10 @@ def configure_cli_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the process exit code."""
     configure_cli_logging()
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words and not words[0].startswith("-") else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as e:  # --help, or a usage error already logged
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:

@@ -1,4 +1,4 @@
-"""`dicomflow dicom-info` and `dicomflow study`: the brief's DICOM tags and patient/study records."""
+"""`dicomflow dicom-info FOLDER FILENAME [TAG ...]`: the brief's DICOM fields and any requested tag."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from common.cli.support import add_file_argument, add_json_flag, file_path, print_json, print_table
+from common.cli.support import add_json_flag, print_json, print_table
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `dicom-info` and `study`."""
-    info = subparsers.add_parser(
+    """Add `dicom-info`."""
+    parser = subparsers.add_parser(
         "dicom-info",
         help="patient name, study date, modality and any requested tag of a DICOM file",
         description=(
@@ -20,19 +20,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "00080016 or as a keyword (SOPClassUID). Tags the file lacks are reported as missing."
         ),
     )
-    info.add_argument("folder", type=Path, metavar="FOLDER")
-    info.add_argument("filename", metavar="FILENAME")
-    info.add_argument("tags", nargs="*", metavar="TAG")
-    add_json_flag(info)
-    info.set_defaults(handler=run_dicom_info)
-
-    study = subparsers.add_parser("study", help="every patient and study field of a DICOM file")
-    add_file_argument(study, "DICOM file")
-    add_json_flag(study)
-    study.set_defaults(handler=run_study)
+    parser.add_argument("folder", type=Path, metavar="FOLDER")
+    parser.add_argument("filename", metavar="FILENAME")
+    parser.add_argument("tags", nargs="*", metavar="TAG")
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
 
 
-def run_dicom_info(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print the three fields, then one line per requested tag."""
     from common.dicomtags import summarise_dicom
 
@@ -57,15 +52,3 @@ def run_dicom_info(args: argparse.Namespace) -> int:
 
 def _shown(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def run_study(args: argparse.Namespace) -> int:
-    """Print the `StudyRecord` loaded from the file."""
-    from common.records import StudyRecord
-
-    record = StudyRecord.from_dicom(file_path(args))
-    if args.json:
-        print_json(record.to_dict())
-    else:
-        print(record)
-    return 0

@@ -1,10 +1,9 @@
-"""`dicomflow ls` and `dicomflow csv-stats`: the brief's folder listing and CSV statistics."""
+"""`dicomflow csv-stats FOLDER FILENAME`: the brief's CSV statistics, with both standard deviations named."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from pathlib import Path
 
 from common.cli.support import add_file_argument, add_json_flag, file_path, number, print_json, print_table
 from common.logs import get_logger
@@ -13,37 +12,18 @@ log = get_logger("dicomflow.cli")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `ls` and `csv-stats`."""
-    ls = subparsers.add_parser("ls", help="count the entries of a folder and list them")
-    ls.add_argument("folder", type=Path, metavar="FOLDER")
-    add_json_flag(ls)
-    ls.set_defaults(handler=run_ls)
-
-    stats = subparsers.add_parser(
+    """Add `csv-stats`."""
+    parser = subparsers.add_parser(
         "csv-stats",
         help="columns, rows, mean and standard deviation of every numeric column of a CSV file",
         description="Both standard deviations are given: the sample one (n - 1) and the population one (n).",
     )
-    add_file_argument(stats, "CSV file")
-    add_json_flag(stats)
-    stats.set_defaults(handler=run_csv_stats)
+    add_file_argument(parser, "CSV file")
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
 
 
-def run_ls(args: argparse.Namespace) -> int:
-    """Print the number of entries, then their names (folders end with `/`)."""
-    from common.files import list_folder
-
-    entries = list_folder(args.folder)
-    if args.json:
-        print_json({"folder": str(args.folder), "count": len(entries), "entries": [asdict(e) for e in entries]})
-        return 0
-    print(f"{len(entries)} entries in {args.folder}")
-    for entry in entries:
-        print(entry.name + ("/" if entry.kind == "directory" else ""))
-    return 0
-
-
-def run_csv_stats(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print the table's figures; exit 1 (after printing the rest) when a column mixes numbers and text."""
     from common.csvstats import csv_stats
 
