@@ -7,7 +7,9 @@ access that is not recorded must not happen.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +18,7 @@ from tortoise.expressions import Q
 from common.bodies import read_model, validate
 from common.identity import Caller, caller_from_headers
 from common.logs import current_correlation_id
+from common.problems import ProblemError
 from common.schemas.auth import AuditEventIn, AuditEventView, AuditPage, AuditQuery, Outcome
 from common.web import correlation_id_key
 from results_service.keys import settings_key
@@ -53,13 +56,44 @@ async def record_audit(
         actor_email=actor_email or (caller.email if caller else None),
         action=action,
         resource_type=resource_type,
-        resource_id=resource_id,
+        resource_id=resource_id[:128] if resource_id else None,  # a path id from a bad request may be long
         outcome=outcome,
         correlation_id=correlation_id or current_correlation_id(),
         client=client,
         detail=detail or {},
     )
     return await append_audit(event)
+
+
+@contextlib.asynccontextmanager
+async def audited(
+    request: web.Request, action: str, *, resource_type: str, resource_id: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Audit the block it wraps: success when it ends, failure (with the status) when it raises a problem.
+
+    The block may add `resource_id` (e.g. of what it created) and detail entries to the dict it is given.
+    A 404 for someone else's resource is recorded like any other miss: the record is for operators,
+    the answer to the caller stays the same.
+    """
+    record: dict[str, Any] = {}
+    try:
+        yield record
+    except ProblemError as exc:
+        outcome = Outcome.DENIED if exc.status in (401, 403) else Outcome.FAILURE
+        resource = record.pop("resource_id", resource_id)
+        await record_audit(
+            request,
+            action,
+            outcome,
+            resource_type=resource_type,
+            resource_id=resource,
+            detail={**record, "status": exc.status},
+        )
+        raise
+    resource = record.pop("resource_id", resource_id)
+    await record_audit(
+        request, action, Outcome.SUCCESS, resource_type=resource_type, resource_id=resource, detail=record
+    )
 
 
 def _filters(query: AuditQuery) -> Q:

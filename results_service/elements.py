@@ -1,4 +1,8 @@
-"""HTTP handlers of the elements API (`/api/elements/`), thin over `element_store`."""
+"""HTTP handlers of the elements API (`/api/elements/`), thin over `element_store`.
+
+Every handler works in the caller's scope (`element_store.Scope`): users their own elements,
+admins everyone's (or one owner's with `?owner=`); every call is audited, success or failure.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from common.bodies import read_json, read_model, validate
+from common.identity import caller_from_headers
 from common.schemas.elements import (
     ELEMENT_ID_PATTERN,
     ElementDocument,
@@ -20,6 +25,7 @@ from common.schemas.elements import (
     summarise_elements,
 )
 from results_service import element_store
+from results_service.audit import audited
 from results_service.keys import settings_key
 
 _ELEMENT_ID = re.compile(ELEMENT_ID_PATTERN)
@@ -39,28 +45,43 @@ def _element_id(request: web.Request) -> str:
     return element_id
 
 
+def _scope(request: web.Request) -> element_store.Scope:
+    """The caller's elements; `?owner=` picks one owner's (for admins: the way to name an id several owners use)."""
+    return element_store.Scope.of(caller_from_headers(request.headers), request.query.get("owner") or None)
+
+
 def _location(request: web.Request, element_id: str) -> str:
     base = request.path if request.path.endswith("/") else request.path + "/"
     return f"{base}{element_id}/"
 
 
 async def handle_create(request: web.Request) -> web.Response:
-    """POST: one element, or the brief's whole document stored all or nothing; 201 with what was stored."""
-    body = await read_json(request, max_bytes=request.app[settings_key].elements_max_body)
-    if is_single_element(body):
-        element = validate(ElementIn, body)
-        created = await element_store.create_elements({"": element}, summarise_elements({"": element}))
-        stored = created[""]
-        return _json(stored, status=201, headers={"Location": _location(request, stored.id)})
-    document = validate(ElementDocument, body, what="document")
-    figures = summarise_elements(document.root)
-    return _json(ElementDocumentOut(await element_store.create_elements(document.root, figures)), status=201)
+    """POST: one element, or the brief's whole document stored all or nothing, owned by the caller; 201."""
+    owner = caller_from_headers(request.headers).user_id
+    async with audited(request, "element.create", resource_type="element") as record:
+        body = await read_json(request, max_bytes=request.app[settings_key].elements_max_body)
+        if is_single_element(body):
+            element = validate(ElementIn, body)
+            record["resource_id"] = element.id
+            created = await element_store.create_elements(owner, {"": element}, summarise_elements({"": element}))
+            stored = created[""]
+            return _json(stored, status=201, headers={"Location": _location(request, stored.id)})
+        document = validate(ElementDocument, body, what="document")
+        record["count"] = len(document.root)
+        figures = summarise_elements(document.root)
+        stored_all = await element_store.create_elements(owner, document.root, figures)
+        return _json(ElementDocumentOut(stored_all), status=201)
 
 
 async def handle_list(request: web.Request) -> web.Response:
-    """GET: a page of elements in creation order, with the total and the path of the next page."""
-    query = validate(ElementListQuery, dict(request.query), what="query")
-    page = await element_store.list_elements(limit=query.limit, offset=query.offset, device_name=query.device_name)
+    """GET: a page of the caller's elements in creation order, with the total and the path of the next page."""
+    async with audited(request, "element.list", resource_type="element") as record:
+        query = validate(ElementListQuery, dict(request.query), what="query")
+        scope = element_store.Scope.of(caller_from_headers(request.headers), query.owner)
+        page = await element_store.list_elements(
+            scope, limit=query.limit, offset=query.offset, device_name=query.device_name
+        )
+        record["count"] = len(page.items)
     next_offset = query.offset + len(page.items)
     next_link = None
     if page.items and next_offset < page.total:
@@ -72,17 +93,25 @@ async def handle_list(request: web.Request) -> web.Response:
 
 async def handle_get(request: web.Request) -> web.Response:
     """GET one element by its id."""
-    return _json(await element_store.get_element(_element_id(request)))
+    element_id = request.match_info["element_id"]
+    async with audited(request, "element.read", resource_type="element", resource_id=element_id):
+        return _json(await element_store.get_element(_scope(request), _element_id(request)))
 
 
 async def handle_update(request: web.Request) -> web.Response:
     """PUT/PATCH: change `device_name` and/or `id` (a rename); any other field is a 422 naming it."""
-    element_id = _element_id(request)
-    change = await read_model(request, ElementUpdate, max_bytes=request.app[settings_key].elements_max_body)
-    return _json(await element_store.update_element(element_id, change))
+    element_id = request.match_info["element_id"]
+    async with audited(request, "element.update", resource_type="element", resource_id=element_id) as record:
+        _element_id(request)
+        change = await read_model(request, ElementUpdate, max_bytes=request.app[settings_key].elements_max_body)
+        if change.id is not None and change.id != element_id:
+            record["renamed_to"] = change.id
+        return _json(await element_store.update_element(_scope(request), element_id, change))
 
 
 async def handle_delete(request: web.Request) -> web.Response:
     """DELETE one element: 204, then 404."""
-    await element_store.delete_element(_element_id(request))
+    element_id = request.match_info["element_id"]
+    async with audited(request, "element.delete", resource_type="element", resource_id=element_id):
+        await element_store.delete_element(_scope(request), _element_id(request))
     return web.Response(status=204)

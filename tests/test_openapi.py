@@ -50,7 +50,7 @@ async def test_every_route_of_the_elements_api_is_documented(document: dict[str,
     body = post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in body} == {"ElementIn", "ElementDocument"}
     listing = document["paths"]["/api/elements/"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"limit", "offset", "device_name"}
+    assert {p["name"] for p in listing["parameters"]} == {"limit", "offset", "device_name", "owner"}
     for method in ("put", "patch"):
         update = document["paths"]["/api/elements/{element_id}/"][method]
         assert set(update["responses"]) >= {"200", "404", "409", "422"}

@@ -122,7 +122,8 @@ class ElementOut(BaseModel):
 
     model_config = ConfigDict(title="Element")
 
-    id: str = Field(description="The element's own id.")
+    id: str = Field(description="The element's own id (unique among its owner's elements).")
+    owner: str = Field(description="User id of the element's owner.")
     device_name: str
     average_before: float = Field(description="Mean of the raw values.")
     average_after: float = Field(description="Mean of the values divided by their maximum.")
@@ -154,3 +155,6 @@ class ElementListQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000, description="Rows per page.")
     offset: int = Field(default=0, ge=0, description="Rows to skip.")
     device_name: str | None = Field(default=None, min_length=1, description="Only elements of this device.")
+    owner: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Admins: only this user's elements (users: their own)."
+    )

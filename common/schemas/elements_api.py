@@ -28,7 +28,16 @@ _BAD_BODY = {
     415: Reply("The body is not `application/json`."),
     422: Reply("The body does not fit the schema, or `data` cannot be normalised; `errors` names every field."),
 }
-_NOT_FOUND = {404: Reply("No element has this id.")}
+_OWNER = Param(
+    "owner",
+    "query",
+    {"type": "string", "minLength": 1, "maxLength": 128},
+    "Admins: the owner's user id, needed when several owners use the id (users address only their own).",
+)
+_NOT_FOUND = {
+    404: Reply("You have no element with this id (another user's element answers the same)."),
+    409: Reply("Admins: several owners use this id; name one with `owner`."),
+}
 
 
 def element_operations() -> list[Operation]:
@@ -44,7 +53,7 @@ def element_operations() -> list[Operation]:
                     "Stored: the element, or the document's elements under its keys.", ElementOut, ElementDocumentOut
                 ),
                 **_BAD_BODY,
-                409: Reply("An element with one of these ids exists already; nothing was stored."),
+                409: Reply("You have an element with one of these ids already; nothing was stored."),
             },
             request_body=(ElementIn, ElementDocument),
             description="A document answers with `ElementDocumentOut`, one element with `ElementOut` and `Location`.",
@@ -63,7 +72,7 @@ def element_operations() -> list[Operation]:
             "Read one element",
             TAG,
             {200: json_reply("The element.", ElementOut), **_NOT_FOUND},
-            params=(_ID,),
+            params=(_ID, _OWNER),
         ),
         *(
             Operation(
@@ -75,15 +84,15 @@ def element_operations() -> list[Operation]:
                     200: json_reply("The element after the change.", ElementOut),
                     **_BAD_BODY,
                     **_NOT_FOUND,
-                    409: Reply("Another element has the new id already."),
+                    409: Reply("Another of the owner's elements has the new id, or the id is ambiguous (admins)."),
                 },
                 request_body=(ElementUpdate,),
-                params=(_ID,),
+                params=(_ID, _OWNER),
                 description="Any other field is a 422 naming it; the stored figures never change.",
             )
             for method, verb in (("PUT", "Replace"), ("PATCH", "Change"))
         ),
         Operation(
-            "DELETE", ITEM, "Delete one element", TAG, {204: json_reply("Deleted."), **_NOT_FOUND}, params=(_ID,)
+            "DELETE", ITEM, "Delete one element", TAG, {204: json_reply("Deleted."), **_NOT_FOUND}, params=(_ID, _OWNER)
         ),
     ]

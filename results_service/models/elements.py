@@ -7,14 +7,17 @@ from tortoise.models import Model
 
 
 class Element(Model):
-    """One element: its own id (the key in URLs), device, the figures and the raw data.
+    """One element of one owner: its own id (the key in URLs), device, the figures and the raw data.
 
     The primary key is a surrogate (`row_id`) so that renaming an element changes one column of
-    one row; `row_id` also gives the listing a stable, unique order.
+    one row; `row_id` also gives the listing a stable, unique order. Element ids are unique per
+    owner, not globally: a global constraint would tell a user (by a 409) that someone else
+    already uses an id. Rows from before ownership belong to `local` (operators; admins see them).
     """
 
     row_id = fields.BigIntField(primary_key=True)
-    element_id = fields.CharField(max_length=64, unique=True)
+    owner = fields.CharField(max_length=128, db_default="local")
+    element_id = fields.CharField(max_length=64)
     device_name = fields.CharField(max_length=255, db_index=True)
     average_before = fields.FloatField()
     average_after = fields.FloatField()
@@ -25,6 +28,7 @@ class Element(Model):
 
     class Meta:
         table = "elements"
+        unique_together = (("owner", "element_id"),)
         ordering = ("row_id",)
 
     def __str__(self) -> str:

@@ -108,7 +108,7 @@ export function render(view, _params, { isCurrent }) {
       if (deviceInput.value !== element.device_name) change.device_name = deviceInput.value;
       if (!Object.keys(change).length) return load();
       try {
-        await api(`/api/elements/${encodeURIComponent(element.id)}/`, { method: "PATCH", json: change });
+        await api(itemPath(element), { method: "PATCH", json: change });
         done(`Element ${element.id} saved.`);
       } catch (error) {
         fail(error);
@@ -118,10 +118,14 @@ export function render(view, _params, { isCurrent }) {
     idInput.focus();
   }
 
+  // Ids are unique per owner: naming the owner keeps an admin's change on the element shown.
+  const itemPath = (element) =>
+    `/api/elements/${encodeURIComponent(element.id)}/${query({ owner: element.owner })}`;
+
   async function remove(element) {
     if (!window.confirm(`Delete element ${element.id}?`)) return;
     try {
-      await api(`/api/elements/${encodeURIComponent(element.id)}/`, { method: "DELETE" });
+      await api(itemPath(element), { method: "DELETE" });
       done(`Element ${element.id} deleted.`);
     } catch (error) {
       fail(error);
