@@ -1,8 +1,12 @@
-"""Content-addressed blob store: files kept under their SHA-256, written atomically, never twice.
+"""Content-addressed blob store: files kept under their SHA-256, encrypted at rest, written atomically, never twice.
 
-Uploads are streamed into a temporary file while they are hashed, so no file is ever held
-whole in memory; `commit` then moves the file under its key. Every read and write goes through
-:class:`BlobStore`, so encryption at rest can later be added behind this same interface.
+Uploads are streamed into a temporary file while they are hashed and encrypted (AES-256-GCM,
+`common.crypto`, under the keyring's active key), so no file is ever held whole in memory and
+no plaintext ever reaches the disk, not even in `tmp/`; `commit` then moves the file under its
+key. The key is the SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one
+blob (each encryption has its own salt, so ciphertexts differ). Every read decrypts: whole
+(`read_bytes`, for processors working in memory) or through a seekable plaintext file object
+(`open`, `open_staged`, `iter_chunks`) that holds one chunk at a time.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from common.crypto import CryptoError, Encryptor, Keyring, is_encrypted
+from common.crypto_reader import open_decrypting
+
 _HEX = frozenset("0123456789abcdef")
+READ_CHUNK = 64 * 1024
 
 
 class BlobError(Exception):
@@ -36,9 +44,16 @@ class BlobNotFound(BlobError):
     """No blob is stored under this key."""
 
 
+class BlobUnreadable(BlobError):
+    """The blob cannot be decrypted: its key id is no longer configured, or it is corrupt or tampered with."""
+
+
 @dataclass(frozen=True)
 class StagedFile:
-    """A fully written temporary file, hashed, waiting to be committed or discarded."""
+    """A fully written (encrypted) temporary file, hashed, waiting to be committed or discarded.
+
+    `sha256` and `size` are those of the plaintext; read it back with `BlobStore.open_staged`.
+    """
 
     path: Path
     sha256: str
@@ -61,10 +76,14 @@ def _fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
-    """Files stored at `root/ab/cd/<sha256>`; temporary files live in `root/tmp/` (same filesystem)."""
+    """Encrypted files stored at `root/ab/cd/<sha256>`; temporary files live in `root/tmp/` (same filesystem).
 
-    def __init__(self, root: Path) -> None:
+    Picklable (root and keyring), so a worker process can be handed the store it reads from.
+    """
+
+    def __init__(self, root: Path, keyring: Keyring) -> None:
         self.root = root
+        self.keyring = keyring
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -82,28 +101,38 @@ class BlobStore:
         return os.fdopen(fd, "wb"), Path(name)
 
     async def write_stream(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StagedFile:
-        """Write `chunks` to a temporary file while hashing; raise BlobTooLarge past `max_bytes`.
+        """Write `chunks` encrypted to a temporary file while hashing the plaintext.
 
-        The temporary file is removed if the stream fails or is too large.
+        Raise BlobTooLarge past `max_bytes` (of plaintext); the temporary file is removed if the stream fails.
         """
         handle, path = await asyncio.to_thread(self._open_temp)
         digest = hashlib.sha256()
+        encryptor = self.keyring.encryptor()
         size = 0
         try:
+            await asyncio.to_thread(handle.write, encryptor.header)
             async for chunk in chunks:
                 if not chunk:
                     continue
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise BlobTooLarge(max_bytes)
-                digest.update(chunk)
-                await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(self._absorb, handle, digest, encryptor, chunk)
+            await asyncio.to_thread(handle.write, encryptor.finalize())
             await asyncio.to_thread(self._flush_and_close, handle)
         except BaseException:
             handle.close()
             path.unlink(missing_ok=True)
             raise
         return StagedFile(path=path, sha256=digest.hexdigest(), size=size)
+
+    @staticmethod
+    def _absorb(handle: BinaryIO, digest: hashlib._Hash, encryptor: Encryptor, chunk: bytes) -> None:
+        """Hash and encrypt one piece and write what it completes (off the event loop: all three cost CPU)."""
+        digest.update(chunk)
+        sealed = encryptor.update(chunk)
+        if sealed:
+            handle.write(sealed)
 
     @staticmethod
     def _flush_and_close(handle: BinaryIO) -> None:
@@ -113,7 +142,7 @@ class BlobStore:
 
     def _commit(self, staged: StagedFile) -> str:
         target = self.path(staged.sha256)
-        if target.is_file():
+        if target.is_file() and self._encrypted_on_disk(target):
             staged.path.unlink(missing_ok=True)
             return staged.sha256
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,14 +158,21 @@ class BlobStore:
         """Remove a staged file that will not be kept."""
         await asyncio.to_thread(staged.path.unlink, True)
 
+    @staticmethod
+    def _encrypted_on_disk(target: Path) -> bool:
+        """False for a plaintext blob stored before encryption was switched on (a new copy replaces it)."""
+        with target.open("rb") as handle:
+            return is_encrypted(handle.read(8))
+
     def _put_bytes(self, data: bytes) -> str:
         sha256 = hashlib.sha256(data).hexdigest()
-        if self.exists(sha256):
+        target = self.path(sha256)
+        if target.is_file() and self._encrypted_on_disk(target):
             return sha256
         handle, path = self._open_temp()
         try:
             with handle:
-                handle.write(data)
+                handle.write(self.keyring.encrypt_bytes(data))
                 handle.flush()
                 os.fsync(handle.fileno())
         except BaseException:
@@ -150,17 +186,56 @@ class BlobStore:
 
     def _read_bytes(self, sha256: str) -> bytes:
         try:
-            return self.path(sha256).read_bytes()
+            sealed = self.path(sha256).read_bytes()
         except FileNotFoundError as exc:
             raise BlobNotFound(sha256) from exc
+        try:
+            return self.keyring.decrypt_bytes(sealed)
+        except CryptoError as exc:
+            raise BlobUnreadable(f"blob {sha256}: {exc}") from exc
 
     async def read_bytes(self, sha256: str) -> bytes:
-        """The whole content of a blob; raise BlobNotFound when it is missing."""
+        """The whole plaintext of a blob; BlobNotFound when missing, BlobUnreadable when it cannot be decrypted."""
         return await asyncio.to_thread(self._read_bytes, sha256)
 
     def read_bytes_sync(self, sha256: str) -> bytes:
         """Blocking `read_bytes`, for worker processes and threads that have no event loop."""
         return self._read_bytes(sha256)
+
+    def _open_path(self, path: Path, name: str) -> BinaryIO:
+        try:
+            raw = path.open("rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(name) from exc
+        try:
+            return open_decrypting(raw, self.keyring.keys)
+        except CryptoError as exc:
+            raise BlobUnreadable(f"blob {name}: {exc}") from exc
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A seekable plaintext file object of a stored blob (blocking; close it). Chunks are authenticated as read."""
+        return self._open_path(self.path(sha256), sha256)
+
+    def open_staged(self, staged: StagedFile) -> BinaryIO:
+        """A seekable plaintext file object of a staged file (to validate it before it is committed)."""
+        return self._open_path(staged.path, staged.path.name)
+
+    async def iter_chunks(self, reader: BinaryIO, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The plaintext of an open blob from `start` to `end` (default: its end), read off the event loop.
+
+        A chunk that fails authentication raises BlobUnreadable; `reader` is left open for the caller to close.
+        """
+        position = await asyncio.to_thread(reader.seek, start)
+        while end is None or position < end:
+            want = READ_CHUNK if end is None else min(READ_CHUNK, end - position)
+            try:
+                chunk = await asyncio.to_thread(reader.read, want)
+            except CryptoError as exc:
+                raise BlobUnreadable(str(exc)) from exc
+            if not chunk:
+                return
+            position += len(chunk)
+            yield chunk
 
     def sweep_tmp(self) -> int:
         """Remove leftover staged files (from a crash mid-upload); return how many. Call at start-up only."""

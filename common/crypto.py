@@ -23,6 +23,7 @@ import binascii
 import os
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -111,6 +112,11 @@ class Keyring:
         """Build from the `BLOB_KEYS` text; the active key defaults to the first listed."""
         keys = parse_keys(spec)
         return cls(keys, active or next(iter(keys)), chunk_size=chunk_size)
+
+    @property
+    def keys(self) -> Mapping[str, bytes]:
+        """The master keys by id (readers pick one from each blob's header)."""
+        return self._keys
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -232,15 +238,58 @@ class Encryptor:
         return sealed
 
 
+@dataclass(frozen=True, slots=True)
+class BlobHeader:
+    """A parsed header: its bytes (the associated data of every chunk), the blob's key, nonce prefix, chunk size."""
+
+    header: bytes
+    aead: AESGCM
+    prefix: bytes
+    chunk_size: int
+
+
+def parse_header(buffer: bytes | bytearray, keys: Mapping[str, bytes]) -> BlobHeader | None:
+    """The header at the start of `buffer`, or None if `buffer` is too short to hold it all."""
+    fixed = _FIXED_HEADER.size
+    if len(buffer) < fixed:
+        return None
+    magic, version, kid_len = _FIXED_HEADER.unpack_from(buffer)
+    if magic != MAGIC:
+        raise DecryptionError("not an encrypted blob (bad magic)")
+    if version != VERSION:
+        raise DecryptionError(f"unsupported encrypted blob version {version}")
+    size = fixed + kid_len + SALT_BYTES + PREFIX_BYTES + _CHUNK_SIZE.size
+    if len(buffer) < size:
+        return None
+    header = bytes(buffer[:size])
+    kid = header[fixed : fixed + kid_len].decode("ascii", errors="replace")
+    salt_at = fixed + kid_len
+    master = keys.get(kid)
+    if master is None:
+        raise UnknownKeyId(f"blob is encrypted with key id {kid!r}, which is not configured in BLOB_KEYS")
+    salt = header[salt_at : salt_at + SALT_BYTES]
+    prefix = header[salt_at + SALT_BYTES : salt_at + SALT_BYTES + PREFIX_BYTES]
+    (chunk_size,) = _CHUNK_SIZE.unpack_from(header, size - _CHUNK_SIZE.size)
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise DecryptionError(f"corrupt encrypted blob header (chunk size {chunk_size})")
+    return BlobHeader(header, _subkey(master, salt, kid), prefix, chunk_size)
+
+
+def open_chunk(parsed: BlobHeader, index: int, sealed: bytes, *, final: bool) -> bytes:
+    """Decrypt and authenticate chunk `index` of a blob (the final one must say so)."""
+    try:
+        return parsed.aead.decrypt(_nonce(parsed.prefix, index, final), sealed, parsed.header)
+    except InvalidTag as exc:
+        raise DecryptionError("encrypted blob failed authentication (tampered, truncated or wrong key)") from exc
+
+
 class Decryptor:
     """Decrypts one blob incrementally; `finalize()` raises if the stream ended early."""
 
     def __init__(self, keys: Mapping[str, bytes]) -> None:
         self._keys = keys
         self._buffer = bytearray()
-        self._header: bytes | None = None
-        self._aead: AESGCM | None = None
-        self._prefix = b""
+        self._parsed: BlobHeader | None = None
         self._sealed_size = 0
         self._index = 0
         self._finished = False
@@ -250,7 +299,7 @@ class Decryptor:
         if self._finished:
             raise CryptoError("decryptor already finalized")
         self._buffer += data
-        if self._aead is None and not self._read_header():
+        if self._parsed is None and not self._read_header():
             return b""
         out = bytearray()
         while len(self._buffer) > self._sealed_size:
@@ -263,7 +312,7 @@ class Decryptor:
         if self._finished:
             raise CryptoError("decryptor already finalized")
         self._finished = True
-        if self._aead is None and not self._read_header():
+        if self._parsed is None and not self._read_header():
             raise DecryptionError("encrypted blob is truncated (incomplete header)")
         if len(self._buffer) < TAG_BYTES:
             raise DecryptionError("encrypted blob is truncated (final chunk missing)")
@@ -272,39 +321,15 @@ class Decryptor:
         return out
 
     def _read_header(self) -> bool:
-        fixed = _FIXED_HEADER.size
-        if len(self._buffer) < fixed:
+        self._parsed = parse_header(self._buffer, self._keys)
+        if self._parsed is None:
             return False
-        magic, version, kid_len = _FIXED_HEADER.unpack_from(self._buffer)
-        if magic != MAGIC:
-            raise DecryptionError("not an encrypted blob (bad magic)")
-        if version != VERSION:
-            raise DecryptionError(f"unsupported encrypted blob version {version}")
-        size = fixed + kid_len + SALT_BYTES + PREFIX_BYTES + _CHUNK_SIZE.size
-        if len(self._buffer) < size:
-            return False
-        header = bytes(self._buffer[:size])
-        kid = header[fixed : fixed + kid_len].decode("ascii", errors="replace")
-        salt_at = fixed + kid_len
-        master = self._keys.get(kid)
-        if master is None:
-            raise UnknownKeyId(f"blob is encrypted with key id {kid!r}, which is not configured in BLOB_KEYS")
-        salt = header[salt_at : salt_at + SALT_BYTES]
-        self._prefix = header[salt_at + SALT_BYTES : salt_at + SALT_BYTES + PREFIX_BYTES]
-        (chunk_size,) = _CHUNK_SIZE.unpack_from(header, size - _CHUNK_SIZE.size)
-        if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-            raise DecryptionError(f"corrupt encrypted blob header (chunk size {chunk_size})")
-        self._sealed_size = chunk_size + TAG_BYTES
-        self._aead = _subkey(master, salt, kid)
-        self._header = header
-        del self._buffer[:size]
+        self._sealed_size = self._parsed.chunk_size + TAG_BYTES
+        del self._buffer[: len(self._parsed.header)]
         return True
 
     def _open(self, sealed: bytes, *, final: bool) -> bytes:
-        assert self._aead is not None and self._header is not None
-        try:
-            plaintext = self._aead.decrypt(_nonce(self._prefix, self._index, final), sealed, self._header)
-        except InvalidTag as exc:
-            raise DecryptionError("encrypted blob failed authentication (tampered, truncated or wrong key)") from exc
+        assert self._parsed is not None
+        plaintext = open_chunk(self._parsed, self._index, sealed, final=final)
         self._index += 1
         return plaintext

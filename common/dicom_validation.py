@@ -42,9 +42,10 @@ class InvalidDicom(Exception):
         self.reason = reason
 
 
-def validate_file(path: Path) -> DicomMetadata:
-    """Validate the DICOM file at `path` and return its identifying metadata (blocking: run it in a thread)."""
-    with path.open("rb") as fp:
+def validate_file(source: Path | BinaryIO) -> DicomMetadata:
+    """Validate the DICOM file at a path or in a seekable file object (closed afterwards) and return its
+    identifying metadata (blocking: run it in a thread)."""
+    with source.open("rb") if isinstance(source, Path) else source as fp:
         size = fp.seek(0, 2)
         fp.seek(0)
         _check_magic(fp, size)

@@ -94,9 +94,12 @@ async def zip_files(
     """Stage the archive (hashing it like any blob), check its limits, then yield its entries in order."""
     staged = await _stage_archive(meter.wrap(chunks), store, settings)
     archive: zipfile.ZipFile | None = None
+    reader: IO[bytes] | None = None
     try:
         try:
-            archive = await asyncio.to_thread(zipfile.ZipFile, staged.path)
+            # The staged archive is encrypted like every blob: zipfile reads a seekable plaintext view of it.
+            reader = await asyncio.to_thread(store.open_staged, staged)
+            archive = await asyncio.to_thread(zipfile.ZipFile, reader)
         except (zipfile.BadZipFile, OSError) as exc:
             raise BadRequest(f"The body is not a readable zip archive: {exc}") from exc
         for index, info in enumerate(_check_archive(archive, settings)):
@@ -110,4 +113,6 @@ async def zip_files(
         if archive is not None:
             with contextlib.suppress(OSError):
                 archive.close()
+        if reader is not None:
+            reader.close()  # zipfile leaves a file object it was given open
         await store.discard(staged)

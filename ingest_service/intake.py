@@ -90,7 +90,7 @@ class Intake:
                 index, incoming.name, None, f"entry holds more than its declared {exc.limit} bytes"
             )
         try:
-            metadata = await asyncio.to_thread(validate_file, staged.path)
+            metadata = await asyncio.to_thread(lambda: validate_file(self.store.open_staged(staged)))
         except InvalidDicom as exc:
             await self.store.discard(staged)
             return await self._reject(index, incoming.name, staged, exc.reason)

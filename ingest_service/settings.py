@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from common.secret_settings import BlobKeySettings
 from common.settings import BaseServiceSettings
 
 GIB = 1024**3
 MIB = 1024**2
 
 
-class IngestSettings(BaseServiceSettings):
+class IngestSettings(BaseServiceSettings, BlobKeySettings):
     """Settings of ingest_service."""
 
     ingest_port: int = Field(default=8082, ge=1, le=65535, description="TCP port of ingest_service (`INGEST_PORT`).")

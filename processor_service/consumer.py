@@ -19,7 +19,7 @@ import prometheus_client
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
 
-from common.blobs import BlobNotFound, BlobStore
+from common.blobs import BlobNotFound, BlobStore, BlobUnreadable
 from common.broker import Broker, broker_key, consume, publish
 from common.imaging import ImagingError
 from common.logs import get_logger
@@ -73,13 +73,15 @@ class JobProcessor:
         try:
             analysis = await self.pool.run(
                 measure_blob,
-                self.settings.blob_dir,
+                self.store,
                 job.sha256,
                 self.worker,
                 timeout=self.settings.processor_job_timeout,
             )
         except BlobNotFound:
             result = self._failed(job, f"the stored file {job.sha256} is missing from the blob store; upload it again")
+        except BlobUnreadable as exc:
+            result = self._failed(job, f"the stored file cannot be decrypted ({exc}); upload it again")
         except ImagingError as exc:
             result = self._failed(job, str(exc))
         except Exception as exc:

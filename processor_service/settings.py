@@ -6,12 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from common.secret_settings import BlobKeySettings
 from common.settings import BaseServiceSettings
 
 QueueName = Literal["standard", "large"]
 
 
-class ProcessorSettings(BaseServiceSettings):
+class ProcessorSettings(BaseServiceSettings, BlobKeySettings):
     """Settings of processor_service."""
 
     processor_port: int = Field(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from common.blobs import BlobStore
 from common.imaging import Analysis, analyse
 
 
-def measure_blob(blob_dir: str, sha256: str, worker: str) -> Analysis:
-    """Read one stored file and measure its pixel data; raises BlobNotFound or ImagingError."""
-    data = BlobStore(Path(blob_dir)).read_bytes_sync(sha256)
+def measure_blob(store: BlobStore, sha256: str, worker: str) -> Analysis:
+    """Read (decrypt in memory) one stored file and measure its pixel data.
+
+    Raises BlobNotFound, BlobUnreadable or ImagingError.
+    """
+    data = store.read_bytes_sync(sha256)
     return analyse(data, worker=worker)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from common.secret_settings import BlobKeySettings
 from common.settings import BaseServiceSettings
 from results_service.account_settings import AccountSettings
 
 
-class ResultsSettings(BaseServiceSettings, AccountSettings):
+class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings):
     """Settings of results_service."""
 
     results_port: int = Field(default=8081, ge=1, le=65535, description="TCP port of results_service (`RESULTS_PORT`).")

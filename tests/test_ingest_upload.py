@@ -13,6 +13,7 @@ import pytest
 
 from common.messages import InstanceStatus, ProcessJob, StatusEvent
 from common.problems import PROBLEM_CONTENT_TYPE
+from common.secret_settings import BlobKeySettings
 from tests.ingest_fakes import IngestRig, blob_files, drain, ingest_rig
 
 DICOM = {"Content-Type": "application/dicom"}
@@ -61,7 +62,7 @@ async def test_single_dicom_file_is_stored_registered_and_queued(rig: IngestRig,
     assert registration.index == 0 and registration.owner == "alice" and registration.size == len(sample_01)
     assert registration.dicom is not None and registration.dicom.modality == "MR"
     [blob] = blob_files(rig.blob_dir)
-    assert blob.name == sha256 and blob.read_bytes() == sample_01
+    assert blob.name == sha256 and BlobKeySettings().keyring().decrypt_bytes(blob.read_bytes()) == sample_01
     topology = rig.names
     [job_message] = await drain(rig.channel, topology.jobs)
     job = ProcessJob.model_validate_json(job_message.body)

@@ -18,6 +18,7 @@ from common.blobs import BlobStore
 from common.broker import JOB_STANDARD, Topology, declare_topology, delete_topology, open_channel, publish
 from common.imaging import analyse
 from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.secret_settings import BlobKeySettings
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
 
@@ -32,7 +33,7 @@ def blob_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(blob_dir: Path) -> BlobStore:
-    return BlobStore(blob_dir)
+    return BlobStore(blob_dir, BlobKeySettings().keyring())  # the keys the processor reads with (BLOB_KEYS)
 
 
 @pytest.fixture

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import struct
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pydicom
 
+from common.blobs import BlobStore
+from common.secret_settings import BlobKeySettings
 from samples.make_instances import SAMPLE_01
 from tests.e2e.conftest import RunningSystem
 
@@ -85,8 +88,12 @@ async def test_512_mib_upload_leaves_gateway_and_ingest_memory_flat(start_system
     assert status == 202, body
     [file] = body["files"]
     assert (file["status"], file["sha256"]) == ("accepted", digest.hexdigest())
-    blob = system.blob_dir / file["sha256"][:2] / file["sha256"][2:4] / file["sha256"]
-    assert blob.stat().st_size == size
+    # Stored encrypted: the plaintext view has the upload's size and ends with its last frame.
+    store = BlobStore(system.blob_dir, BlobKeySettings().keyring())
+    with store.open(file["sha256"]) as stored:
+        assert stored.seek(0, os.SEEK_END) == size
+        stored.seek(size - len(frame))
+        assert stored.read() == frame
     growth = {name: peaks[name] - before[name] for name in services}
     print(f"uploaded {size / MIB:.0f} MiB; RSS before {before}, peak {peaks}, after {after}; growth {growth}")
     for name in services:
