@@ -5,7 +5,10 @@ Every name starts with the settings' `amqp_prefix` (P):
 - exchange `P` (topic): jobs `job.standard` → quorum queue `P.jobs`, `job.large` → `P.jobs.large`;
   results `result.<status>` → quorum queue `P.results`.
 - exchange `P.events` (fanout): status events → quorum queue `P.status` (results_service); each
-  gateway replica binds its own exclusive queue.
+  gateway replica binds its own exclusive queue. `P.status` is also bound to `P` with the job
+  routing keys: one publish of a job puts it in the jobs queue AND a copy in `P.status`, and its
+  confirm covers both, so results_service learns that a job is queued exactly when it is (no
+  second publish, no window where one exists without the other).
 - exchange `P.dlx` (fanout): whatever a quorum queue dead-letters (rejected without requeue, or
   redelivered more than `job_delivery_limit` times) → `P.parked` (operators list and replay it)
   and `P.deadletters` (results_service marks the instance failed). The original routing key
@@ -167,6 +170,8 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
     await jobs_large.bind(exchange, JOB_LARGE)
     await results.bind(exchange, RESULT_PATTERN)
     await status.bind(events)
+    for job_key in (JOB_STANDARD, JOB_LARGE):
+        await status.bind(exchange, job_key)
     await parked.bind(dlx)
     await deadletters.bind(dlx)
     return Topology(names, exchange, dlx, events, jobs, jobs_large, results, status, parked, deadletters)

@@ -1,10 +1,12 @@
 """Take one file of an upload: stage while hashing, validate, store, register, queue — then report it.
 
-A file is `accepted` only once its job is confirmed by the broker. A file that fails
-validation is rejected and the next one is taken; results_service or RabbitMQ failing stops
-the upload with a 503 (the files before it keep their outcomes, nothing is half-written: a
-registered instance whose job was not confirmed stays `received` and is queued again when the
-same bytes are uploaded again).
+A file is `accepted` only once its job is confirmed by the broker. That one confirmed publish
+also puts a copy of the job in results_service's status queue (see `common.broker`), which moves
+the instance to `queued` and announces it: there is no second publish to wait for, and never a
+`queued` instance without a job. A file that fails validation is rejected and the next one is
+taken; results_service or RabbitMQ failing stops the upload with a 503 (the files before it keep
+their outcomes, nothing is half-written: a registered instance whose job was not confirmed stays
+`received` and is queued again when the same bytes are uploaded again).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from common.blobs import BlobStore, BlobTooLarge, StagedFile
 from common.broker import JOB_LARGE, JOB_STANDARD, Topology, publish
 from common.dicom_validation import InvalidDicom, validate_file
 from common.logs import get_logger
-from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob, StatusEvent
+from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
 from common.problems import ServiceUnavailable
 from common.schemas.instances import DicomMetadata, FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
@@ -150,7 +152,7 @@ class Intake:
         )
 
     async def _queue(self, instance_id: str, staged: StagedFile, metadata: DicomMetadata) -> None:
-        """Publish the job, then the `queued` event, each confirmed by the broker."""
+        """Publish the job, confirmed by the broker (its copy in `P.status` makes the instance `queued`)."""
         job = ProcessJob(
             message_id=f"{instance_id}.job.{PIPELINE_VERSION}",
             instance_id=instance_id,
@@ -161,22 +163,13 @@ class Intake:
             sop_class_uid=metadata.sop_class_uid,
             transfer_syntax_uid=metadata.transfer_syntax_uid,
         )
-        event = StatusEvent(
-            message_id=f"{instance_id}.queued",
-            instance_id=instance_id,
-            upload_id=self.upload_id,
-            owner=self.owner,
-            status=InstanceStatus.QUEUED,
-        )
         routing_key = JOB_LARGE if staged.size > self.settings.large_job_bytes else JOB_STANDARD
-        timeout = self.settings.results_timeout
         try:
-            await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), timeout)
-            log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)
-            self.queued.add(instance_id)
-            await asyncio.wait_for(publish(self.topology.events, event, ""), timeout)
+            await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), self.settings.results_timeout)
         except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(
                 f"RabbitMQ did not confirm the job of file {staged.sha256[:12]}… ({type(exc).__name__}); "
                 "retry the files not yet accepted"
             ) from exc
+        self.queued.add(instance_id)
+        log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)

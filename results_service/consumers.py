@@ -1,10 +1,14 @@
-"""results_service's consumers: results in batches, status events, and dead-lettered jobs.
+"""results_service's consumers: results in batches, status changes in batches, and dead-lettered jobs.
 
 - `P.results`: results are collected for up to `results_batch_size` messages or `results_batch_ms`,
   stored in one transaction, and each message is acked only after that commit; the done/failed
   status events are published after the commit (so a client that sees `done` can read the result).
-- `P.status`: `queued`/`processing` events move an instance forward; late or duplicate ones change
-  nothing. Final states come only from results and dead letters, never from an event.
+- `P.status`: status events (`queued`/`processing`) and the broker's copy of every job that ingest
+  published (the queue is bound to the job routing keys too, so the copy exists exactly when the
+  job's publish was confirmed). A job copy moves its instance to `queued`, and that move is then
+  announced on `P.events` for the live feeds; events move an instance forward. Both are applied in
+  batches (one UPDATE per target status); late or repeated ones change nothing. Final states come
+  only from results and dead letters, never from here.
 - `P.deadletters`: a job the broker gave up on (delivery limit, rejection) fails its instance with a
   reason a person can act on.
 """
@@ -13,111 +17,70 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
+from pydantic import Field, RootModel
 
 from common.broker import Broker, broker_key, consume, open_channel, publish
 from common.logs import get_logger
 from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from results_service import pipeline_store
+from results_service.batching import Batcher
 from results_service.pipeline_store import Transition
 from results_service.settings import ResultsSettings
 
 log = get_logger(__name__)
 
-STATUS_PREFETCH = 50
+STATUS_PREFETCH = 200
+STATUS_BATCH_MS = 20.0
 DEADLETTER_PREFETCH = 10
-_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
+class StatusFeed(RootModel[Annotated[StatusEvent | ProcessJob, Field(discriminator="kind")]]):
+    """What `P.status` carries: status events, and the copies of confirmed jobs."""
 
 
 async def announce(broker: Broker, transitions: list[Transition]) -> None:
-    """Publish one status event per transition (confirmed)."""
-    for t in transitions:
-        event = StatusEvent(
-            instance_id=t.instance_id, upload_id=t.upload_id, owner=t.owner, status=t.status, reason=t.reason
-        )
-        await publish(broker.topology.events, event, "")
+    """Publish one status event per transition, all at once, and wait for every confirm."""
+    events = [
+        StatusEvent(instance_id=t.instance_id, upload_id=t.upload_id, owner=t.owner, status=t.status, reason=t.reason)
+        for t in transitions
+    ]
+    await asyncio.gather(*(publish(broker.topology.events, event, "") for event in events))
 
 
-class ResultBatcher:
-    """Gathers results from concurrent deliveries into batches; `submit` returns once its batch is committed."""
+def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[None]]:
+    """Store a batch of results, then announce the instances now final."""
 
-    def __init__(self, broker: Broker, size: int, window_ms: float) -> None:
-        self.broker = broker
-        self.size = size
-        self.window = window_ms / 1000
-        self.queue: asyncio.Queue[tuple[ProcessResult, asyncio.Future[None]]] = asyncio.Queue()
-        self.idle = asyncio.Event()  # set when no result waits and no batch is being stored
-        self.idle.set()
-
-    async def handle_result(self, result: ProcessResult, message: AbstractIncomingMessage) -> None:
-        """Consumer handler: wait for the batch holding this result to commit (the wrapper then acks)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.idle.clear()
-        self.queue.put_nowait((result, future))
-        await future
-
-    async def _collect(self) -> list[tuple[ProcessResult, asyncio.Future[None]]]:
-        batch = [await self.queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.window
-        while len(batch) < self.size:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
-            except TimeoutError:
-                break
-        return batch
-
-    async def _store(self, results: list[ProcessResult]) -> None:
-        """Commit, then announce; a failing database is retried a few times before giving up."""
-        for delay in (*_RETRY_DELAYS, None):
-            try:
-                transitions = await pipeline_store.save_results(results)
-                break
-            except Exception as exc:  # the boundary: the deliveries will be requeued
-                if delay is None:
-                    raise
-                log.warning("result_batch_retry", size=len(results), error=str(exc), delay=delay)
-                await asyncio.sleep(delay)
-        await announce(self.broker, transitions)
+    async def store(results: list[ProcessResult]) -> None:
+        transitions = await pipeline_store.save_results(results)
+        await announce(broker, transitions)
         log.info("result_batch_stored", size=len(results), final=len(transitions))
 
-    async def run(self) -> None:
-        """Store batches until cancelled."""
-        while True:
-            batch = await self._collect()
-            waiting = [(r, f) for r, f in batch if not f.done()]  # a cancelled delivery is requeued anyway
-            try:
-                await self._store([r for r, _ in waiting])
-            except asyncio.CancelledError:
-                for _, future in waiting:
-                    future.cancel()
-                raise
-            except Exception as exc:
-                log.exception("result_batch_failed", size=len(waiting))
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_result(None)
-            finally:
-                if self.queue.empty():
-                    self.idle.set()
+    return store
 
 
-async def handle_status(event: StatusEvent, message: AbstractIncomingMessage) -> None:
-    """Move the instance forward to `queued`/`processing`; anything late or repeated changes nothing."""
-    if event.status.rank >= InstanceStatus.DONE.rank:
-        return
-    moved = await pipeline_store.apply_status(event.instance_id, event.status)
-    log.debug("status_applied", instance_id=event.instance_id, status=event.status.value, moved=moved)
+def status_store(broker: Broker) -> Callable[[list[StatusEvent | ProcessJob]], Awaitable[None]]:
+    """Apply a batch of status events and job copies; announce `queued` for the instances a job copy moved."""
+
+    async def store(items: list[StatusEvent | ProcessJob]) -> None:
+        moves: dict[InstanceStatus, set[str]] = {}
+        jobs = set()
+        for item in items:
+            if isinstance(item, ProcessJob):
+                moves.setdefault(InstanceStatus.QUEUED, set()).add(item.instance_id)
+                jobs.add(item.instance_id)
+            elif item.status.rank < InstanceStatus.DONE.rank:
+                moves.setdefault(item.status, set()).add(item.instance_id)
+        moved = await pipeline_store.advance_statuses(moves)
+        queued = [t for t in moved if t.status is InstanceStatus.QUEUED and t.instance_id in jobs]
+        await announce(broker, queued)
+        log.debug("status_batch_applied", size=len(items), moved=len(moved), announced=len(queued))
+
+    return store
 
 
 def dead_letter_reason(headers: Mapping[str, Any], delivery_limit: int) -> str:
@@ -133,10 +96,27 @@ def dead_letter_reason(headers: Mapping[str, Any], delivery_limit: int) -> str:
     return f"the job was dead-lettered by the broker ({why}); {replay}"
 
 
+def died_in(headers: Mapping[str, Any]) -> str | None:
+    """The queue a dead-lettered message died in (from the broker's `x-death` header), if known."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        queue = deaths[0].get("queue")
+        return str(queue) if queue is not None else None
+    return None
+
+
 def deadletter_handler(broker: Broker, delivery_limit: int) -> Callable[[ProcessJob, AbstractIncomingMessage], Any]:
-    """Consumer handler of `P.deadletters`: fail the job's instance with the reason (forward-only)."""
+    """Consumer handler of `P.deadletters`: fail the job's instance with the reason (forward-only).
+
+    The copy of a job that died in `P.status` (results_service could not apply it) says nothing
+    about processing: the job itself is still queued, so the instance is left alone.
+    """
+    status_queue = broker.topology.names.status
 
     async def handle_dead_job(job: ProcessJob, message: AbstractIncomingMessage) -> None:
+        if died_in(message.headers or {}) == status_queue:
+            log.warning("job_copy_dead_lettered", instance_id=job.instance_id, queue=status_queue)
+            return
         reason = dead_letter_reason(message.headers or {}, delivery_limit)
         transition = await pipeline_store.fail_instance(job.instance_id, reason)
         log.warning("job_dead_lettered", instance_id=job.instance_id, reason=reason, moved=transition is not None)
@@ -153,19 +133,31 @@ async def _consume_on(channel: AbstractChannel, queue: AbstractQueue, handler: A
 
 
 def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Run the three consumers for the app's lifetime; on stop, stop consuming and let the last batch finish."""
+    """Run the three consumers for the app's lifetime; on stop, stop consuming and let the last batches finish."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         broker = app[broker_key]
         topology = broker.topology
-        batcher = ResultBatcher(broker, settings.results_batch_size, settings.results_batch_ms)
-        batch_task = asyncio.create_task(batcher.run())
+        results: Batcher[ProcessResult] = Batcher(
+            "results", result_store(broker), settings.results_batch_size, settings.results_batch_ms
+        )
+        statuses: Batcher[StatusEvent | ProcessJob] = Batcher(
+            "statuses", status_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS
+        )
+
+        async def handle_result(result: ProcessResult, _: AbstractIncomingMessage) -> None:
+            await results.submit(result)
+
+        async def handle_status(feed: StatusFeed, _: AbstractIncomingMessage) -> None:
+            await statuses.submit(feed.root)
+
+        tasks = [asyncio.create_task(results.run()), asyncio.create_task(statuses.run())]
         results_channel = await open_channel(broker.connection, prefetch=settings.results_batch_size)
         status_channel = await open_channel(broker.connection, prefetch=STATUS_PREFETCH)
         dead_channel = await open_channel(broker.connection, prefetch=DEADLETTER_PREFETCH)
         consumers = [
-            await _consume_on(results_channel, topology.results, batcher.handle_result, ProcessResult),
-            await _consume_on(status_channel, topology.status, handle_status, StatusEvent),
+            await _consume_on(results_channel, topology.results, handle_result, ProcessResult),
+            await _consume_on(status_channel, topology.status, handle_status, StatusFeed),
             await _consume_on(
                 dead_channel, topology.deadletters, deadletter_handler(broker, settings.job_delivery_limit), ProcessJob
             ),
@@ -177,10 +169,13 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(batcher.idle.wait(), settings.shutdown_timeout)
-            batch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await batch_task
+                await asyncio.wait_for(
+                    asyncio.gather(results.idle.wait(), statuses.idle.wait()), settings.shutdown_timeout
+                )
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for channel in (results_channel, status_channel, dead_channel):
                 await channel.close()
 

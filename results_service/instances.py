@@ -3,6 +3,7 @@ instances, previews and studies (thin over `pipeline_store` and `pipeline_querie
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
@@ -10,10 +11,12 @@ from pydantic import BaseModel
 
 from common.blobs import BlobNotFound
 from common.bodies import read_model, validate
-from common.identity import caller_from_headers
+from common.identity import Caller, caller_from_headers
 from common.problems import NotFound
 from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, StudyListQuery
-from results_service import pipeline_queries, pipeline_store
+from results_service import pipeline_queries, pipeline_registration
+from results_service.audit import audited
+from results_service.instance_files import handle_file, read_patient
 from results_service.keys import blob_store_key
 
 _ID = re.compile(ID_PATTERN)
@@ -36,46 +39,65 @@ async def handle_register_file(request: web.Request) -> web.Response:
     """POST /internal/uploads/{upload_id}/files: record one file (201 new, 200 replay of the same index)."""
     upload_id = _path_id(request, "upload_id", "Upload")
     registration = await read_model(request, FileRegistration, max_bytes=REGISTRATION_MAX_BYTES)
-    outcome = await pipeline_store.register_file(upload_id, registration)
+    outcome = await pipeline_registration.register_file(upload_id, registration)
     return _json(outcome.body, status=201 if outcome.created else 200)
+
+
+def _caller(request: web.Request) -> Caller:
+    return caller_from_headers(request.headers)
 
 
 async def handle_get_upload(request: web.Request) -> web.Response:
     """GET /api/uploads/{upload_id}: the files of an upload and the live status of each."""
-    upload_id = _path_id(request, "upload_id", "Upload")
-    return _json(await pipeline_queries.get_upload(upload_id, caller_from_headers(request.headers)))
+    upload_id = request.match_info["upload_id"]
+    async with audited(request, "upload.read", resource_type="upload", resource_id=upload_id):
+        _path_id(request, "upload_id", "Upload")
+        return _json(await pipeline_queries.get_upload(upload_id, _caller(request)))
 
 
 async def handle_list_instances(request: web.Request) -> web.Response:
     """GET /api/instances?status=&modality=&study=&limit=&offset=: a page of the caller's instances."""
-    query = validate(InstanceListQuery, dict(request.query), what="query")
-    return _json(await pipeline_queries.list_instances(query, caller_from_headers(request.headers)))
+    async with audited(request, "instance.list", resource_type="instance") as record:
+        query = validate(InstanceListQuery, dict(request.query), what="query")
+        page = await pipeline_queries.list_instances(query, _caller(request))
+        record["count"] = len(page.items)
+    return _json(page)
 
 
 async def handle_get_instance(request: web.Request) -> web.Response:
-    """GET /api/instances/{instance_id}: status, identifying UIDs, the result, the reason when failed."""
-    instance_id = _path_id(request, "instance_id", "Instance")
-    return _json(await pipeline_queries.get_instance(instance_id, caller_from_headers(request.headers)))
+    """GET /api/instances/{instance_id}: status, identifying UIDs, the result, the reason when failed, and
+    the patient's name, id and birth date (only the owner and admins can reach an instance at all)."""
+    instance_id = request.match_info["instance_id"]
+    async with audited(request, "instance.read", resource_type="instance", resource_id=instance_id):
+        _path_id(request, "instance_id", "Instance")
+        view = await pipeline_queries.get_instance(instance_id, _caller(request))
+        patient = await asyncio.to_thread(read_patient, request.app[blob_store_key], view.sha256)
+        return _json(view.model_copy(update={"patient": patient}))
 
 
 async def handle_preview(request: web.Request) -> web.Response:
     """GET /api/instances/{instance_id}/preview.png: the PNG preview from the blob store."""
-    instance_id = _path_id(request, "instance_id", "Instance")
-    key = await pipeline_queries.preview_key(instance_id, caller_from_headers(request.headers))
-    if request.headers.get("If-None-Match") == f'"{key}"':
-        return web.Response(status=304, headers={"ETag": f'"{key}"'})
-    try:
-        body = await request.app[blob_store_key].read_bytes(key)
-    except BlobNotFound as exc:
-        raise pipeline_queries.PreviewNotFound(f"The preview of instance {instance_id} is missing.") from exc
+    instance_id = request.match_info["instance_id"]
+    async with audited(request, "instance.preview", resource_type="instance", resource_id=instance_id):
+        _path_id(request, "instance_id", "Instance")
+        key = await pipeline_queries.preview_key(instance_id, _caller(request))
+        if request.headers.get("If-None-Match") == f'"{key}"':
+            return web.Response(status=304, headers={"ETag": f'"{key}"'})
+        try:
+            body = await request.app[blob_store_key].read_bytes(key)
+        except BlobNotFound as exc:
+            raise pipeline_queries.PreviewNotFound(f"The preview of instance {instance_id} is missing.") from exc
     headers = {"ETag": f'"{key}"', "Cache-Control": "private, max-age=3600"}
     return web.Response(body=body, content_type="image/png", headers=headers)
 
 
 async def handle_list_studies(request: web.Request) -> web.Response:
     """GET /api/studies: the caller's studies with counts of instances per state."""
-    query = validate(StudyListQuery, dict(request.query), what="query")
-    return _json(await pipeline_queries.list_studies(query, caller_from_headers(request.headers)))
+    async with audited(request, "study.list", resource_type="study") as record:
+        query = validate(StudyListQuery, dict(request.query), what="query")
+        page = await pipeline_queries.list_studies(query, _caller(request))
+        record["count"] = len(page.items)
+    return _json(page)
 
 
 def setup_pipeline_routes(app: web.Application) -> None:
@@ -86,5 +108,6 @@ def setup_pipeline_routes(app: web.Application) -> None:
         app.router.add_get(path, handle_list_instances)
     app.router.add_get("/api/instances/{instance_id}", handle_get_instance)
     app.router.add_get("/api/instances/{instance_id}/preview.png", handle_preview)
+    app.router.add_get("/api/instances/{instance_id}/file", handle_file)
     for path in ("/api/studies", "/api/studies/"):
         app.router.add_get(path, handle_list_studies)

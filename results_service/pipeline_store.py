@@ -1,36 +1,24 @@
-"""The write side of the pipeline: registering uploaded files, moving instances forward, storing results.
+"""The write side of the pipeline after registration (`pipeline_registration`): moving instances forward,
+storing results.
 
-Every write here is idempotent, because every caller (HTTP retries, redelivered AMQP messages)
-may repeat itself: a file is keyed by (upload, index), an instance by (owner, sha256), a result by
-(instance, pipeline version); an instance's status only ever moves forward.
+Every write here is idempotent, because every caller (redelivered AMQP messages) may repeat itself:
+a result is keyed by (instance, pipeline version); an instance's status only ever moves forward.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from tortoise.exceptions import IntegrityError
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from common.logs import get_logger
 from common.messages import InstanceStatus, ProcessResult
-from common.problems import Conflict
-from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
-from results_service.models.pipeline import Instance, Result, Upload, UploadFile
+from results_service.models.pipeline import Instance, Result
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Registration:
-    """The answer to one registration and whether this call created the file's row (201) or found it (200)."""
-
-    body: FileRegistered
-    created: bool
 
 
 @dataclass(frozen=True)
@@ -49,85 +37,34 @@ def earlier_statuses(new: InstanceStatus) -> list[InstanceStatus]:
     return [status for status in InstanceStatus if status.can_move_to(new)]
 
 
-async def _answer(file: UploadFile) -> FileRegistered:
-    instance = await Instance.get_or_none(id=file.instance_id) if file.instance_id is not None else None
-    return FileRegistered(
-        instance_id=instance.id if instance else None,
-        status=file.status,
-        instance_status=instance.status if instance else None,
-        reason=file.reason,
-    )
-
-
-async def register_file(upload_id: str, registration: FileRegistration) -> Registration:
-    """Record one file of an upload; accepted bytes the owner already has answer `duplicate` (the first id)."""
-    existing = await UploadFile.get_or_none(upload_id=upload_id, index=registration.index)
-    if existing is None:
-        try:
-            async with in_transaction():
-                await _claim_upload(upload_id, registration.owner)
-                file = await _create_file(upload_id, registration)
-            return Registration(await _answer(file), created=True)
-        except IntegrityError:  # the same (upload, index) registered concurrently: answer what won
-            existing = await UploadFile.get(upload_id=upload_id, index=registration.index)
-    upload = await Upload.get(id=upload_id)
-    if upload.owner != registration.owner:
-        raise Conflict(f"Upload {upload_id} belongs to another owner.")
-    return Registration(await _answer(existing), created=False)
-
-
-async def _claim_upload(upload_id: str, owner: str) -> None:
-    upload, _ = await Upload.get_or_create(id=upload_id, defaults={"owner": owner})
-    if upload.owner != owner:
-        raise Conflict(f"Upload {upload_id} belongs to another owner.")
-
-
-async def _create_file(upload_id: str, registration: FileRegistration) -> UploadFile:
-    fields: dict[str, Any] = {
-        "upload_id": upload_id,
-        "index": registration.index,
-        "name": registration.name,
-        "sha256": registration.sha256,
-        "size": registration.size,
-        "reason": registration.reason,
-    }
-    if registration.outcome is FileStatus.REJECTED:
-        return await UploadFile.create(status=FileStatus.REJECTED, **fields)
-    instance, created = await _instance_for(upload_id, registration)
-    status = FileStatus.ACCEPTED if created else FileStatus.DUPLICATE
-    return await UploadFile.create(status=status, instance=instance, **fields)
-
-
-async def _instance_for(upload_id: str, registration: FileRegistration) -> tuple[Instance, bool]:
-    """The owner's instance of these bytes: a new one, or the first one (unique (owner, sha256))."""
-    dicom = registration.dicom
-    assert dicom is not None and registration.sha256 is not None and registration.size is not None  # validated
-    found = await Instance.get_or_none(owner=registration.owner, sha256=registration.sha256)
-    if found is not None:
-        return found, False
-    try:
-        async with in_transaction():  # a savepoint: a concurrent twin makes only this insert fail
-            instance = await Instance.create(
-                id=uuid.uuid4().hex,
-                owner=registration.owner,
-                upload_id=upload_id,
-                sha256=registration.sha256,
-                size=registration.size,
-                file_name=registration.name,
-                status=InstanceStatus.RECEIVED,
-                **dicom.model_dump(),
-            )
-        return instance, True
-    except IntegrityError:
-        return await Instance.get(owner=registration.owner, sha256=registration.sha256), False
-
-
 async def apply_status(instance_id: str, status: InstanceStatus, reason: str | None = None) -> bool:
     """Move an instance forward to `status`; False (nothing changed) for a late or duplicate event."""
     changed = await Instance.filter(id=instance_id, status__in=earlier_statuses(status)).update(
         status=status, reason=reason, updated_at=datetime.now(UTC)
     )
     return changed > 0
+
+
+_ADVANCE_SQL = """UPDATE instances SET status = $1, reason = NULL, updated_at = now()
+WHERE id = ANY($2::varchar[]) AND status = ANY($3::varchar[])
+RETURNING id, upload_id, owner"""
+
+
+async def advance_statuses(moves: Mapping[InstanceStatus, Collection[str]]) -> list[Transition]:
+    """Move many instances forward at once (earlier statuses first), in one transaction; return those that moved.
+
+    Late or repeated moves change nothing; ids are sorted so concurrent batches lock rows in one order.
+    """
+    moved: list[Transition] = []
+    async with connections.get("default").acquire_connection() as connection, connection.transaction():
+        for status in sorted(moves, key=lambda s: s.rank):
+            ids = sorted(set(moves[status]))
+            if not ids:
+                continue
+            earlier = [s.value for s in earlier_statuses(status)]
+            rows = await connection.fetch(_ADVANCE_SQL, status.value, ids, earlier)
+            moved += [Transition(row["id"], row["upload_id"], row["owner"], status, None) for row in rows]
+    return moved
 
 
 async def save_results(results: Sequence[ProcessResult]) -> list[Transition]:

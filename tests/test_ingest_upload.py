@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from common.messages import InstanceStatus, ProcessJob, StatusEvent
+from common.messages import ProcessJob
 from common.problems import PROBLEM_CONTENT_TYPE
 from common.secret_settings import BlobKeySettings
 from tests.ingest_fakes import IngestRig, blob_files, drain, ingest_rig
@@ -74,9 +74,10 @@ async def test_single_dicom_file_is_stored_registered_and_queued(rig: IngestRig,
         len(sample_01),
     )
     assert job_message.headers["x-correlation-id"] == "req-77"
-    [event_message] = await drain(rig.channel, topology.status)
-    event = StatusEvent.model_validate_json(event_message.body)
-    assert (event.instance_id, event.status, event.owner) == (instance_id, InstanceStatus.QUEUED, "alice")
+    # One confirmed publish: the broker's copy of the job in the status queue is what makes it `queued`.
+    [copy] = await drain(rig.channel, topology.status)
+    assert copy.type == "process_job" and copy.message_id == job_message.message_id
+    assert ProcessJob.model_validate_json(copy.body) == job
     assert await drain(rig.channel, topology.jobs_large, settle=0.05) == []
 
 
@@ -237,6 +238,7 @@ async def test_unconfirmed_job_is_503_and_the_file_not_accepted(rig: IngestRig, 
     problem = await response.json()
     assert "RabbitMQ did not confirm the job" in problem["detail"]
     assert problem["files"] == []
+    assert await drain(rig.channel, rig.names.status, settle=0.05) == []  # never `queued` without its job
 
 
 async def test_ready_when_broker_and_results_answer(rig: IngestRig) -> None:

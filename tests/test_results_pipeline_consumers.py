@@ -8,7 +8,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractQueue
 
-from common.broker import JOB_STANDARD, Topology, publish
+from common.broker import JOB_STANDARD, Topology, publish, to_amqp
 from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     LIMIT,
@@ -137,6 +137,7 @@ async def test_a_job_past_its_delivery_limit_fails_its_instance_with_a_reason(
     _, body = await register(client, owner)
     instance_id = body["instance_id"]
     await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
+    await wait_status(client, owner, instance_id, "queued")  # through the job's copy in the status queue
     for _ in range(LIMIT + 1):  # a worker that dies each time
         message = await topology.jobs.get(timeout=5)
         await message.reject(requeue=True)
@@ -144,8 +145,8 @@ async def test_a_job_past_its_delivery_limit_fails_its_instance_with_a_reason(
     _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
     assert view["reason"].startswith(f"processing failed {LIMIT + 1} times")
     assert "dicomflow jobs replay" in view["reason"]
-    [event] = await take(events, 1)
-    assert StatusEvent.model_validate_json(event.body).status is InstanceStatus.FAILED
+    announced = [StatusEvent.model_validate_json(m.body).status for m in await take(events, 2)]
+    assert announced == [InstanceStatus.QUEUED, InstanceStatus.FAILED]
     [parked] = await take(topology.parked, 1)
     assert ProcessJob.model_validate_json(parked.body).instance_id == instance_id
 
@@ -165,3 +166,50 @@ async def test_a_rejected_job_fails_its_instance_but_never_a_done_one(
     assert "could not read the job" in view["reason"]
     await take(topology.deadletters, 0, timeout=2)
     assert await status_of(client, owner, ids[1]) == "done"
+
+
+async def test_the_confirmed_job_makes_its_instance_queued_through_its_copy_and_announces_it(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str
+) -> None:
+    ids = [(await register(client, owner))[1]["instance_id"] for _ in range(30)]
+    await asyncio.gather(*(publish(topology.exchange, job_for(i, owner), JOB_STANDARD) for i in ids))
+    for instance_id in ids:
+        await wait_status(client, owner, instance_id, "queued")
+    announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 30)]
+    assert sorted(e.instance_id for e in announced) == sorted(ids)
+    assert {(e.status, e.owner) for e in announced} == {(InstanceStatus.QUEUED, owner)}
+    assert len(await take(topology.jobs, 30)) == 30  # the jobs themselves are untouched
+
+
+async def test_a_job_copy_after_processing_began_changes_nothing_and_announces_nothing(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str
+) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    processing = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.PROCESSING)
+    await publish(topology.events, processing, "")
+    await wait_status(client, owner, instance_id, "processing")
+    await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)  # its copy arrives late
+    await take(topology.status, 0, timeout=2)  # consumed and acked
+    assert await status_of(client, owner, instance_id) == "processing"
+    [only] = await take(events, 1)  # the processing event itself; no `queued` after it
+    assert StatusEvent.model_validate_json(only.body).status is InstanceStatus.PROCESSING
+
+
+async def test_a_job_copy_dead_in_the_status_queue_leaves_its_instance_alone(
+    client: Any, topology: Topology, owner: str
+) -> None:
+    """Only a job that died in a jobs queue says processing failed; its copy dying in `P.status` does not."""
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    death = {
+        "queue": topology.names.status,
+        "reason": "delivery_limit",
+        "count": 2,
+        "exchange": topology.names.exchange,
+    }
+    message = to_amqp(job_for(instance_id, owner), headers={"x-death": [death]})
+    await topology.dlx.publish(message, routing_key=JOB_STANDARD)
+    await take(topology.deadletters, 0, timeout=2)  # consumed and acked
+    await asyncio.sleep(0.1)
+    assert await status_of(client, owner, instance_id) == "received"

@@ -1,0 +1,208 @@
+"""Registering one uploaded file: the idempotent write behind `POST /internal/uploads/{id}/files`.
+
+A file is keyed by (upload, index) and an instance by (owner, sha256). The usual case, a file
+seen for the first time, is one SQL statement in one transaction (one round trip between BEGIN
+and COMMIT): it inserts the upload if new, the instance if new (`ON CONFLICT DO NOTHING` on the
+unique (owner, sha256), so concurrent twins make one instance), and the file pointing at the new
+or the first instance. Anything unusual — a replay of the same (upload, index), an upload of
+another owner, or a twin committed while this statement waited for it (not in its snapshot) —
+rolls that transaction back and takes the careful path below, which reads what is there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise import connections
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from common.messages import InstanceStatus
+from common.problems import Conflict
+from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
+from results_service.models.pipeline import Instance, Upload, UploadFile
+
+DICOM_COLUMNS = (
+    "sop_class_uid",
+    "sop_instance_uid",
+    "study_instance_uid",
+    "series_instance_uid",
+    "modality",
+    "transfer_syntax_uid",
+    "patient_name",
+    "patient_id",
+    "study_date",
+    "number_of_frames",
+    "rows",
+    "columns",
+)
+# $1 upload id, $2 owner, $3 index, $4 name, $5 sha256, $6 size, $7 reason, $8 new instance id,
+# $9..$20 the DICOM_COLUMNS in that order. A file's upload row is made by its first file.
+ACCEPTED_SQL = """WITH new_upload AS (
+    INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now()) ON CONFLICT (id) DO NOTHING RETURNING owner
+), new_instance AS (
+    INSERT INTO instances (
+        id, owner, upload_id, sha256, size, file_name, status, created_at, updated_at,
+        sop_class_uid, sop_instance_uid, study_instance_uid, series_instance_uid, modality, transfer_syntax_uid,
+        patient_name, patient_id, study_date, number_of_frames, "rows", "columns"
+    )
+    VALUES ($8, $2, $1, $5, $6, $4, 'received', now(), now(), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    ON CONFLICT (owner, sha256) DO NOTHING
+    RETURNING id, status
+), instance AS (
+    SELECT id, status, true AS created FROM new_instance
+    UNION ALL
+    SELECT id, status, false FROM instances WHERE owner = $2 AND sha256 = $5
+    LIMIT 1
+), new_file AS (
+    INSERT INTO upload_files (upload_id, "index", name, sha256, size, status, reason, instance_id, created_at)
+    SELECT $1, $3, $4, $5, $6, CASE WHEN created THEN 'accepted' ELSE 'duplicate' END, $7, id, now() FROM instance
+    ON CONFLICT (upload_id, "index") DO NOTHING
+    RETURNING status, instance_id
+)
+SELECT (SELECT owner FROM new_upload UNION ALL SELECT owner FROM uploads WHERE id = $1 LIMIT 1) AS upload_owner,
+    (SELECT status FROM new_file) AS file_status,
+    (SELECT instance_id FROM new_file) AS instance_id,
+    (SELECT status FROM instance) AS instance_status"""
+
+REJECTED_SQL = """WITH new_upload AS (
+    INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now()) ON CONFLICT (id) DO NOTHING RETURNING owner
+), new_file AS (
+    INSERT INTO upload_files (upload_id, "index", name, sha256, size, status, reason, instance_id, created_at)
+    VALUES ($1, $3, $4, $5, $6, 'rejected', $7, NULL, now())
+    ON CONFLICT (upload_id, "index") DO NOTHING
+    RETURNING status, instance_id
+)
+SELECT (SELECT owner FROM new_upload UNION ALL SELECT owner FROM uploads WHERE id = $1 LIMIT 1) AS upload_owner,
+    (SELECT status FROM new_file) AS file_status,
+    NULL::varchar AS instance_id,
+    NULL::varchar AS instance_status"""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The answer to one registration and whether this call created the file's row (201) or found it (200)."""
+
+    body: FileRegistered
+    created: bool
+
+
+class _Unusual(Exception):
+    """The one-statement path met something it does not decide: roll back, take the careful path."""
+
+
+async def register_file(upload_id: str, registration: FileRegistration) -> Registration:
+    """Record one file of an upload; accepted bytes the owner already has answer `duplicate` (the first id)."""
+    try:
+        return await _register_in_one_statement(upload_id, registration)
+    except _Unusual:
+        return await _register_carefully(upload_id, registration)
+
+
+def _parameters(upload_id: str, registration: FileRegistration) -> list[Any]:
+    common = [
+        upload_id,
+        registration.owner,
+        registration.index,
+        registration.name,
+        registration.sha256,
+        registration.size,
+        registration.reason,
+    ]
+    if registration.outcome is FileStatus.REJECTED:
+        return common
+    assert registration.dicom is not None  # validated by FileRegistration
+    dicom = registration.dicom.model_dump()
+    return [*common, uuid.uuid4().hex, *(dicom[column] for column in DICOM_COLUMNS)]
+
+
+async def _register_in_one_statement(upload_id: str, registration: FileRegistration) -> Registration:
+    sql = REJECTED_SQL if registration.outcome is FileStatus.REJECTED else ACCEPTED_SQL
+    async with connections.get("default").acquire_connection() as connection, connection.transaction():
+        row = await connection.fetchrow(sql, *_parameters(upload_id, registration))
+        if row["upload_owner"] != registration.owner or row["file_status"] is None:
+            raise _Unusual  # rolls the transaction back
+        if registration.outcome is FileStatus.ACCEPTED and row["instance_id"] is None:
+            raise _Unusual
+    body = FileRegistered(
+        instance_id=row["instance_id"],
+        status=FileStatus(row["file_status"]),
+        instance_status=InstanceStatus(row["instance_status"]) if row["instance_status"] else None,
+        reason=registration.reason,
+    )
+    return Registration(body, created=True)
+
+
+async def _answer(file: UploadFile) -> FileRegistered:
+    instance = await Instance.get_or_none(id=file.instance_id) if file.instance_id is not None else None
+    return FileRegistered(
+        instance_id=instance.id if instance else None,
+        status=file.status,
+        instance_status=instance.status if instance else None,
+        reason=file.reason,
+    )
+
+
+async def _register_carefully(upload_id: str, registration: FileRegistration) -> Registration:
+    """Step by step: a replay answers what was recorded; a concurrent first registration wins once."""
+    existing = await UploadFile.get_or_none(upload_id=upload_id, index=registration.index)
+    if existing is None:
+        try:
+            async with in_transaction():
+                await _claim_upload(upload_id, registration.owner)
+                file = await _create_file(upload_id, registration)
+            return Registration(await _answer(file), created=True)
+        except IntegrityError:  # the same (upload, index) registered concurrently: answer what won
+            existing = await UploadFile.get(upload_id=upload_id, index=registration.index)
+    upload = await Upload.get(id=upload_id)
+    if upload.owner != registration.owner:
+        raise Conflict(f"Upload {upload_id} belongs to another owner.")
+    return Registration(await _answer(existing), created=False)
+
+
+async def _claim_upload(upload_id: str, owner: str) -> None:
+    upload, _ = await Upload.get_or_create(id=upload_id, defaults={"owner": owner})
+    if upload.owner != owner:
+        raise Conflict(f"Upload {upload_id} belongs to another owner.")
+
+
+async def _create_file(upload_id: str, registration: FileRegistration) -> UploadFile:
+    fields: dict[str, Any] = {
+        "upload_id": upload_id,
+        "index": registration.index,
+        "name": registration.name,
+        "sha256": registration.sha256,
+        "size": registration.size,
+        "reason": registration.reason,
+    }
+    if registration.outcome is FileStatus.REJECTED:
+        return await UploadFile.create(status=FileStatus.REJECTED, **fields)
+    instance, created = await _instance_for(upload_id, registration)
+    status = FileStatus.ACCEPTED if created else FileStatus.DUPLICATE
+    return await UploadFile.create(status=status, instance=instance, **fields)
+
+
+async def _instance_for(upload_id: str, registration: FileRegistration) -> tuple[Instance, bool]:
+    """The owner's instance of these bytes: a new one, or the first one (unique (owner, sha256))."""
+    dicom = registration.dicom
+    assert dicom is not None and registration.sha256 is not None and registration.size is not None  # validated
+    found = await Instance.get_or_none(owner=registration.owner, sha256=registration.sha256)
+    if found is not None:
+        return found, False
+    try:
+        async with in_transaction():  # a savepoint: a concurrent twin makes only this insert fail
+            instance = await Instance.create(
+                id=uuid.uuid4().hex,
+                owner=registration.owner,
+                upload_id=upload_id,
+                sha256=registration.sha256,
+                size=registration.size,
+                file_name=registration.name,
+                status=InstanceStatus.RECEIVED,
+                **dicom.model_dump(),
+            )
+        return instance, True
+    except IntegrityError:
+        return await Instance.get(owner=registration.owner, sha256=registration.sha256), False
