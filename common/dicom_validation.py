@@ -191,6 +191,26 @@ def _element_header(fp: BinaryIO, offset: int, transfer_syntax: uids.UID) -> tup
     return offset + 8, int(struct.unpack(endian + "H", header[2:4])[0])
 
 
+def element_end(fp: BinaryIO, offset: int, transfer_syntax: uids.UID) -> int:
+    """Offset just past the element whose tag starts at `offset`; an undefined length (encapsulated pixel
+    data) is walked item by item to its sequence delimiter. Raises InvalidDicom if the file ends first."""
+    value_offset, length = _element_header(fp, offset, transfer_syntax)
+    if length != UNDEFINED_LENGTH:
+        return value_offset + length
+    endian = "<" if transfer_syntax.is_little_endian else ">"
+    fp.seek(value_offset)
+    while True:
+        header = fp.read(8)
+        if len(header) < 8:
+            raise InvalidDicom("truncated: encapsulated data ends before its sequence delimiter")
+        group, element, item_length = struct.unpack(endian + "HHI", header)
+        if (group, element) == SEQUENCE_DELIMITER_TAG:
+            return fp.tell()
+        if (group, element) != ITEM_TAG or item_length == UNDEFINED_LENGTH:
+            raise InvalidDicom(f"corrupt encapsulated data: unexpected ({group:04X},{element:04X}) item")
+        fp.seek(item_length, 1)
+
+
 def _check_fragments(fp: BinaryIO, offset: int, size: int, frames: int, endian: str) -> None:
     """Walk the encapsulated items: offset table, then fragments, up to the sequence delimiter."""
     fp.seek(offset)

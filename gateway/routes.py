@@ -54,6 +54,9 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
         settings.ingest_url, service="ingest_service", timeout=upload_timeout, max_body=settings.upload_max_bytes
     )
     app.router.add_post("/api/uploads", to_ingest)
+    # Downloads of stored files stream the same way the other direction: no total deadline.
+    to_results_streaming = forward_to(settings.results_url, service="results_service", timeout=upload_timeout)
+    app.router.add_get("/api/instances/{instance_id}/file", to_results_streaming)
 
     # The web portal (static files at `/`) and its live status feed (WebSocket at /api/events).
     add_portal_routes(app)

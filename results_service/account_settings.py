@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from pydantic import Field, SecretStr
 
 from common.secret_settings import AuthSettings
@@ -20,3 +23,8 @@ class AccountSettings(AuthSettings):
         default=SecretStr(""), description="Its password (`ADMIN_PASSWORD`); generated and printed once if unset."
     )
     max_auth_body: int = Field(default=16 * 1024, ge=256, description="Largest login/user/audit body, in bytes.")
+
+    def deid_uid_key(self) -> bytes:
+        """The key of de-identified UIDs, derived from AUTH_SECRET (one secret fewer to manage; the same
+        study keeps its new UIDs across downloads as long as AUTH_SECRET stays)."""
+        return hmac.new(self.auth_secret.get_secret_value().encode(), b"dicomflow-deid-uid-v1", hashlib.sha256).digest()

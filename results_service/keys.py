@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.blobs import BlobStore
+from common.deid import Deidentifier
 from results_service.passwords import Passwords
 from results_service.settings import ResultsSettings
 
 settings_key = web.AppKey("settings", ResultsSettings)
 passwords_key = web.AppKey("passwords", Passwords)
 blob_store_key = web.AppKey("blob_store", BlobStore)
+deidentifier_key = web.AppKey("deidentifier", Deidentifier)

@@ -9,10 +9,11 @@ from tortoise import connections
 
 from common.blobs import BlobStore
 from common.broker import broker_context, broker_ready
+from common.deid import Deidentifier
 from common.web import make_app, readiness_checks_key
 from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
-from results_service.keys import blob_store_key, settings_key
+from results_service.keys import blob_store_key, deidentifier_key, settings_key
 from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings
 
@@ -27,6 +28,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     app = make_app("results_service")
     app[settings_key] = settings
     app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
+    app[deidentifier_key] = Deidentifier(settings.deid_uid_key())
     app.cleanup_ctx.append(tortoise_context(settings.database_url))
     app.cleanup_ctx.append(broker_context(settings, "results_service"))
     app.cleanup_ctx.append(consumers_context(settings))

@@ -143,6 +143,11 @@ async def get_instance(instance_id: str, caller: Caller) -> InstanceView:
     return _view(instance, (await _results_of([instance.id])).get(instance.id))
 
 
+async def file_key(instance_id: str, caller: Caller) -> str:
+    """The blob key of the instance's stored file (the owner's or, for admins, anyone's)."""
+    return (await _instance(instance_id, caller)).sha256
+
+
 async def preview_key(instance_id: str, caller: Caller) -> str:
     """The blob key of the instance's PNG preview."""
     instance = await _instance(instance_id, caller)

@@ -82,6 +82,14 @@ class FileRegistered(BaseModel):
     reason: str | None = None
 
 
+class PatientView(BaseModel):
+    """Patient-identifying attributes of an instance, read from its stored file."""
+
+    name: str | None = None
+    id: str | None = None
+    birth_date: str | None = Field(default=None, description="DICOM DA (`YYYYMMDD`) as stored.")
+
+
 class InstanceView(BaseModel):
     """One stored instance: identity, live status and, once done, its processing result."""
 
@@ -101,6 +109,11 @@ class InstanceView(BaseModel):
     created_at: datetime
     updated_at: datetime
     result: ImageResult | None = None
+    patient: PatientView | None = Field(
+        default=None,
+        description="Only in `GET /api/instances/{id}`, which nobody but the owner and admins can reach; "
+        "never in lists.",
+    )
 
 
 class StatusCounts(BaseModel):
@@ -176,6 +189,16 @@ class InstanceListQuery(BaseModel):
     study: str | None = Field(default=None, min_length=1, max_length=128, description="Study Instance UID.")
     limit: int = Field(default=100, ge=1, le=1000, description="Rows per page.")
     offset: int = Field(default=0, ge=0, description="Rows to skip.")
+
+
+class InstanceFileQuery(BaseModel):
+    """Query parameters of `GET /api/instances/{id}/file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deidentified: bool = Field(
+        default=False, description="A copy de-identified with the DICOM PS3.15 basic profile instead of the original."
+    )
 
 
 class StudyListQuery(BaseModel):

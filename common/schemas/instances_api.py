@@ -7,6 +7,7 @@ from __future__ import annotations
 from common.openapi import Operation, Param, Reply, json_reply, query_params
 from common.schemas.instances import (
     ID_PATTERN,
+    InstanceFileQuery,
     InstanceListQuery,
     InstancePage,
     InstanceView,
@@ -60,6 +61,21 @@ def instance_operations() -> list[Operation]:
                 404: Reply("No instance of yours has this id, or it has no preview (yet)."),
             },
             params=(_INSTANCE_ID,),
+        ),
+        Operation(
+            "GET",
+            "/api/instances/{instance_id}/file",
+            "Download the stored DICOM file, or a de-identified copy (PS3.15 basic profile)",
+            TAG,
+            {
+                200: Reply("The Part 10 file, streamed (`Content-Disposition: attachment`).", (), "application/dicom"),
+                404: Reply("No instance of yours has this id (another user's answers the same)."),
+                422: Reply("A query parameter is invalid or unknown."),
+            },
+            params=(_INSTANCE_ID, *query_params(InstanceFileQuery)),
+            description="Only the owner and admins can reach a file; every download, de-identified or not, "
+            "is audited. The de-identified copy has new UIDs (consistent across downloads), no private "
+            "attributes and the pixel data unchanged.",
         ),
         Operation(
             "GET",

@@ -77,6 +77,23 @@ function histogramFigure(histogram, disposers) {
   return figure;
 }
 
+// Patient-identifying attributes: the API sends them only to the instance's owner and to admins.
+function patientSection(patient) {
+  const date = patient.birth_date && /^\d{8}$/.test(patient.birth_date)
+    ? `${patient.birth_date.slice(0, 4)}-${patient.birth_date.slice(4, 6)}-${patient.birth_date.slice(6)}`
+    : patient.birth_date;
+  return h(
+    "section",
+    { class: "patient", id: "patient", "aria-labelledby": "patient-title" },
+    h("h2", { id: "patient-title", text: "Patient" }),
+    facts([
+      ["Name", patient.name],
+      ["Patient ID", patient.id],
+      ["Birth date", date],
+    ]),
+  );
+}
+
 async function download(id, deidentified, message) {
   try {
     const url = await apiObjectUrl(`/api/instances/${encodeURIComponent(id)}/file${deidentified ? "?deidentified=true" : ""}`);
@@ -130,6 +147,7 @@ export function render(view, [id], { feed, isCurrent }) {
         ),
         message,
       ];
+      if (item.patient) parts.splice(1, 0, patientSection(item.patient));
       const result = item.result;
       if (result) parts.push(resultSection(id, result, disposers));
       else if (item.status !== "failed") parts.push(h("p", { class: "pending", text: "The result appears here as soon as processing is done." }));

@@ -1,0 +1,112 @@
+"""The stored DICOM file of an instance: the original or a de-identified copy, streamed; and the
+patient-identifying attributes shown on the instance page.
+
+Both are reachable only inside the caller's scope (the owner, or an admin): anyone else's
+instance is a 404 like a missing one. Downloads are audited before the first byte goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import BinaryIO
+
+import pydicom
+from aiohttp import web
+
+from common.blobs import BlobError, BlobNotFound, BlobStore, BlobUnreadable
+from common.bodies import validate
+from common.deid_stream import plan_deidentified_copy
+from common.identity import caller_from_headers
+from common.logs import get_logger
+from common.problems import NotFound, ProblemError
+from common.schemas.instances import InstanceFileQuery, PatientView
+from results_service import pipeline_queries
+from results_service.audit import audited
+from results_service.keys import blob_store_key, deidentifier_key
+
+log = get_logger(__name__)
+
+DICOM_TYPE = "application/dicom"
+_PATIENT_TAGS = ["PatientName", "PatientID", "PatientBirthDate"]
+
+
+class StoredFileMissing(NotFound):
+    """The instance exists but its file is not in the blob store."""
+
+
+class StoredFileUnreadable(ProblemError):
+    """The stored file cannot be decrypted (its key was retired, or it was tampered with)."""
+
+    status = 500
+
+
+def read_patient(store: BlobStore, sha256: str) -> PatientView | None:
+    """Name, id and birth date from the stored file's header (blocking); None when the file cannot be read."""
+    try:
+        with store.open(sha256) as fp:
+            header = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_PATIENT_TAGS)
+    except (BlobError, OSError, ValueError, pydicom.errors.InvalidDicomError):
+        return None
+    name, patient_id, birth_date = (str(header.get(keyword) or "") or None for keyword in _PATIENT_TAGS)
+    return PatientView(name=name, id=patient_id, birth_date=birth_date)
+
+
+async def _open(store: BlobStore, key: str, instance_id: str) -> BinaryIO:
+    try:
+        return await asyncio.to_thread(store.open, key)
+    except BlobNotFound as exc:
+        raise StoredFileMissing(f"The stored file of instance {instance_id} is missing.") from exc
+    except BlobUnreadable as exc:
+        log.error("stored_file_unreadable", instance_id=instance_id, error=str(exc))
+        raise StoredFileUnreadable("The stored file cannot be read; an operator has to look at it.") from exc
+
+
+async def _send(
+    request: web.Request, store: BlobStore, fp: BinaryIO, head: bytes, body: tuple[int, int | None], filename: str
+) -> web.StreamResponse:
+    """`head`, then the plaintext of `fp` from body[0] to body[1] (None: its end), as one download."""
+    start, end = body
+    if end is None:
+        end = await asyncio.to_thread(fp.seek, 0, 2)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": DICOM_TYPE,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+        }
+    )
+    response.content_length = len(head) + end - start
+    await response.prepare(request)
+    if head:
+        await response.write(head)
+    async for chunk in store.iter_chunks(fp, start=start, end=end):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def handle_file(request: web.Request) -> web.StreamResponse:
+    """GET /api/instances/{instance_id}/file[?deidentified=true]: the stored DICOM file, streamed."""
+    instance_id = request.match_info["instance_id"]
+    store = request.app[blob_store_key]
+    deidentified = request.query.get("deidentified", "").lower() in {"true", "1", "yes", "on"}
+    action = "instance.download_deidentified" if deidentified else "instance.download"
+    async with audited(request, action, resource_type="instance", resource_id=instance_id):
+        query = validate(InstanceFileQuery, dict(request.query), what="query")
+        fp = await _open(
+            store, await pipeline_queries.file_key(instance_id, caller_from_headers(request.headers)), instance_id
+        )
+        body: tuple[int, int | None]
+        try:
+            if query.deidentified:
+                plan = await asyncio.to_thread(plan_deidentified_copy, fp, request.app[deidentifier_key])
+                head, body, filename = plan.head, plan.pixels, f"{instance_id}-deidentified.dcm"
+            else:
+                head, body, filename = b"", (0, None), f"{instance_id}.dcm"
+        except BaseException:
+            fp.close()
+            raise
+    try:
+        return await _send(request, store, fp, head, body, filename)
+    finally:
+        fp.close()
