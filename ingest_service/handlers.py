@@ -9,11 +9,12 @@ from collections.abc import AsyncGenerator
 from aiohttp import web
 
 from common.broker import broker_key
-from common.identity import caller_from_headers
+from common.identity import Caller, caller_from_headers
 from common.logs import get_logger
 from common.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
 from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
+from ingest_service.audit import audit_upload
 from ingest_service.intake import Intake
 from ingest_service.keys import blob_store_key, client_session_key, queued_key, settings_key
 from ingest_service.parts import (
@@ -59,6 +60,19 @@ def _check_length(request: web.Request, limit: int) -> None:
         raise BadRequest("The body is empty.")
 
 
+async def _audit(request: web.Request, caller: Caller, intake: Intake, status: int) -> None:
+    settings = request.app[settings_key]
+    await audit_upload(
+        request.app[client_session_key],
+        settings.results_url,
+        caller,
+        intake.upload_id,
+        intake.files,
+        status,
+        settings.results_timeout,
+    )
+
+
 async def handle_upload(request: web.Request) -> web.Response:
     """Take every file of the body; 202 with one outcome per file, or a problem naming the files already taken."""
     app = request.app
@@ -66,6 +80,7 @@ async def handle_upload(request: web.Request) -> web.Response:
     _check_length(request, settings.upload_max_bytes)
     meter = BodyMeter(settings.upload_max_bytes)
     files = _files_of(request, meter)
+    caller = caller_from_headers(request.headers)
     intake = Intake(
         settings=settings,
         store=app[blob_store_key],
@@ -73,7 +88,7 @@ async def handle_upload(request: web.Request) -> web.Response:
         session=app[client_session_key],
         queued=app[queued_key],
         upload_id=uuid.uuid4().hex,
-        owner=caller_from_headers(request.headers).user_id,
+        owner=caller.user_id,
     )
     try:
         async with contextlib.aclosing(files):
@@ -83,6 +98,7 @@ async def handle_upload(request: web.Request) -> web.Response:
             raise BadRequest("The body holds no files.")
     except ProblemError as exc:
         log.info("upload_stopped", upload_id=intake.upload_id, status=exc.status, taken=len(intake.files))
+        await _audit(request, caller, intake, exc.status)
         return problem_response(
             exc.status,
             exc.detail,
@@ -90,5 +106,6 @@ async def handle_upload(request: web.Request) -> web.Response:
             upload_id=intake.upload_id,
             files=[f.model_dump(mode="json") for f in intake.files],
         )
+    await _audit(request, caller, intake, 202)
     receipt = UploadReceipt(upload_id=intake.upload_id, files=intake.files)
     return web.json_response(receipt.model_dump(mode="json"), status=202)
