@@ -9,8 +9,10 @@ import aiohttp
 from aiohttp import web
 
 from common.openapi import ApiSpec
+from common.schemas.accounts_api import account_operations
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
+from common.schemas.uploads_api import upload_operations
 from gateway import docs
 from gateway.events import setup_events
 from gateway.portal import add_portal_routes
@@ -24,6 +26,7 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     app[docs.api_spec_key] = spec
     app.router.add_get("/api/openapi.json", docs.handle_openapi)
     app.router.add_get("/api/docs", docs.handle_docs)
+    spec.add(account_operations())  # login/logout, users and audit: routed by gateway.auth
 
     # Elements: results_service answers every method (and the 405s) itself.
     to_results = forward_to(settings.results_url, service="results_service", max_body=settings.elements_max_body)
@@ -54,6 +57,7 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
         settings.ingest_url, service="ingest_service", timeout=upload_timeout, max_body=settings.upload_max_bytes
     )
     app.router.add_post("/api/uploads", to_ingest)
+    spec.add(upload_operations())  # with the live feed of setup_events below
     # Downloads of stored files stream the same way the other direction: no total deadline.
     to_results_streaming = forward_to(settings.results_url, service="results_service", timeout=upload_timeout)
     app.router.add_get("/api/instances/{instance_id}/file", to_results_streaming)

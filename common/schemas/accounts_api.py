@@ -1,0 +1,111 @@
+"""Login, logout, accounts and the audit trail as OpenAPI operations (served by the gateway; accounts and
+audit answered by results_service), and the bearer-token replies every protected operation shares."""
+
+from __future__ import annotations
+
+from common.openapi import Operation, Param, Reply, json_reply, query_params
+from common.schemas.auth import (
+    AuditPage,
+    AuditQuery,
+    LoginRequest,
+    TokenResponse,
+    UserCreate,
+    UserList,
+    UserPatch,
+    UserView,
+)
+
+AUTH_TAG = "auth"
+USERS_TAG = "users"
+AUDIT_TAG = "audit"
+
+UNAUTHORIZED = {401: Reply("No valid bearer token (missing, expired, forged, logged out, or the account is disabled).")}
+RATE_LIMITED = {429: Reply("Too many requests from this user; `Retry-After` says when to try again.")}
+ADMINS_ONLY = {403: Reply("The caller is not an admin.")}
+_BAD_BODY = {
+    400: Reply("The body is not valid JSON."),
+    413: Reply("The body is too large."),
+    415: Reply("The body is not `application/json`."),
+    422: Reply("The body does not fit the schema; `errors` names every field."),
+}
+_USER_ID = Param("user_id", "path", {"type": "string", "format": "uuid"}, "The account's id.", required=True)
+
+
+def account_operations() -> list[Operation]:
+    """`/api/auth/login`, `/api/auth/logout`, `/api/users`, `/api/users/{user_id}` and `/api/audit`."""
+    return [
+        Operation(
+            "POST",
+            "/api/auth/login",
+            "Log in with email and password; answers a bearer token and when it expires",
+            AUTH_TAG,
+            {
+                200: json_reply("Logged in.", TokenResponse),
+                **_BAD_BODY,
+                401: Reply("Wrong email or password, or a disabled account (one answer for all)."),
+                429: Reply("Too many login attempts from this address; `Retry-After` says when to try again."),
+            },
+            request_body=(LoginRequest,),
+            description="Every attempt, successful or not, is audited. No token is needed.",
+        ),
+        Operation(
+            "POST",
+            "/api/auth/logout",
+            "Revoke the token this request carries",
+            AUTH_TAG,
+            {204: json_reply("Logged out: the token is refused from now on."), **UNAUTHORIZED, **RATE_LIMITED},
+        ),
+        Operation(
+            "POST",
+            "/api/users",
+            "Create an account (admins)",
+            USERS_TAG,
+            {
+                201: json_reply("Created.", UserView),
+                **_BAD_BODY,
+                **UNAUTHORIZED,
+                **ADMINS_ONLY,
+                409: Reply("An account with this email exists."),
+                **RATE_LIMITED,
+            },
+            request_body=(UserCreate,),
+        ),
+        Operation(
+            "GET",
+            "/api/users",
+            "List every account, oldest first (admins)",
+            USERS_TAG,
+            {200: json_reply("The accounts.", UserList), **UNAUTHORIZED, **ADMINS_ONLY, **RATE_LIMITED},
+        ),
+        Operation(
+            "PATCH",
+            "/api/users/{user_id}",
+            "Change an account's role and/or disable or re-enable it (admins)",
+            USERS_TAG,
+            {
+                200: json_reply("The account after the change.", UserView),
+                **_BAD_BODY,
+                **UNAUTHORIZED,
+                **ADMINS_ONLY,
+                404: Reply("No account has this id."),
+                409: Reply("The change would leave no active admin."),
+                **RATE_LIMITED,
+            },
+            request_body=(UserPatch,),
+            params=(_USER_ID,),
+        ),
+        Operation(
+            "GET",
+            "/api/audit",
+            "Read the audit trail, newest first, filtered (admins; the read is itself audited)",
+            AUDIT_TAG,
+            {
+                200: json_reply("One page.", AuditPage),
+                **UNAUTHORIZED,
+                **ADMINS_ONLY,
+                422: Reply("A query parameter is invalid or unknown."),
+                **RATE_LIMITED,
+            },
+            params=query_params(AuditQuery),
+        ),
+    ]
