@@ -184,6 +184,10 @@ class BlobStore:
         """Store a small blob (a PNG preview, say) given whole; return its key."""
         return await asyncio.to_thread(self._put_bytes, data)
 
+    def put_bytes_sync(self, data: bytes) -> str:
+        """Blocking `put_bytes`, for code already off the event loop (ingest stores a small file in one thread call)."""
+        return self._put_bytes(data)
+
     def _read_bytes(self, sha256: str) -> bytes:
         try:
             sealed = self.path(sha256).read_bytes()

@@ -1,4 +1,4 @@
-"""Take one file of an upload: stage while hashing, validate, store, register, queue — then report it.
+"""Take one file of an upload: validate and store it (`staging`), register, queue — then report it.
 
 A file is `accepted` only once its job is confirmed by the broker. That one confirmed publish
 also puts a copy of the job in results_service's status queue (see `common.broker`), which moves
@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 import aio_pika.exceptions
 import aiohttp
 
-from common.blobs import BlobStore, BlobTooLarge, StagedFile
+from common.blobs import BlobStore
 from common.broker import JOB_LARGE, JOB_STANDARD, Topology, publish
-from common.dicom_validation import InvalidDicom, validate_file
 from common.logs import get_logger
 from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
 from common.problems import ServiceUnavailable
-from common.schemas.instances import DicomMetadata, FileRegistered, FileRegistration, FileStatus
+from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
-from ingest_service.parts import IncomingFile, UnreadableFile
+from ingest_service.parts import IncomingFile
 from ingest_service.registration import register_file
 from ingest_service.settings import IngestSettings
+from ingest_service.staging import Refused, StoredFile, store_file
 
 log = get_logger(__name__)
 
@@ -74,7 +74,7 @@ class Intake:
         """Read, check and store one file; append and return its outcome."""
         index = len(self.files)
         if incoming.chunks is None:
-            outcome = await self._reject(index, incoming.name, None, incoming.reason or "refused")
+            outcome = await self._reject(index, incoming.name, incoming.reason or "refused")
         else:
             outcome = await self._take_stream(index, incoming)
         self.files.append(outcome)
@@ -84,53 +84,47 @@ class Intake:
     async def _take_stream(self, index: int, incoming: IncomingFile) -> UploadedFile:
         assert incoming.chunks is not None
         try:
-            staged = await self.store.write_stream(incoming.chunks, max_bytes=incoming.max_bytes)
-        except UnreadableFile as exc:
-            return await self._reject(index, incoming.name, None, exc.reason)
-        except BlobTooLarge as exc:
-            return await self._reject(
-                index, incoming.name, None, f"entry holds more than its declared {exc.limit} bytes"
+            stored = await store_file(
+                self.store,
+                incoming.chunks,
+                max_bytes=incoming.max_bytes,
+                memory_limit=self.settings.ingest_memory_file_bytes,
             )
-        try:
-            metadata = await asyncio.to_thread(lambda: validate_file(self.store.open_staged(staged)))
-        except InvalidDicom as exc:
-            await self.store.discard(staged)
-            return await self._reject(index, incoming.name, staged, exc.reason)
-        except BaseException:
-            await self.store.discard(staged)
-            raise
-        await self.store.commit(staged)
-        return await self._accept(index, incoming.name, staged, metadata)
+        except Refused as exc:
+            return await self._reject(index, incoming.name, exc.reason, exc.sha256, exc.size)
+        return await self._accept(index, incoming.name, stored)
 
-    async def _reject(self, index: int, name: str, staged: StagedFile | None, reason: str) -> UploadedFile:
+    async def _reject(
+        self, index: int, name: str, reason: str, sha256: str | None = None, size: int | None = None
+    ) -> UploadedFile:
         registration = FileRegistration(
             index=index,
             name=name,
             owner=self.owner,
-            sha256=staged.sha256 if staged else None,
-            size=staged.size if staged else None,
+            sha256=sha256,
+            size=size,
             outcome=FileStatus.REJECTED,
             reason=reason[:2000],
         )
         await self._register(registration)
-        return UploadedFile(name=name, sha256=registration.sha256, status=FileStatus.REJECTED, reason=reason)
+        return UploadedFile(name=name, sha256=sha256, status=FileStatus.REJECTED, reason=reason)
 
-    async def _accept(self, index: int, name: str, staged: StagedFile, metadata: DicomMetadata) -> UploadedFile:
+    async def _accept(self, index: int, name: str, stored: StoredFile) -> UploadedFile:
         registration = FileRegistration(
             index=index,
             name=name,
             owner=self.owner,
-            sha256=staged.sha256,
-            size=staged.size,
+            sha256=stored.sha256,
+            size=stored.size,
             outcome=FileStatus.ACCEPTED,
-            dicom=metadata,
+            dicom=stored.metadata,
         )
         registered = await self._register(registration)
         if registered.instance_id is not None and self._needs_job(registered):
-            await self._queue(registered.instance_id, staged, metadata)
+            await self._queue(registered.instance_id, stored)
         return UploadedFile(
             name=name,
-            sha256=staged.sha256,
+            sha256=stored.sha256,
             status=registered.status,
             instance_id=registered.instance_id,
             reason=registered.reason,
@@ -151,24 +145,24 @@ class Intake:
             self.session, self.settings.results_url, self.upload_id, registration, self.settings.results_timeout
         )
 
-    async def _queue(self, instance_id: str, staged: StagedFile, metadata: DicomMetadata) -> None:
+    async def _queue(self, instance_id: str, stored: StoredFile) -> None:
         """Publish the job, confirmed by the broker (its copy in `P.status` makes the instance `queued`)."""
         job = ProcessJob(
             message_id=f"{instance_id}.job.{PIPELINE_VERSION}",
             instance_id=instance_id,
             upload_id=self.upload_id,
             owner=self.owner,
-            sha256=staged.sha256,
-            size=staged.size,
-            sop_class_uid=metadata.sop_class_uid,
-            transfer_syntax_uid=metadata.transfer_syntax_uid,
+            sha256=stored.sha256,
+            size=stored.size,
+            sop_class_uid=stored.metadata.sop_class_uid,
+            transfer_syntax_uid=stored.metadata.transfer_syntax_uid,
         )
-        routing_key = JOB_LARGE if staged.size > self.settings.large_job_bytes else JOB_STANDARD
+        routing_key = JOB_LARGE if stored.size > self.settings.large_job_bytes else JOB_STANDARD
         try:
             await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), self.settings.results_timeout)
         except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(
-                f"RabbitMQ did not confirm the job of file {staged.sha256[:12]}… ({type(exc).__name__}); "
+                f"RabbitMQ did not confirm the job of file {stored.sha256[:12]}… ({type(exc).__name__}); "
                 "retry the files not yet accepted"
             ) from exc
         self.queued.add(instance_id)

@@ -33,6 +33,15 @@ class IngestSettings(BaseServiceSettings, BlobKeySettings):
         gt=1,
         description="Largest expansion ratio of one zip entry; more is rejected as a bomb (`ZIP_MAX_RATIO`).",
     )
+    ingest_memory_file_bytes: int = Field(
+        default=2 * MIB,
+        ge=0,
+        description=(
+            "Files up to this size are validated and stored from memory in one worker-thread call; larger ones "
+            "are streamed to disk (memory per file in flight stays below this plus one chunk) "
+            "(`INGEST_MEMORY_FILE_BYTES`)."
+        ),
+    )
     large_job_bytes: int = Field(
         default=256 * MIB,
         ge=1,
