@@ -174,6 +174,11 @@ async def test_a_user_watches_their_upload_finish_live_and_another_user_sees_non
     original = alice_page.locator("#statistics tbody tr").first
     assert as_int(await original.locator("td").nth(0).inner_text()) == low
     assert as_int(await original.locator("td").nth(1).inner_text()) == high
+    # The owner sees the patient-identifying fields of her instance (nobody else can open it at all).
+    patient = alice_page.locator("#patient")
+    await expect(patient).to_contain_text(
+        str(pydicom.dcmread(samples_dir / SAMPLES[0], stop_before_pixels=True).PatientID)
+    )
     linear = await painted_pixels(alice_page)
     assert linear > 1000, "the histogram canvas is blank"
     await alice_page.get_by_label("Logarithmic counts").check()
@@ -206,6 +211,7 @@ async def test_a_user_watches_their_upload_finish_live_and_another_user_sees_non
     await expect(bob_page.get_by_text("No studies yet.")).to_be_visible()
     await bob_page.goto(f"{base_url}/#/instances/{instance_id}")
     await expect(bob_page.get_by_text("There is no such instance.")).to_be_visible()
+    await expect(bob_page.locator("#patient")).to_have_count(0)
     status = await bob_page.evaluate(
         """async (id) => {
             const token = JSON.parse(sessionStorage.getItem('dicomflow.session')).token;
