@@ -33,6 +33,7 @@ import aiohttp
 
 from common.broker import delete_topology, open_channel
 from common.crypto import generate_key_spec
+from common.identity import ROLE_HEADER, USER_HEADER
 from common.settings import BaseServiceSettings
 from results_service.db import apply_migrations, drop_database
 
@@ -134,12 +135,19 @@ async def expect(response: aiohttp.ClientResponse, status: int) -> bytes:
     return body
 
 
-async def measure(gateway: str, direct: str, headers: dict[str, str]) -> dict[tuple[str, str], Timings]:
-    """Every operation, directly and through the gateway, alternating so neither gets a warmer machine."""
+async def measure(
+    gateway: str, direct: str, users: tuple[dict[str, str], dict[str, str]]
+) -> dict[tuple[str, str], Timings]:
+    """Every operation, directly and through the gateway, alternating so neither gets a warmer machine.
+
+    Both paths act as the same user (elements are owned): the gateway's bearer token, and directly
+    the identity headers the gateway would forward for it.
+    """
     results: dict[tuple[str, str], Timings] = {}
     connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
+    identity, headers = users
     async with aiohttp.ClientSession(connector=connector) as session:
-        bases = {"direct": (direct, {}), "gateway": (gateway, headers)}
+        bases = {"direct": (direct, identity), "gateway": (gateway, headers)}
         for base, extra in bases.values():  # warm both paths' pools and connections; not measured
 
             async def warm(n: int, base: str = base, extra: dict[str, str] = extra) -> None:
@@ -189,16 +197,18 @@ async def list_all(session: aiohttp.ClientSession, base: str, headers: dict[str,
     return timings
 
 
-async def login(gateway: str, direct: str) -> dict[str, str]:
-    """A user made through results_service's internal API, logged in through the gateway."""
+async def login(gateway: str, direct: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A user made through results_service's internal API, logged in through the gateway: its identity
+    headers (for direct calls) and its Authorization header."""
     credentials = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.org", "password": secrets.token_urlsafe(16)}
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{direct}/internal/users", json={**credentials, "role": "user"}) as r:
             await expect(r, 201)
+            identity = {USER_HEADER: (await r.json())["id"], ROLE_HEADER: "user"}
         async with session.post(f"{gateway}/api/auth/login", json=credentials) as r:
             await expect(r, 200)
             token = (await r.json())["access_token"]
-    return {"Authorization": f"Bearer {token}"}
+    return identity, {"Authorization": f"Bearer {token}"}
 
 
 async def delete_prefix(amqp_url: str, prefix: str) -> None:

@@ -29,6 +29,8 @@ class Element(Model):
     class Meta:
         table = "elements"
         unique_together = (("owner", "element_id"),)
+        # An owner's page in creation order: WHERE owner = ? ORDER BY row_id LIMIT/OFFSET walks this index.
+        indexes = (("owner", "row_id"),)
         ordering = ("row_id",)
 
     def __str__(self) -> str:
