@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
+from common.crypto import generate_key_spec
 from results_service.db import apply_migrations, drop_database
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.test_upload_memory import MIB, big_dicom_parts, sample_rss, stream_body
@@ -68,6 +69,7 @@ async def _upload(system: RunningSystem, header: bytes, frame: bytes) -> tuple[f
 
 def main() -> None:
     os.environ.setdefault("AUTH_SECRET", secrets.token_urlsafe(48))
+    os.environ.setdefault("BLOB_KEYS", generate_key_spec("bench"))  # blobs are encrypted at rest
     url = f"postgres://postgres@127.0.0.1:5432/dicomflow_bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(apply_migrations(url))
     folder = Path(tempfile.mkdtemp(prefix="bench-upload-"))
