@@ -12,9 +12,11 @@ from typing import BinaryIO
 
 import pydicom
 from aiohttp import web
+from pydicom.errors import InvalidDicomError
 
 from common.blobs import BlobError, BlobNotFound, BlobStore, BlobUnreadable
 from common.bodies import validate
+from common.crypto import CryptoError
 from common.deid_stream import plan_deidentified_copy
 from common.identity import caller_from_headers
 from common.logs import get_logger
@@ -45,15 +47,27 @@ def read_patient(store: BlobStore, sha256: str) -> PatientView | None:
     try:
         with store.open(sha256) as fp:
             header = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_PATIENT_TAGS)
-    except (BlobError, OSError, ValueError, pydicom.errors.InvalidDicomError):
+    except (BlobError, CryptoError, OSError, ValueError, InvalidDicomError):
         return None
     name, patient_id, birth_date = (str(header.get(keyword) or "") or None for keyword in _PATIENT_TAGS)
     return PatientView(name=name, id=patient_id, birth_date=birth_date)
 
 
+def _open_checked(store: BlobStore, key: str) -> BinaryIO:
+    """Open the blob and authenticate its first chunk, so a bad file is a problem before any byte is sent."""
+    fp = store.open(key)
+    try:
+        fp.read(1)
+        fp.seek(0)
+    except CryptoError as exc:
+        fp.close()
+        raise BlobUnreadable(f"blob {key}: {exc}") from exc
+    return fp
+
+
 async def _open(store: BlobStore, key: str, instance_id: str) -> BinaryIO:
     try:
-        return await asyncio.to_thread(store.open, key)
+        return await asyncio.to_thread(_open_checked, store, key)
     except BlobNotFound as exc:
         raise StoredFileMissing(f"The stored file of instance {instance_id} is missing.") from exc
     except BlobUnreadable as exc:
@@ -79,8 +93,15 @@ async def _send(
     await response.prepare(request)
     if head:
         await response.write(head)
-    async for chunk in store.iter_chunks(fp, start=start, end=end):
-        await response.write(chunk)
+    try:
+        async for chunk in store.iter_chunks(fp, start=start, end=end):
+            await response.write(chunk)
+    except BlobUnreadable as exc:
+        # The status is sent already: cut the connection so the client sees a short body, never bad bytes.
+        log.error("stored_file_unreadable", path=request.path, error=str(exc))
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write_eof()
     return response
 

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pydicom
 import pytest
 
@@ -201,3 +202,34 @@ async def test_every_read_of_patient_data_is_audited(
         (owner, "study.list", "study", None, "success"),
         ("someone-else", "instance.download", "instance", instance_id, "failure"),
     ]
+
+
+async def test_an_unreadable_stored_file_leaves_the_instance_readable_without_patient_fields(
+    client: Any, results_settings: ResultsSettings, owner: str, samples_dir: Path
+) -> None:
+    instance_id = await store_instance(client, results_settings, owner, samples_dir / SAMPLES[0])
+    sha256 = hashlib.sha256((samples_dir / SAMPLES[0]).read_bytes()).hexdigest()
+    path = BlobStore(Path(results_settings.blob_dir), results_settings.keyring()).path(sha256)
+    sealed = bytearray(path.read_bytes())
+    sealed[200] ^= 1  # inside the first chunk: authentication fails
+    path.write_bytes(bytes(sealed))
+    view = await client.get(f"/api/instances/{instance_id}", headers=as_user(owner))
+    assert view.status == 200 and (await view.json())["patient"] is None
+    download = await client.get(f"/api/instances/{instance_id}/file", headers=as_user(owner))
+    assert download.status == 500 and download.content_type == PROBLEM_CONTENT_TYPE
+    assert "cannot be read" in (await download.json())["detail"]
+
+
+async def test_a_file_tampered_with_further_on_cuts_the_download_short_instead_of_sending_bad_bytes(
+    client: Any, results_settings: ResultsSettings, owner: str, samples_dir: Path
+) -> None:
+    data = (samples_dir / SAMPLES[1]).read_bytes()
+    instance_id = await store_instance(client, results_settings, owner, samples_dir / SAMPLES[1])
+    path = BlobStore(Path(results_settings.blob_dir), results_settings.keyring()).path(hashlib.sha256(data).hexdigest())
+    sealed = bytearray(path.read_bytes())
+    sealed[len(sealed) // 2] ^= 1
+    path.write_bytes(bytes(sealed))
+    response = await client.get(f"/api/instances/{instance_id}/file", headers=as_user(owner))
+    assert response.status == 200 and int(response.headers["Content-Length"]) == len(data)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
