@@ -78,7 +78,14 @@ class Intake:
         else:
             outcome = await self._take_stream(index, incoming)
         self.files.append(outcome)
-        log.info("upload_file", upload_id=self.upload_id, index=index, status=outcome.status, reason=outcome.reason)
+        log.info(
+            "upload_file",
+            upload_id=self.upload_id,
+            index=index,
+            status=outcome.status,
+            instance_id=outcome.instance_id,
+            reason=outcome.reason,
+        )
         return outcome
 
     async def _take_stream(self, index: int, incoming: IncomingFile) -> UploadedFile:
@@ -166,4 +173,4 @@ class Intake:
                 "retry the files not yet accepted"
             ) from exc
         self.queued.add(instance_id)
-        log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)
+        log.debug("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)
