@@ -173,4 +173,4 @@ class Intake:
                 "retry the files not yet accepted"
             ) from exc
         self.queued.add(instance_id)
-        log.debug("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)
+        log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)
