@@ -30,6 +30,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import numpy as np
+import psutil
 import pydicom
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels, pixel_array
@@ -94,6 +95,30 @@ def decoder_times() -> dict[str, float]:
     return times
 
 
+CPU_PARTS = ("gateway", "ingest_service", "results_service", "rabbitmq", "postgres", "load generator")
+
+
+def cpu_seconds(system: RunningSystem) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each part of the accept path, this benchmark's own process
+    (the load generator) included; RabbitMQ and PostgreSQL are the machine's shared servers."""
+    times = {name: _cpu(psutil.Process(system.pid(name))) for name in CPU_PARTS[:3]}
+    times["rabbitmq"] = sum(_cpu(p) for p in _processes(lambda p: "beam.smp" in " ".join(p.info["cmdline"] or [])))
+    times["postgres"] = sum(_cpu(p) for p in _processes(lambda p: p.info["username"] == "postgres"))
+    times["load generator"] = _cpu(psutil.Process())
+    return times
+
+
+def _cpu(process: psutil.Process) -> float:
+    with contextlib.suppress(psutil.Error):
+        t = process.cpu_times()
+        return float(t.user + t.system)
+    return 0.0
+
+
+def _processes(keep: Callable[[psutil.Process], bool]) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline", "username"]) if keep(p)]
+
+
 async def upload_all(system: RunningSystem, user: User, paths: list[Path]) -> float:
     """Upload every file as its own request with CLIENTS concurrent clients; seconds taken."""
     queue = iter(paths)
@@ -148,7 +173,10 @@ async def pipeline_round(
 ) -> dict[str, float]:
     """Upload with no processor running, then start `processors` and time until all are done."""
     user = await system.create_user(f"bench-{processors}")
+    before = cpu_seconds(system)
     accept = await upload_all(system, user, paths)
+    after = cpu_seconds(system)
+    cpu = {name: (after[name] - before[name]) / len(paths) * 1000 for name in CPU_PARTS}
     extra = None
     started = time.perf_counter()
     system.start("processor_service", wait=False)
@@ -162,7 +190,25 @@ async def pipeline_round(
         if extra is not None:
             extra.terminate()
             extra.wait(15)
-    return {"accept": accept, "processing": processing}
+    return {"accept": accept, "processing": processing, **{f"cpu:{name}": ms for name, ms in cpu.items()}}
+
+
+ROUND_BYTES = {1: "new bytes", 2: "the same bytes for another owner, blobs already stored"}
+
+
+def cpu_table(rounds: dict[int, dict[str, float]]) -> list[str]:
+    """CPU milliseconds per accepted file of each part of the accept path, per upload round."""
+    lines = [
+        "CPU per accepted file during the uploads (ms, user + system; psutil):",
+        "",
+        "| round | " + " | ".join(CPU_PARTS) + " | total |",
+        "|---|" + "---|" * (len(CPU_PARTS) + 1),
+    ]
+    for processors, figures in rounds.items():
+        parts = [figures[f"cpu:{name}"] for name in CPU_PARTS]
+        cells = " | ".join(f"{ms:.2f}" for ms in parts)
+        lines.append(f"| {processors} ({ROUND_BYTES[processors].split(',')[0]}) | {cells} | {sum(parts):.2f} |")
+    return lines
 
 
 def report(
@@ -181,8 +227,8 @@ def report(
     for processors, figures in rounds.items():
         accept = figures["accept"]
         lines.append(
-            f"| upload through the gateway (round {processors}) | {accept:.1f} | {n / accept:.0f} | "
-            f"{megabytes / accept:.0f} |"
+            f"| upload through the gateway (round {processors}: {ROUND_BYTES[processors]}) | {accept:.1f} | "
+            f"{n / accept:.0f} | {megabytes / accept:.0f} |"
         )
     for processors, figures in rounds.items():
         seconds = figures["processing"]
@@ -192,14 +238,16 @@ def report(
         )
     for name, seconds in bare.items():
         lines.append(f"| bare {name} | {seconds:.1f} | {n / seconds:.1f} | {megabytes / seconds:.0f} |")
+    lines += ["", *cpu_table(rounds)]
     best_accept = max(n / f["accept"] for f in rounds.values())
     best_rate = max(n / f["processing"] for f in rounds.values())
     pool_rate = n / bare["pydicom+numpy, pool of 2, Pillow for JPEG"]
     pool_default = n / bare["pydicom+numpy, pool of 2, default decoder"]
     lines += [
         "",
-        f"- Accept rate: {best_accept:.0f} instances/s; target {TARGET_ACCEPT_PER_S}/s: "
-        f"**{'met' if best_accept >= TARGET_ACCEPT_PER_S else 'NOT met'}** ({best_accept / TARGET_ACCEPT_PER_S:.2f}x).",
+        f"- Accept rate: {best_accept:.0f} instances/s (round 1, new bytes: {n / rounds[1]['accept']:.0f}/s); "
+        f"target {TARGET_ACCEPT_PER_S}/s: **{'met' if best_accept >= TARGET_ACCEPT_PER_S else 'NOT met'}** "
+        f"({best_accept / TARGET_ACCEPT_PER_S:.2f}x); {best_accept / pool_rate:.1f}x the bare pool's files/s.",
         f"- Processing: {best_rate:.1f} files/s = **{best_rate / pool_rate:.2f}x** the bare pool of 2 with the same "
         f"decoder ({best_rate / pool_default:.2f}x the bare pool with pydicom's default decoder); target "
         f"{TARGET_POOL_RATIO}x: **{'met' if best_rate / pool_rate >= TARGET_POOL_RATIO else 'NOT met'}**.",
@@ -207,8 +255,9 @@ def report(
         "(both share the same 2 CPUs, so no gain is expected here: processors scale across machines).",
         "- Why the pipeline beats the bare loop: the bare loop turns all frames into one float64 array "
         "(200 MB for sample-02) and passes over it several times; common.imaging counts values frame by frame "
-        "(bincount) and derives exact figures from that table. The accept rate is ingest_service's "
-        "(hash, validate, fsync, register, two confirmed publishes per file).",
+        "(bincount) and derives exact figures from that table.",
+        "- The accept rate is bound by CPU: the services, RabbitMQ, PostgreSQL and the load generator share the "
+        "2 cores (table above; round 1 also writes every file: encryption, page cache and fsync).",
         "",
         "JPEG Baseline decoders on sample-02 (96 frames of 512 x 512, 8-bit), best of 5, frame by frame:",
         "",
