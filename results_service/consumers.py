@@ -64,7 +64,12 @@ def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[No
 
 
 def status_store(broker: Broker) -> Callable[[list[StatusEvent | ProcessJob]], Awaitable[None]]:
-    """Apply a batch of status events and job copies; announce `queued` for the instances a job copy moved."""
+    """Apply a batch of status events and job copies; announce `queued` for the job copies' instances.
+
+    The announcement goes to every job copy whose instance is `queued` after the commit, not only to
+    those this batch moved, so a batch retried (or redelivered) after its commit still announces: at
+    least once. Events never cause announcements, so results_service's own echo ends here.
+    """
 
     async def store(items: list[StatusEvent | ProcessJob]) -> None:
         moves: dict[InstanceStatus, set[str]] = {}
@@ -76,7 +81,7 @@ def status_store(broker: Broker) -> Callable[[list[StatusEvent | ProcessJob]], A
             elif item.status.rank < InstanceStatus.DONE.rank:
                 moves.setdefault(item.status, set()).add(item.instance_id)
         moved = await pipeline_store.advance_statuses(moves)
-        queued = [t for t in moved if t.status is InstanceStatus.QUEUED and t.instance_id in jobs]
+        queued = await pipeline_store.instances_at(jobs, InstanceStatus.QUEUED) if jobs else []
         await announce(broker, queued)
         log.debug("status_batch_applied", size=len(items), moved=len(moved), announced=len(queued))
 

@@ -67,6 +67,12 @@ async def advance_statuses(moves: Mapping[InstanceStatus, Collection[str]]) -> l
     return moved
 
 
+async def instances_at(ids: Collection[str], status: InstanceStatus) -> list[Transition]:
+    """Those of `ids` whose instance is now at `status`, as transitions to announce."""
+    rows = await Instance.filter(id__in=sorted(set(ids)), status=status).values("id", "upload_id", "owner", "reason")
+    return [Transition(str(row["id"]), str(row["upload_id"]), str(row["owner"]), status, row["reason"]) for row in rows]
+
+
 async def save_results(results: Sequence[ProcessResult]) -> list[Transition]:
     """Store a batch of results in one transaction; return the instances now final, to be announced.
 

@@ -213,3 +213,18 @@ async def test_a_job_copy_dead_in_the_status_queue_leaves_its_instance_alone(
     await take(topology.deadletters, 0, timeout=2)  # consumed and acked
     await asyncio.sleep(0.1)
     assert await status_of(client, owner, instance_id) == "received"
+
+
+async def test_a_job_copy_of_an_already_queued_instance_is_announced_again(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str
+) -> None:
+    """At least once: a job copy redelivered after its batch committed still reaches the live feeds."""
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    queued = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.QUEUED)
+    await publish(topology.events, queued, "")
+    await wait_status(client, owner, instance_id, "queued")
+    await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
+    announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 2)]
+    assert [(e.instance_id, e.status) for e in announced] == [(instance_id, InstanceStatus.QUEUED)] * 2
+    assert announced[1].message_id != queued.message_id  # the second one is results_service's announcement
