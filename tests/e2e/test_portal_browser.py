@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,46 @@ async def test_the_elements_page_creates_from_a_file_renames_and_deletes(
     await expect(page.locator("#announcer")).to_have_text(f"Element {renamed} deleted.")
     await expect(page.locator(f'#elements-table tr[data-element="{renamed}"]')).to_have_count(0)
     await expect(rows).to_have_count(min(len(expected), 20) - (1 if len(expected) <= 20 else 0))
+
+
+def span(first: int, last: int, total: int) -> str:
+    """The pager's text for rows `first` to `last` of `total` (an en dash between them)."""
+    return f"{first}\N{EN DASH}{last} of {total}"
+
+
+async def test_the_elements_page_pages_and_steps_back_from_a_page_emptied_by_deletes(
+    running_system: Any, browser: Browser, samples_dir: Path, tmp_path: Path
+) -> None:
+    user = await running_system.create_user("pager")
+    page, _ = await open_portal(browser, running_system.gateway_url, user.email, user.password)
+    path, document = unique_elements(samples_dir / "sample-04-json.json", tmp_path)
+    await page.get_by_role("link", name="Elements").click()
+    await page.get_by_label("Create from a JSON file").set_input_files(str(path))
+    await expect(page.locator(".success")).to_have_text(f"{len(document)} element(s) created from elements.json.")
+    rows, pager = page.locator("#elements-table tbody tr"), page.get_by_role("navigation", name="Pages")
+    total, per_page = len(document), 20
+    await expect(pager).to_contain_text(span(1, per_page, total))
+    await expect(pager.get_by_role("button", name="Previous")).to_be_disabled()
+    await pager.get_by_role("button", name="Next").click()
+    await expect(pager).to_contain_text(span(per_page + 1, 2 * per_page, total))
+    await pager.get_by_role("button", name="Next").click()
+    await expect(pager).to_contain_text(span(2 * per_page + 1, total, total))
+    await expect(rows).to_have_count(total - 2 * per_page)
+    await expect(pager.get_by_role("button", name="Next")).to_be_disabled()
+
+    # One device's elements run past one page; delete the second page's rows and the first page comes back.
+    [(device, count)] = Counter(e["deviceName"] for e in document.values()).most_common(1)
+    assert per_page < count < 2 * per_page
+    await page.get_by_label("Device", exact=True).fill(device)
+    await page.get_by_role("button", name="Filter").click()
+    await expect(pager).to_contain_text(span(1, per_page, count))
+    await pager.get_by_role("button", name="Next").click()
+    await expect(rows).to_have_count(count - per_page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    for left in reversed(range(count - per_page)):
+        await rows.first.get_by_role("button", name=re.compile("^Delete ")).click()
+        await expect(rows).to_have_count(left or per_page)
+    await expect(pager).to_have_count(0)
 
 
 async def test_the_audit_page_is_for_admins_only(running_system: Any, browser: Browser, tmp_path: Path) -> None:

@@ -39,14 +39,3 @@ export function watchStatuses(feed, { cells, reload, onChange = () => {}, concer
     feed.removeEventListener("ready", reloadSoon);
   };
 }
-
-/** Previous/next paging controls for a {total, limit, offset} page; `go(offset)` shows another page. */
-export function pager(page, go, h) {
-  const from = page.total ? page.offset + 1 : 0;
-  const to = Math.min(page.offset + page.items.length, page.total);
-  const prev = h("button", { type: "button", class: "secondary", text: "Previous", disabled: page.offset <= 0 });
-  const next = h("button", { type: "button", class: "secondary", text: "Next", disabled: to >= page.total });
-  prev.addEventListener("click", () => go(Math.max(0, page.offset - page.limit)));
-  next.addEventListener("click", () => go(page.offset + page.limit));
-  return h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", { text: `${from}–${to} of ${page.total}` }), next);
-}

@@ -1,8 +1,8 @@
 // The audit trail (administrators): who did what to which resource, when, and how it ended.
 
-import { api, query } from "../api.js";
-import { errorBox, formatDate, h, heading, replace, statusBadge, table } from "../dom.js";
-import { pager } from "../live.js";
+import { query } from "../api.js";
+import { formatDate, h, heading, statusBadge, table } from "../dom.js";
+import { pagedList } from "../paging.js";
 
 const LIMIT = 50;
 
@@ -25,53 +25,36 @@ export function render(view, _params, { isCurrent }) {
   const since = h("input", { id: "audit-since", name: "since", type: "datetime-local" });
   const until = h("input", { id: "audit-until", name: "until", type: "datetime-local" });
   const results = h("div", { "aria-busy": "true" });
-  let offset = 0;
 
-  async function load() {
-    try {
-      const filters = {
-        actor: actor.value.trim(),
-        action: action.value.trim(),
-        outcome: outcome.value,
-        since: isoOrEmpty(since.value),
-        until: isoOrEmpty(until.value),
-      };
-      const page = await api(`/api/audit${query({ ...filters, limit: LIMIT, offset })}`);
-      if (!isCurrent()) return;
-      if (!page.items.length) {
-        replace(results, h("p", { text: "No audit records match." }));
-        return;
-      }
-      replace(
-        results,
-        table(
-          "Audit records, newest first",
-          [
-            { label: "When", cell: (e) => formatDate(e.at) },
-            { label: "Who", cell: (e) => e.actor_email || e.actor_id || "anonymous" },
-            { label: "Action", cell: (e) => h("span", { class: "mono nowrap", text: e.action }) },
-            { label: "Resource", cell: (e) => [e.resource_type, e.resource_id].filter(Boolean).join(" ") || "–" },
-            { label: "Outcome", cell: (e) => statusBadge(e.outcome) },
-            { label: "Client", cell: (e) => e.client || "–" },
-            { label: "Correlation id", cell: (e) => h("span", { class: "mono", text: e.correlation_id || "–" }) },
-          ],
-          page.items,
-        ),
-      );
-      if (page.total > page.limit) {
-        results.append(
-          pager(page, (next) => {
-            offset = next;
-            load();
-          }, h),
-        );
-      }
-    } catch (error) {
-      replace(results, errorBox(error));
-    } finally {
-      results.setAttribute("aria-busy", "false");
-    }
+  function url(offset) {
+    const filters = {
+      actor: actor.value.trim(),
+      action: action.value.trim(),
+      outcome: outcome.value,
+      since: isoOrEmpty(since.value),
+      until: isoOrEmpty(until.value),
+    };
+    return `/api/audit${query({ ...filters, limit: LIMIT, offset })}`;
   }
+
+  function show(page) {
+    if (!page.items.length) return h("p", { text: "No audit records match." });
+    return table(
+      "Audit records, newest first",
+      [
+        { label: "When", cell: (e) => formatDate(e.at) },
+        { label: "Who", cell: (e) => e.actor_email || e.actor_id || "anonymous" },
+        { label: "Action", cell: (e) => h("span", { class: "mono nowrap", text: e.action }) },
+        { label: "Resource", cell: (e) => [e.resource_type, e.resource_id].filter(Boolean).join(" ") || "–" },
+        { label: "Outcome", cell: (e) => statusBadge(e.outcome) },
+        { label: "Client", cell: (e) => e.client || "–" },
+        { label: "Correlation id", cell: (e) => h("span", { class: "mono", text: e.correlation_id || "–" }) },
+      ],
+      page.items,
+    );
+  }
+
+  const load = pagedList(results, { url, show, isCurrent });
 
   const form = h(
     "form",
@@ -85,8 +68,7 @@ export function render(view, _params, { isCurrent }) {
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    offset = 0;
-    load();
+    load(0);
   });
   view.append(h("section", { class: "page audit" }, heading("Audit trail"), form, results));
   load();

@@ -2,38 +2,20 @@
 
 import { api, query } from "../api.js";
 import { announce, errorBox, formatDate, formatNumber, h, heading, replace } from "../dom.js";
-import { pager } from "../live.js";
+import { pagedList } from "../paging.js";
 
 const LIMIT = 20;
 
 export function render(view, _params, { isCurrent }) {
-  const state = { offset: 0, device: "" };
+  let deviceName = "";
   const results = h("div", { id: "elements-results", "aria-busy": "true" });
   const message = h("div", { class: "form-status" });
-
-  async function load() {
-    try {
-      const page = await api(`/api/elements/${query({ limit: LIMIT, offset: state.offset, device_name: state.device })}`);
-      if (!isCurrent()) return;
-      if (!page.items.length && state.offset > 0) {
-        state.offset = Math.max(0, state.offset - LIMIT);
-        return load();
-      }
-      replace(results, page.items.length ? elementTable(page.items) : h("p", { text: "No elements." }));
-      if (page.total > page.limit) {
-        results.append(
-          pager(page, (offset) => {
-            state.offset = offset;
-            load();
-          }, h),
-        );
-      }
-    } catch (error) {
-      replace(results, errorBox(error));
-    } finally {
-      results.setAttribute("aria-busy", "false");
-    }
-  }
+  const load = pagedList(results, {
+    url: (offset) => `/api/elements/${query({ limit: LIMIT, offset, device_name: deviceName })}`,
+    show: (page) => (page.items.length ? elementTable(page.items) : h("p", { text: "No elements." })),
+    isCurrent,
+    stepBack: true,
+  });
 
   function done(text) {
     // Shown here, read out by the page's live region (one announcement, not two).
@@ -156,9 +138,8 @@ export function render(view, _params, { isCurrent }) {
   );
   filter.addEventListener("submit", (event) => {
     event.preventDefault();
-    state.device = device.value.trim();
-    state.offset = 0;
-    load();
+    deviceName = device.value.trim();
+    load(0);
   });
 
   view.append(

@@ -1,48 +1,35 @@
 // The caller's instances with their status, filterable, changing live.
 
-import { api, query } from "../api.js";
-import { errorBox, formatBytes, formatDate, h, heading, replace, statusBadge } from "../dom.js";
-import { pager, watchStatuses } from "../live.js";
+import { query } from "../api.js";
+import { formatBytes, formatDate, h, heading, statusBadge } from "../dom.js";
+import { watchStatuses } from "../live.js";
+import { pagedList } from "../paging.js";
 
 const STATUSES = ["", "received", "queued", "processing", "done", "failed"];
 const LIMIT = 50;
 
 export function render(view, _params, { feed, params, isCurrent }) {
-  const state = { status: params.get("status") || "", offset: 0 };
+  let status = params.get("status") || "";
   const cells = new Map();
   const results = h("div", { id: "instances-results", "aria-busy": "true" });
   const filter = h(
     "select",
     { id: "status-filter", name: "status" },
-    STATUSES.map((s) => h("option", { value: s, text: s || "any status", selected: s === state.status })),
+    STATUSES.map((s) => h("option", { value: s, text: s || "any status", selected: s === status })),
   );
-  filter.addEventListener("change", () => {
-    state.status = filter.value;
-    state.offset = 0;
-    load();
-  });
-
-  async function load() {
-    results.setAttribute("aria-busy", "true");
-    try {
-      const page = await api(`/api/instances${query({ status: state.status, limit: LIMIT, offset: state.offset })}`);
-      if (!isCurrent()) return;
+  const load = pagedList(results, {
+    url: (offset) => `/api/instances${query({ status, limit: LIMIT, offset })}`,
+    show(page) {
       cells.clear();
-      replace(results, page.items.length ? instanceTable(page.items, cells) : h("p", { text: "No instances yet." }));
-      if (page.total > page.limit) {
-        results.append(
-          pager(page, (offset) => {
-            state.offset = offset;
-            load();
-          }, h),
-        );
-      }
-    } catch (error) {
-      replace(results, errorBox(error));
-    } finally {
-      results.setAttribute("aria-busy", "false");
-    }
-  }
+      return page.items.length ? instanceTable(page.items, cells) : h("p", { text: "No instances yet." });
+    },
+    isCurrent,
+    markBusy: true,
+  });
+  filter.addEventListener("change", () => {
+    status = filter.value;
+    load(0);
+  });
 
   view.append(
     h(

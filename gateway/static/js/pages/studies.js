@@ -1,8 +1,8 @@
 // The caller's studies: instances grouped by Study Instance UID with counts per status.
 
-import { api, query } from "../api.js";
-import { errorBox, formatDate, h, heading, replace, statusBadge, table } from "../dom.js";
-import { pager } from "../live.js";
+import { query } from "../api.js";
+import { formatDate, h, heading, statusBadge, table } from "../dom.js";
+import { pagedList } from "../paging.js";
 
 const ORDER = ["received", "queued", "processing", "done", "failed"];
 const LIMIT = 50;
@@ -17,47 +17,26 @@ function counts(study) {
 
 export function render(view, _params, { feed, isCurrent }) {
   const results = h("div", { "aria-busy": "true" });
-  let offset = 0;
   let timer = null;
 
-  async function load() {
-    try {
-      const page = await api(`/api/studies${query({ limit: LIMIT, offset })}`);
-      if (!isCurrent()) return;
-      if (!page.items.length) {
-        replace(results, h("p", { text: "No studies yet." }));
-        return;
-      }
-      replace(
-        results,
-        table(
-          "Your studies",
-          [
-            { label: "Study", cell: (s) => h("span", { class: "mono", text: s.study_instance_uid }) },
-            { label: "Modalities", cell: (s) => s.modalities.join(", ") || "–" },
-            { label: "Series", cell: (s) => String(s.series) },
-            { label: "Instances", cell: (s) => String(s.instances) },
-            { label: "Status", cell: counts },
-            { label: "Last change", cell: (s) => formatDate(s.last_updated_at) },
-          ],
-          page.items,
-          (s) => ({ dataset: { study: s.study_instance_uid } }),
-        ),
-      );
-      if (page.total > page.limit) {
-        results.append(
-          pager(page, (next) => {
-            offset = next;
-            load();
-          }, h),
-        );
-      }
-    } catch (error) {
-      replace(results, errorBox(error));
-    } finally {
-      results.setAttribute("aria-busy", "false");
-    }
+  function show(page) {
+    if (!page.items.length) return h("p", { text: "No studies yet." });
+    return table(
+      "Your studies",
+      [
+        { label: "Study", cell: (s) => h("span", { class: "mono", text: s.study_instance_uid }) },
+        { label: "Modalities", cell: (s) => s.modalities.join(", ") || "–" },
+        { label: "Series", cell: (s) => String(s.series) },
+        { label: "Instances", cell: (s) => String(s.instances) },
+        { label: "Status", cell: counts },
+        { label: "Last change", cell: (s) => formatDate(s.last_updated_at) },
+      ],
+      page.items,
+      (s) => ({ dataset: { study: s.study_instance_uid } }),
+    );
   }
+
+  const load = pagedList(results, { url: (offset) => `/api/studies${query({ limit: LIMIT, offset })}`, show, isCurrent });
 
   // Counts change with every status event: re-read at most every second.
   const reloadSoon = () => {
