@@ -12,7 +12,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from common.broker import Topology, declare_topology, delete_topology, open_channel
 from common.identity import USER_HEADER
@@ -105,22 +105,6 @@ async def register(
     }
     response = await client.post(f"/internal/uploads/{upload_id or uuid.uuid4().hex}/files", json=body)
     return response.status, await response.json()
-
-
-async def take(queue: AbstractQueue, expected: int, timeout: float = 10.0) -> list[AbstractIncomingMessage]:
-    """Ack and return `expected` messages from `queue`, then check it holds no more."""
-    taken: list[AbstractIncomingMessage] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(taken) < expected and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, timeout=5)
-        if message is None:
-            await asyncio.sleep(0.02)
-            continue
-        await message.ack()
-        taken.append(message)
-    assert len(taken) == expected, f"{queue.name}: {len(taken)} messages, expected {expected}"
-    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected} messages"
-    return taken
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

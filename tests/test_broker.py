@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import PublishError
 
 from common.broker import (
@@ -24,6 +24,7 @@ from common.broker import (
 from common.logs import bind_correlation_id, current_correlation_id
 from common.messages import ProcessJob
 from common.settings import BaseServiceSettings
+from tests.queue_helpers import take
 
 LIMIT = 2
 
@@ -59,25 +60,6 @@ def make_job(**overrides: object) -> ProcessJob:
     }
     fields.update(overrides)
     return ProcessJob.model_validate(fields)
-
-
-async def take(queue: AbstractQueue, expected: int, timeout: float = 10.0) -> list[AbstractIncomingMessage]:
-    """Take (and ack) messages from `queue` until `expected` arrived, then check that no more are there.
-
-    basic.get rather than the declare-ok message count, which RabbitMQ 3.10 reports late for classic queues.
-    """
-    taken: list[AbstractIncomingMessage] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(taken) < expected and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, timeout=5)
-        if message is None:
-            await asyncio.sleep(0.05)
-            continue
-        await message.ack()
-        taken.append(message)
-    assert len(taken) == expected, f"{queue.name}: {len(taken)} messages, expected {expected}"
-    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected} messages"
-    return taken
 
 
 async def test_published_job_is_consumed_with_its_correlation_id(topology: Topology) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,7 +10,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue
 from PIL import Image
 
 from common.blobs import BlobStore
@@ -21,8 +20,10 @@ from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEve
 from common.secret_settings import BlobKeySettings
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
+from tests.queue_helpers import take
 
 LIMIT = 1
+WAIT = 20.0  # seconds for a job's messages: the first job also starts a worker process
 StartProcessor = Callable[..., Awaitable[Any]]
 
 
@@ -75,22 +76,6 @@ def start_processor(amqp_prefix: str, blob_dir: Path, topology: Topology, aiohtt
     return start
 
 
-async def take(queue: AbstractQueue, expected: int, timeout: float = 20.0) -> list[AbstractIncomingMessage]:
-    """Ack and return `expected` messages from `queue`, then check it holds no more."""
-    taken: list[AbstractIncomingMessage] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(taken) < expected and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, timeout=5)
-        if message is None:
-            await asyncio.sleep(0.05)
-            continue
-        await message.ack()
-        taken.append(message)
-    assert len(taken) == expected, f"{queue.name}: {len(taken)} messages, expected {expected}"
-    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected} messages"
-    return taken
-
-
 def make_job(sha256: str, **overrides: Any) -> ProcessJob:
     fields: dict[str, Any] = {
         "instance_id": "inst-1",
@@ -114,7 +99,7 @@ async def test_job_gives_a_processing_event_and_a_done_result_with_a_preview(
     assert (await client.get("/readyz")).status == 200
     job = make_job(sha256)
     await publish(topology.exchange, job, JOB_STANDARD)
-    [message] = await take(topology.results, 1)
+    [message] = await take(topology.results, 1, timeout=WAIT)
     assert message.routing_key == "result.done"
     result = ProcessResult.model_validate_json(message.body)
     assert (result.instance_id, result.upload_id, result.owner) == ("inst-1", "up-1", "alice")
@@ -128,7 +113,7 @@ async def test_job_gives_a_processing_event_and_a_done_result_with_a_preview(
     assert result.result.preview_sha256 is not None
     preview = Image.open(io.BytesIO(await store.read_bytes(result.result.preview_sha256)))
     assert preview.format == "PNG" and max(preview.size) <= 256
-    [event] = await take(events, 1)
+    [event] = await take(events, 1, timeout=WAIT)
     status = StatusEvent.model_validate_json(event.body)
     assert (status.instance_id, status.status) == ("inst-1", InstanceStatus.PROCESSING)
     await take(topology.jobs, 0)  # acked
@@ -140,7 +125,7 @@ async def test_missing_blob_is_a_failed_result_and_the_job_is_acked(
 ) -> None:
     await start_processor()
     await publish(topology.exchange, make_job("b" * 64), JOB_STANDARD)
-    [message] = await take(topology.results, 1)
+    [message] = await take(topology.results, 1, timeout=WAIT)
     assert message.routing_key == "result.failed"
     result = ProcessResult.model_validate_json(message.body)
     assert result.status is InstanceStatus.FAILED and result.result is None
@@ -156,7 +141,7 @@ async def test_undecodable_pixel_data_is_a_failed_result_with_the_reason(
     sha256 = await store.put_bytes(data[: len(data) // 2])
     await start_processor()
     await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
-    [message] = await take(topology.results, 1)
+    [message] = await take(topology.results, 1, timeout=WAIT)
     result = ProcessResult.model_validate_json(message.body)
     assert result.status is InstanceStatus.FAILED
     assert result.reason
@@ -170,11 +155,11 @@ async def test_timed_out_job_is_retried_then_parked_without_a_result(
     await start_processor(processor_job_timeout=0.01)
     job = make_job(sha256)
     await publish(topology.exchange, job, JOB_STANDARD)
-    [parked] = await take(topology.parked, 1)
+    [parked] = await take(topology.parked, 1, timeout=WAIT)
     assert ProcessJob.model_validate_json(parked.body) == job
     assert parked.headers["x-death"][0]["reason"] == "delivery_limit"
     await take(topology.results, 0)
-    processing = [StatusEvent.model_validate_json(m.body).status for m in await take(events, LIMIT + 1)]
+    processing = [StatusEvent.model_validate_json(m.body).status for m in await take(events, LIMIT + 1, timeout=WAIT)]
     assert processing == [InstanceStatus.PROCESSING] * (LIMIT + 1)
 
 
@@ -184,7 +169,7 @@ async def test_large_jobs_are_consumed_when_configured(
     sha256 = await store.put_bytes((samples_dir / "sample-01-dicom.dcm").read_bytes())
     await start_processor(processor_queues=["large"])
     await publish(topology.exchange, make_job(sha256, instance_id="big"), "job.large")
-    [message] = await take(topology.results, 1)
+    [message] = await take(topology.results, 1, timeout=WAIT)
     assert ProcessResult.model_validate_json(message.body).instance_id == "big"
 
 
@@ -194,8 +179,8 @@ async def test_stop_finishes_the_job_in_flight_before_closing(
     sha256 = await store.put_bytes((samples_dir / "sample-02-dicom.dcm").read_bytes())
     client = await start_processor()
     await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
-    await take(events, 1)  # the job has started
+    await take(events, 1, timeout=WAIT)  # the job has started
     await client.close()
-    [message] = await take(topology.results, 1)
+    [message] = await take(topology.results, 1, timeout=WAIT)
     assert ProcessResult.model_validate_json(message.body).status is InstanceStatus.DONE
     await take(topology.jobs, 0)

@@ -21,9 +21,9 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     owner_fixture,
     register,
     results_settings_fixture,
-    take,
     topology_fixture,
 )
+from tests.queue_helpers import take
 
 
 def done_result(instance_id: str, owner: str, **overrides: Any) -> ProcessResult:
