@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
+import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.broker import TopologyNames, delete_topology
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
+from common.settings import BaseServiceSettings
 from ingest_service.main import init_app
 from ingest_service.settings import IngestSettings
 
@@ -85,11 +86,11 @@ class IngestRig:
     make: Callable[..., Awaitable[TestClient]]
 
 
-@asynccontextmanager
-async def ingest_rig(
+@pytest.fixture(name="rig")
+async def rig_fixture(
     aiohttp_client: Callable[..., Awaitable[TestClient]],
     aiohttp_server: Callable[..., Awaitable[TestServer]],
-    amqp_url: str,
+    base_settings: BaseServiceSettings,
     amqp_prefix: str,
     tmp_path: Path,
 ) -> AsyncIterator[IngestRig]:
@@ -107,7 +108,7 @@ async def ingest_rig(
         fields.update(overrides)
         return await aiohttp_client(init_app(IngestSettings(**fields)))
 
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(base_settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         yield IngestRig(fake, channel, TopologyNames(amqp_prefix), blob_dir, make)

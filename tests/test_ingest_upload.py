@@ -14,17 +14,9 @@ import pytest
 from common.messages import ProcessJob
 from common.problems import PROBLEM_CONTENT_TYPE
 from common.secret_settings import BlobKeySettings
-from tests.ingest_fakes import IngestRig, blob_files, drain, ingest_rig
+from tests.ingest_fakes import IngestRig, blob_files, drain, rig_fixture  # noqa: F401  (fixture, used by name)
 
 DICOM = {"Content-Type": "application/dicom"}
-
-
-@pytest.fixture
-async def rig(
-    aiohttp_client, aiohttp_server, base_settings, amqp_prefix: str, tmp_path: Path
-) -> AsyncIterator[IngestRig]:
-    async with ingest_rig(aiohttp_client, aiohttp_server, base_settings.amqp_url, amqp_prefix, tmp_path) as rig:
-        yield rig
 
 
 @pytest.fixture

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from common.messages import ProcessJob
 from samples.make_instances import SAMPLE_01, iter_instances
-from tests.ingest_fakes import IngestRig, blob_files, drain, ingest_rig
+from tests.ingest_fakes import IngestRig, blob_files, drain, rig_fixture  # noqa: F401  (fixture, used by name)
 
 ZIP = {"Content-Type": "application/zip"}
-
-
-@pytest.fixture
-async def rig(
-    aiohttp_client, aiohttp_server, base_settings, amqp_prefix: str, tmp_path: Path
-) -> AsyncIterator[IngestRig]:
-    async with ingest_rig(aiohttp_client, aiohttp_server, base_settings.amqp_url, amqp_prefix, tmp_path) as rig:
-        yield rig
 
 
 def make_zip(entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
