@@ -1,10 +1,12 @@
-"""The audit record of an upload (a write of patient data), appended through results_service.
+"""The audit record of an upload that ended with a problem, appended through results_service.
 
-ingest has no database: it sends one `upload.create` record per upload to `POST /internal/audit`
-once the upload has ended, with who, the upload id, the outcome, the correlation id and the
-counts per outcome (never file names, which may carry patient names). The files are stored by
-then, so a record that cannot be written is logged as an error rather than failing an upload
-whose files are already taken (a retry would only upload them again).
+The records of what an upload wrote (`upload.create`, one `upload.file` per file) are written by
+results_service inside each file's registration transaction, so a 202 needs no call of its own.
+A request that ends with a problem (413 over the limit, 400 without files, 503 when results_service
+or RabbitMQ failed) appends one `upload.stop` record here, off the accept path: who, the upload id,
+the status, the correlation id and the counts per outcome (never file names, which may carry patient
+names). The files taken before the problem are recorded already, so a record that cannot be written
+is logged as an error rather than turning the answer into another failure.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from common.schemas.uploads import UploadedFile
 log = get_logger(__name__)
 
 
-async def audit_upload(
+async def audit_upload_stop(
     session: aiohttp.ClientSession,
     results_url: str,
     caller: Caller,
@@ -30,15 +32,15 @@ async def audit_upload(
     status: int,
     timeout: float,
 ) -> None:
-    """Append the `upload.create` record of one upload (success for a 202, failure otherwise)."""
+    """Append the `upload.stop` record of an upload answered with the problem `status`."""
     outcomes = Counter(str(f.status) for f in files)
     event = AuditEventIn(
         actor_id=caller.user_id,
         actor_email=caller.email,
-        action="upload.create",
+        action="upload.stop",
         resource_type="upload",
         resource_id=upload_id,
-        outcome=Outcome.SUCCESS if status == 202 else Outcome.FAILURE,
+        outcome=Outcome.FAILURE,
         correlation_id=current_correlation_id(),
         client=caller.client,
         detail={"status": status, "files": len(files), **outcomes},

@@ -14,7 +14,7 @@ from common.logs import get_logger
 from common.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
 from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
-from ingest_service.audit import audit_upload
+from ingest_service.audit import audit_upload_stop
 from ingest_service.intake import Intake
 from ingest_service.keys import blob_store_key, client_session_key, queued_key, settings_key
 from ingest_service.parts import (
@@ -60,9 +60,10 @@ def _check_length(request: web.Request, limit: int) -> None:
         raise BadRequest("The body is empty.")
 
 
-async def _audit(request: web.Request, caller: Caller, intake: Intake, status: int) -> None:
+async def _audit_stop(request: web.Request, caller: Caller, intake: Intake, status: int) -> None:
+    """A 202 needs no call: its records are written with each registration. A problem is recorded here."""
     settings = request.app[settings_key]
-    await audit_upload(
+    await audit_upload_stop(
         request.app[client_session_key],
         settings.results_url,
         caller,
@@ -88,7 +89,7 @@ async def handle_upload(request: web.Request) -> web.Response:
         session=app[client_session_key],
         queued=app[queued_key],
         upload_id=uuid.uuid4().hex,
-        owner=caller.user_id,
+        caller=caller,
     )
     try:
         async with contextlib.aclosing(files):
@@ -98,7 +99,7 @@ async def handle_upload(request: web.Request) -> web.Response:
             raise BadRequest("The body holds no files.")
     except ProblemError as exc:
         log.info("upload_stopped", upload_id=intake.upload_id, status=exc.status, taken=len(intake.files))
-        await _audit(request, caller, intake, exc.status)
+        await _audit_stop(request, caller, intake, exc.status)
         return problem_response(
             exc.status,
             exc.detail,
@@ -106,6 +107,5 @@ async def handle_upload(request: web.Request) -> web.Response:
             upload_id=intake.upload_id,
             files=[f.model_dump(mode="json") for f in intake.files],
         )
-    await _audit(request, caller, intake, 202)
     receipt = UploadReceipt(upload_id=intake.upload_id, files=intake.files)
     return web.json_response(receipt.model_dump(mode="json"), status=202)

@@ -20,6 +20,7 @@ import aiohttp
 
 from common.blobs import BlobStore
 from common.broker import JOB_LARGE, JOB_STANDARD, Topology, publish
+from common.identity import Caller
 from common.logs import get_logger
 from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
 from common.problems import ServiceUnavailable
@@ -67,8 +68,13 @@ class Intake:
     session: aiohttp.ClientSession
     queued: QueuedInstances
     upload_id: str
-    owner: str
+    caller: Caller
     files: list[UploadedFile] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        """The uploader, who owns the upload and its instances."""
+        return self.caller.user_id
 
     async def take(self, incoming: IncomingFile) -> UploadedFile:
         """Read, check and store one file; append and return its outcome."""
@@ -149,7 +155,12 @@ class Intake:
 
     async def _register(self, registration: FileRegistration) -> FileRegistered:
         return await register_file(
-            self.session, self.settings.results_url, self.upload_id, registration, self.settings.results_timeout
+            self.session,
+            self.settings.results_url,
+            self.upload_id,
+            registration,
+            self.caller,
+            self.settings.results_timeout,
         )
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:

@@ -1,11 +1,15 @@
-"""The registration call to results_service: one idempotent POST per file of an upload."""
+"""The registration call to results_service: one idempotent POST per file of an upload.
+
+It carries the caller's identity headers (user, email, client address) and the correlation id:
+results_service writes the upload's audit records in the registration's own transaction.
+"""
 
 from __future__ import annotations
 
 import aiohttp
 from pydantic import ValidationError
 
-from common.identity import USER_HEADER
+from common.identity import Caller
 from common.logs import CORRELATION_HEADER, current_correlation_id
 from common.problems import ServiceUnavailable
 from common.schemas.instances import FileRegistered, FileRegistration
@@ -16,10 +20,15 @@ class ResultsUnavailable(ServiceUnavailable):
 
 
 async def register_file(
-    session: aiohttp.ClientSession, results_url: str, upload_id: str, registration: FileRegistration, timeout: float
+    session: aiohttp.ClientSession,
+    results_url: str,
+    upload_id: str,
+    registration: FileRegistration,
+    caller: Caller,
+    timeout: float,
 ) -> FileRegistered:
-    """POST the registration; (upload_id, index) makes a retry of the same file harmless."""
-    headers = {"Content-Type": "application/json", USER_HEADER: registration.owner}
+    """POST the registration as the caller; (upload_id, index) makes a retry of the same file harmless."""
+    headers = {"Content-Type": "application/json", **caller.headers()}
     correlation_id = current_correlation_id()
     if correlation_id is not None:
         headers[CORRELATION_HEADER] = correlation_id

@@ -12,12 +12,14 @@ from pydantic import BaseModel
 from common.blobs import BlobNotFound
 from common.bodies import read_model, validate
 from common.identity import Caller, caller_from_headers
-from common.problems import NotFound
+from common.problems import Conflict, NotFound
+from common.schemas.auth import Outcome
 from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, StudyListQuery
 from results_service import pipeline_queries, pipeline_registration
-from results_service.audit import audited
+from results_service.audit import audited, record_audit
 from results_service.instance_files import handle_file, read_patient
 from results_service.keys import blob_store_key
+from results_service.upload_audit import UPLOAD_FILE, UploadAuditContext
 
 _ID = re.compile(ID_PATTERN)
 REGISTRATION_MAX_BYTES = 64 * 1024
@@ -36,10 +38,18 @@ def _path_id(request: web.Request, name: str, what: str) -> str:
 
 
 async def handle_register_file(request: web.Request) -> web.Response:
-    """POST /internal/uploads/{upload_id}/files: record one file (201 new, 200 replay of the same index)."""
+    """POST /internal/uploads/{upload_id}/files: record one file and its audit records in one transaction
+    (201 new, 200 replay of the same index); a file for another owner's upload is a 409, audited as denied."""
     upload_id = _path_id(request, "upload_id", "Upload")
     registration = await read_model(request, FileRegistration, max_bytes=REGISTRATION_MAX_BYTES)
-    outcome = await pipeline_registration.register_file(upload_id, registration)
+    try:
+        outcome = await pipeline_registration.register_file(upload_id, registration, UploadAuditContext.of(request))
+    except Conflict:
+        detail = {"index": registration.index, "status": 409}
+        await record_audit(
+            request, UPLOAD_FILE, Outcome.DENIED, resource_type="upload", resource_id=upload_id, detail=detail
+        )
+        raise
     return _json(outcome.body, status=201 if outcome.created else 200)
 
 

@@ -7,6 +7,8 @@ unique (owner, sha256), so concurrent twins make one instance), and the file poi
 or the first instance. Anything unusual — a replay of the same (upload, index), an upload of
 another owner, or a twin committed while this statement waited for it (not in its snapshot) —
 rolls that transaction back and takes the careful path below, which reads what is there.
+Either way the upload's audit records (`upload_audit`) are written in the same transaction, so a
+registered file is never missing from the audit trail and no audit call is needed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from common.messages import InstanceStatus
 from common.problems import Conflict
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.models.pipeline import Instance, Upload, UploadFile
+from results_service.upload_audit import AUDIT_CTE, UploadAuditContext, append_upload_records
 
 DICOM_COLUMNS = (
     "sop_class_uid",
@@ -38,9 +41,11 @@ DICOM_COLUMNS = (
     "rows",
     "columns",
 )
-# $1 upload id, $2 owner, $3 index, $4 name, $5 sha256, $6 size, $7 reason, $8 new instance id,
-# $9..$20 the DICOM_COLUMNS in that order. A file's upload row is made by its first file.
-ACCEPTED_SQL = """WITH new_upload AS (
+# $1 upload id, $2 owner, $3 index, $4 name, $5 sha256, $6 size, $7 reason, $8..$10 the audit context
+# (AUDIT_CTE), then for an accepted file $11 the new instance id and $12..$23 the DICOM_COLUMNS in that order.
+# A file's upload row is made by its first file. Only module constants are put into the text (noqa S608);
+# every value is a parameter.
+ACCEPTED_SQL = f"""WITH new_upload AS (
     INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now()) ON CONFLICT (id) DO NOTHING RETURNING owner
 ), new_instance AS (
     INSERT INTO instances (
@@ -48,7 +53,10 @@ ACCEPTED_SQL = """WITH new_upload AS (
         sop_class_uid, sop_instance_uid, study_instance_uid, series_instance_uid, modality, transfer_syntax_uid,
         patient_name, patient_id, study_date, number_of_frames, "rows", "columns"
     )
-    VALUES ($8, $2, $1, $5, $6, $4, 'received', now(), now(), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    VALUES (
+        $11, $2, $1, $5, $6, $4, 'received', now(), now(),
+        $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23
+    )
     ON CONFLICT (owner, sha256) DO NOTHING
     RETURNING id, status
 ), instance AS (
@@ -61,24 +69,24 @@ ACCEPTED_SQL = """WITH new_upload AS (
     SELECT $1, $3, $4, $5, $6, CASE WHEN created THEN 'accepted' ELSE 'duplicate' END, $7, id, now() FROM instance
     ON CONFLICT (upload_id, "index") DO NOTHING
     RETURNING status, instance_id
-)
+){AUDIT_CTE}
 SELECT (SELECT owner FROM new_upload UNION ALL SELECT owner FROM uploads WHERE id = $1 LIMIT 1) AS upload_owner,
     (SELECT status FROM new_file) AS file_status,
     (SELECT instance_id FROM new_file) AS instance_id,
-    (SELECT status FROM instance) AS instance_status"""
+    (SELECT status FROM instance) AS instance_status"""  # noqa: S608
 
-REJECTED_SQL = """WITH new_upload AS (
+REJECTED_SQL = f"""WITH new_upload AS (
     INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now()) ON CONFLICT (id) DO NOTHING RETURNING owner
 ), new_file AS (
     INSERT INTO upload_files (upload_id, "index", name, sha256, size, status, reason, instance_id, created_at)
     VALUES ($1, $3, $4, $5, $6, 'rejected', $7, NULL, now())
     ON CONFLICT (upload_id, "index") DO NOTHING
     RETURNING status, instance_id
-)
+){AUDIT_CTE}
 SELECT (SELECT owner FROM new_upload UNION ALL SELECT owner FROM uploads WHERE id = $1 LIMIT 1) AS upload_owner,
     (SELECT status FROM new_file) AS file_status,
     NULL::varchar AS instance_id,
-    NULL::varchar AS instance_status"""
+    NULL::varchar AS instance_status"""  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -93,15 +101,19 @@ class _Unusual(Exception):
     """The one-statement path met something it does not decide: roll back, take the careful path."""
 
 
-async def register_file(upload_id: str, registration: FileRegistration) -> Registration:
-    """Record one file of an upload; accepted bytes the owner already has answer `duplicate` (the first id)."""
+async def register_file(
+    upload_id: str, registration: FileRegistration, context: UploadAuditContext | None = None
+) -> Registration:
+    """Record one file of an upload and its audit records; accepted bytes the owner already has answer
+    `duplicate` (the first id)."""
+    context = context or UploadAuditContext()
     try:
-        return await _register_in_one_statement(upload_id, registration)
+        return await _register_in_one_statement(upload_id, registration, context)
     except _Unusual:
-        return await _register_carefully(upload_id, registration)
+        return await _register_carefully(upload_id, registration, context)
 
 
-def _parameters(upload_id: str, registration: FileRegistration) -> list[Any]:
+def _parameters(upload_id: str, registration: FileRegistration, context: UploadAuditContext) -> list[Any]:
     common = [
         upload_id,
         registration.owner,
@@ -110,6 +122,7 @@ def _parameters(upload_id: str, registration: FileRegistration) -> list[Any]:
         registration.sha256,
         registration.size,
         registration.reason,
+        *context.parameters(),
     ]
     if registration.outcome is FileStatus.REJECTED:
         return common
@@ -118,10 +131,12 @@ def _parameters(upload_id: str, registration: FileRegistration) -> list[Any]:
     return [*common, uuid.uuid4().hex, *(dicom[column] for column in DICOM_COLUMNS)]
 
 
-async def _register_in_one_statement(upload_id: str, registration: FileRegistration) -> Registration:
+async def _register_in_one_statement(
+    upload_id: str, registration: FileRegistration, context: UploadAuditContext
+) -> Registration:
     sql = REJECTED_SQL if registration.outcome is FileStatus.REJECTED else ACCEPTED_SQL
     async with connections.get("default").acquire_connection() as connection, connection.transaction():
-        row = await connection.fetchrow(sql, *_parameters(upload_id, registration))
+        row = await connection.fetchrow(sql, *_parameters(upload_id, registration, context))
         if row["upload_owner"] != registration.owner or row["file_status"] is None:
             raise _Unusual  # rolls the transaction back
         if registration.outcome is FileStatus.ACCEPTED and row["instance_id"] is None:
@@ -145,14 +160,25 @@ async def _answer(file: UploadFile) -> FileRegistered:
     )
 
 
-async def _register_carefully(upload_id: str, registration: FileRegistration) -> Registration:
+async def _register_carefully(
+    upload_id: str, registration: FileRegistration, context: UploadAuditContext
+) -> Registration:
     """Step by step: a replay answers what was recorded; a concurrent first registration wins once."""
     existing = await UploadFile.get_or_none(upload_id=upload_id, index=registration.index)
     if existing is None:
         try:
             async with in_transaction():
-                await _claim_upload(upload_id, registration.owner)
+                upload_created = await _claim_upload(upload_id, registration.owner)
                 file = await _create_file(upload_id, registration)
+                await append_upload_records(
+                    context,
+                    upload_id=upload_id,
+                    owner=registration.owner,
+                    index=registration.index,
+                    status=FileStatus(file.status),
+                    instance_id=file.instance_id,
+                    upload_created=upload_created,
+                )
             return Registration(await _answer(file), created=True)
         except IntegrityError:  # the same (upload, index) registered concurrently: answer what won
             existing = await UploadFile.get(upload_id=upload_id, index=registration.index)
@@ -162,10 +188,12 @@ async def _register_carefully(upload_id: str, registration: FileRegistration) ->
     return Registration(await _answer(existing), created=False)
 
 
-async def _claim_upload(upload_id: str, owner: str) -> None:
-    upload, _ = await Upload.get_or_create(id=upload_id, defaults={"owner": owner})
+async def _claim_upload(upload_id: str, owner: str) -> bool:
+    """The upload is the owner's (made now: True, or found); someone else's is a conflict."""
+    upload, created = await Upload.get_or_create(id=upload_id, defaults={"owner": owner})
     if upload.owner != owner:
         raise Conflict(f"Upload {upload_id} belongs to another owner.")
+    return bool(created)
 
 
 async def _create_file(upload_id: str, registration: FileRegistration) -> UploadFile:

@@ -78,12 +78,22 @@ async def test_patient_data_and_tokens_never_reach_a_log_line_and_uploads_are_au
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT action, resource_id, outcome, actor_id, detail FROM audit_events"
-            " WHERE correlation_id = $1 AND action = 'upload.create'",
+            "SELECT action, resource_type, resource_id, outcome, actor_id, detail::text FROM audit_events"
+            " WHERE correlation_id = $1 AND action LIKE 'upload.%' ORDER BY id",
             correlation,
         )
     finally:
         await conn.close()
-    [row] = rows
-    assert (row["resource_id"], row["outcome"], row["actor_id"]) == (receipt["upload_id"], "success", user.id)
-    assert '"accepted": 2' in row["detail"] and '"files": 2' in row["detail"]
+    # written by results_service in each registration's transaction: the upload, then each file
+    assert {(r["resource_type"], r["resource_id"], r["actor_id"]) for r in rows} == {
+        ("upload", receipt["upload_id"], user.id)
+    }
+    assert [(r["action"], r["outcome"]) for r in rows] == [
+        ("upload.create", "success"),
+        ("upload.file", "success"),
+        ("upload.file", "success"),
+        ("upload.read", "success"),
+    ]
+    for row, file in zip(rows[1:3], receipt["files"], strict=True):
+        assert f'"instance_id": "{file["instance_id"]}"' in row["detail"] and '"status": "accepted"' in row["detail"]
+    assert not any(path.name in row["detail"] for row in rows for path in (SAMPLE_01, SAMPLE_02))
