@@ -14,8 +14,9 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from common.broker import Topology, declare_topology, delete_topology, open_channel
+from common.broker import Topology, declare_topology, delete_topology, open_channel, publish
 from common.identity import USER_HEADER
+from common.messages import InstanceStatus, StatusEvent
 from common.problems import PROBLEM_CONTENT_TYPE
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
@@ -113,6 +114,33 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def status_of(client: Any, owner: str, instance_id: str) -> str:
+    """The instance's status as its owner reads it through the API."""
+    return str((await get_json(client, f"/api/instances/{instance_id}", owner))[1]["status"])
+
+
+async def wait_status(client: Any, owner: str, instance_id: str, status: str) -> None:
+    """Wait until the API shows the instance in `status`."""
+
+    async def reached() -> bool:
+        return await status_of(client, owner, instance_id) == status
+
+    await eventually(reached)
+
+
+async def instance_moved_to(
+    client: Any, topology: Topology, owner: str, status: InstanceStatus
+) -> tuple[str, StatusEvent]:
+    """A new instance of `owner`, moved to `status` by a status event on the events exchange (as
+    processor_service announces one); returns its id and the event once the API shows the move."""
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    event = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=status)
+    await publish(topology.events, event, "")
+    await wait_status(client, owner, instance_id, status.value)
+    return instance_id, event
 
 
 async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:

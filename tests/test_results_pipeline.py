@@ -8,18 +8,20 @@ from typing import Any
 
 from common.broker import Topology, publish
 from common.identity import ROLE_HEADER
-from common.messages import ImageResult, InstanceStatus, ProcessResult, Statistics, StatusEvent
+from common.messages import ImageResult, InstanceStatus, ProcessResult, Statistics
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     channel_fixture,
     client_fixture,
-    eventually,
     fetch,
     get_json,
+    instance_moved_to,
     owner_fixture,
     register,
     results_settings_fixture,
     sha_of,
+    status_of,
     topology_fixture,
+    wait_status,
 )
 
 
@@ -111,11 +113,7 @@ async def test_read_api_lists_filters_and_pages_the_callers_instances(
         _, body = await register(client, owner, upload_id=upload_id, index=index, study=study, modality=modality)
         bodies.append(body)
     await _done(client, topology, owner, bodies[0])
-
-    async def first_done() -> bool:
-        return (await get_json(client, f"/api/instances/{bodies[0]['instance_id']}", owner))[1]["status"] == "done"
-
-    await eventually(first_done)
+    await wait_status(client, owner, bodies[0]["instance_id"], "done")
     status, page = await get_json(client, "/api/instances?limit=2", owner)
     assert (
         status == 200
@@ -173,12 +171,5 @@ async def test_preview_of_an_unprocessed_instance_is_a_404_problem(client: Any, 
 
 
 async def test_status_events_move_an_instance_forward(client: Any, topology: Topology, owner: str) -> None:
-    _, body = await register(client, owner)
-    instance_id = body["instance_id"]
-    event = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.QUEUED)
-    await publish(topology.events, event, "")
-
-    async def queued() -> bool:
-        return (await get_json(client, f"/api/instances/{instance_id}", owner))[1]["status"] == "queued"
-
-    await eventually(queued)
+    instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.QUEUED)
+    assert await status_of(client, owner, instance_id) == "queued"

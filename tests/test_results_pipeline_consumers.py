@@ -18,10 +18,13 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     eventually,
     fetch,
     get_json,
+    instance_moved_to,
     owner_fixture,
     register,
     results_settings_fixture,
+    status_of,
     topology_fixture,
+    wait_status,
 )
 from tests.queue_helpers import take
 
@@ -37,17 +40,6 @@ def done_result(instance_id: str, owner: str, **overrides: Any) -> ProcessResult
     }
     fields.update(overrides)
     return ProcessResult.model_validate(fields)
-
-
-async def status_of(client: Any, owner: str, instance_id: str) -> str:
-    return str((await get_json(client, f"/api/instances/{instance_id}", owner))[1]["status"])
-
-
-async def wait_status(client: Any, owner: str, instance_id: str, status: str) -> None:
-    async def reached() -> bool:
-        return await status_of(client, owner, instance_id) == status
-
-    await eventually(reached)
 
 
 async def test_the_same_result_twice_is_stored_once_and_announced(
@@ -85,11 +77,7 @@ async def test_a_batch_of_results_is_stored_in_one_go(
 
 
 async def test_a_late_processing_event_after_done_changes_nothing(client: Any, topology: Topology, owner: str) -> None:
-    _, body = await register(client, owner)
-    instance_id = body["instance_id"]
-    event = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.PROCESSING)
-    await publish(topology.events, event, "")
-    await wait_status(client, owner, instance_id, "processing")
+    instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
     await publish(topology.exchange, done_result(instance_id, owner), "result.done")
     await wait_status(client, owner, instance_id, "done")
     for status in (InstanceStatus.PROCESSING, InstanceStatus.QUEUED, InstanceStatus.FAILED):
@@ -184,11 +172,7 @@ async def test_the_confirmed_job_makes_its_instance_queued_through_its_copy_and_
 async def test_a_job_copy_after_processing_began_changes_nothing_and_announces_nothing(
     client: Any, topology: Topology, events: AbstractQueue, owner: str
 ) -> None:
-    _, body = await register(client, owner)
-    instance_id = body["instance_id"]
-    processing = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.PROCESSING)
-    await publish(topology.events, processing, "")
-    await wait_status(client, owner, instance_id, "processing")
+    instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
     await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)  # its copy arrives late
     await take(topology.status, 0, timeout=2)  # consumed and acked
     assert await status_of(client, owner, instance_id) == "processing"
@@ -219,11 +203,7 @@ async def test_a_job_copy_of_an_already_queued_instance_is_announced_again(
     client: Any, topology: Topology, events: AbstractQueue, owner: str
 ) -> None:
     """At least once: a job copy redelivered after its batch committed still reaches the live feeds."""
-    _, body = await register(client, owner)
-    instance_id = body["instance_id"]
-    queued = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.QUEUED)
-    await publish(topology.events, queued, "")
-    await wait_status(client, owner, instance_id, "queued")
+    instance_id, queued = await instance_moved_to(client, topology, owner, InstanceStatus.QUEUED)
     await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
     announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 2)]
     assert [(e.instance_id, e.status) for e in announced] == [(instance_id, InstanceStatus.QUEUED)] * 2
