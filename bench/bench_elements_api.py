@@ -31,6 +31,7 @@ from pathlib import Path
 import aio_pika
 import aiohttp
 
+from bench.report import write_section
 from common.broker import delete_topology, open_channel
 from common.crypto import generate_key_spec
 from common.identity import ROLE_HEADER, USER_HEADER
@@ -38,8 +39,6 @@ from common.settings import BaseServiceSettings
 from results_service.db import apply_migrations, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "bench" / "README.md"
-BEGIN, END = "<!-- bench_elements_api:begin -->", "<!-- bench_elements_api:end -->"
 ELEMENTS = 10_000
 GETS = 2_000
 PAGE = 100
@@ -258,18 +257,6 @@ same run; the ratio gateway / direct is the cost of the extra hop (token check, 
 streaming, logging). The load generator shares the machine's CPUs with both services."""
 
 
-def write_section(lines: list[str]) -> None:
-    """Replace this benchmark's section of bench/README.md (other sections are left alone)."""
-    body = "\n".join([BEGIN, *lines, END])
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + body + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Elements API through the gateway\n\n" + INTRO + "\n\n" + body + "\n"
-    README.write_text(text)
-
-
 def main() -> None:
     base = BaseServiceSettings()
     database_url = f"{base.database_url.rsplit('/', 1)[0]}/dicomflow_bench_elements_{os.getpid()}"
@@ -307,7 +294,7 @@ def main() -> None:
             asyncio.run(delete_prefix(base.amqp_url, prefix))
     lines = report(results, load)
     print("\n".join(lines))
-    write_section(lines)
+    write_section("bench_elements_api", "Elements API through the gateway", lines, INTRO)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import pydicom
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels, pixel_array
 
+from bench.report import write_section
 from common.crypto import generate_key_spec
 from common.imaging import HISTOGRAM_BINS
 from common.settings import BaseServiceSettings
@@ -42,8 +43,6 @@ from results_service.db import apply_migrations, drop_database
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_mix, write_files
 from tests.e2e.conftest import ROOT, RunningSystem, User, free_port
 
-README = ROOT / "bench" / "README.md"
-BEGIN, END = "<!-- bench_pipeline:begin -->", "<!-- bench_pipeline:end -->"
 COUNTS = ((SAMPLE_01, 500), (SAMPLE_02, 200))
 CLIENTS = 8
 TARGET_ACCEPT_PER_S = 300
@@ -281,18 +280,6 @@ events, the result batches and the PNG previews included). The bare baselines de
 same figures in a loop without any service, queue or database. The load generator shares the CPUs."""
 
 
-def write_section(lines: list[str]) -> None:
-    """Replace this benchmark's section of bench/README.md (other sections are left alone)."""
-    body = "\n".join([BEGIN, *lines, END])
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + body + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## DICOM pipeline: upload and processing\n\n" + INTRO + "\n\n" + body + "\n"
-    README.write_text(text)
-
-
 def main() -> None:
     base = BaseServiceSettings()
     database_url = f"{base.database_url.rsplit('/', 1)[0]}/dicomflow_bench_pipeline_{os.getpid()}"
@@ -324,7 +311,7 @@ def main() -> None:
         asyncio.run(drop_database(database_url))
     lines = report(len(paths), megabytes, rounds, bare, decoders)
     print("\n".join(lines))
-    write_section(lines)
+    write_section("bench_pipeline", "DICOM pipeline: upload and processing", lines, INTRO)
 
 
 if __name__ == "__main__":

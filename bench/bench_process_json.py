@@ -20,11 +20,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 LARGE = ROOT / "samples" / "generated" / "sample-03-01-json.json"
 SCRIPT = Path(sys.executable).parent / "dicomflow"
-README = ROOT / "bench" / "README.md"
-BEGIN, END = "<!-- bench_process_json:begin -->", "<!-- bench_process_json:end -->"
 RUNS = 7
 BASELINE_RUNS = 3
 TARGET_S = 0.5
@@ -128,7 +128,7 @@ def main() -> None:
     ]
     for line in lines:
         print(line)
-    write_section(lines)
+    write_section("bench_process_json", "process-json on the large file", lines)
 
 
 def heaviest_imports(code: str, count: int = 5) -> list[tuple[str, float]]:
@@ -163,18 +163,6 @@ def in_process_phases() -> tuple[float, float]:
                 process_elements(elements, log, max_threads=4, emit=None)
                 processing.append(time.perf_counter() - started)
     return statistics.median(loads), statistics.median(processing)
-
-
-def write_section(lines: list[str]) -> None:
-    """Replace this benchmark's section of bench/README.md (other sections are left alone)."""
-    body = "\n".join([BEGIN, *lines, END])
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + body + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## process-json on the large file\n\n" + body + "\n"
-    README.write_text(text)
 
 
 if __name__ == "__main__":
