@@ -16,7 +16,6 @@ import os
 import platform
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from common.crypto import generate_key_spec
 from common.identity import ROLE_HEADER, USER_HEADER
 from common.settings import BaseServiceSettings
 from results_service.db import apply_migrations, drop_database
+from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ELEMENTS = 10_000
@@ -47,12 +47,6 @@ CONCURRENCY = 8
 WARM_UP = 200
 TARGET_P99_MS = 50.0
 DEVICES = ("RX 1", "CT SCAN", "MRI")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
