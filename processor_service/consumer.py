@@ -23,7 +23,7 @@ from common.blobs import BlobNotFound, BlobStore, BlobUnreadable
 from common.broker import Broker, broker_key, consume, publish
 from common.imaging import ImagingError
 from common.logs import get_logger
-from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from processor_service.keys import blob_store_key, pool_key
 from processor_service.pool import WorkerPool
 from processor_service.settings import ProcessorSettings
@@ -40,6 +40,20 @@ JOB_SECONDS = prometheus_client.Histogram(
 def worker_id() -> str:
     """hostname:pid of this service process, recorded with every result."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _result_of(job: ProcessJob, *, image: ImageResult | None = None, reason: str | None = None) -> ProcessResult:
+    """The result message of `job` (its instance, upload, owner and pipeline version): failed for `reason`,
+    or done with `image`."""
+    return ProcessResult(
+        instance_id=job.instance_id,
+        upload_id=job.upload_id,
+        owner=job.owner,
+        pipeline_version=job.pipeline_version,
+        status=InstanceStatus.FAILED if reason is not None else InstanceStatus.DONE,
+        result=image,
+        reason=reason,
+    )
 
 
 class JobProcessor:
@@ -79,11 +93,13 @@ class JobProcessor:
                 timeout=self.settings.processor_job_timeout,
             )
         except BlobNotFound:
-            result = self._failed(job, f"the stored file {job.sha256} is missing from the blob store; upload it again")
+            result = _result_of(
+                job, reason=f"the stored file {job.sha256} is missing from the blob store; upload it again"
+            )
         except BlobUnreadable as exc:
-            result = self._failed(job, f"the stored file cannot be decrypted ({exc}); upload it again")
+            result = _result_of(job, reason=f"the stored file cannot be decrypted ({exc}); upload it again")
         except ImagingError as exc:
-            result = self._failed(job, str(exc))
+            result = _result_of(job, reason=str(exc))
         except Exception as exc:
             JOBS.labels("retried").inc()
             log.warning("job_will_be_retried", instance_id=job.instance_id, reason=str(exc))
@@ -92,28 +108,11 @@ class JobProcessor:
             image = analysis.result
             if analysis.preview_png is not None:
                 image = image.model_copy(update={"preview_sha256": await self.store.put_bytes(analysis.preview_png)})
-            result = ProcessResult(
-                instance_id=job.instance_id,
-                upload_id=job.upload_id,
-                owner=job.owner,
-                pipeline_version=job.pipeline_version,
-                status=InstanceStatus.DONE,
-                result=image,
-            )
+            result = _result_of(job, image=image)
         await publish(self.broker.topology.exchange, result, f"result.{result.status.value}")
         JOBS.labels(result.status.value).inc()
         JOB_SECONDS.observe(time.perf_counter() - started)
         log.info("job_finished", instance_id=job.instance_id, status=result.status.value, reason=result.reason)
-
-    def _failed(self, job: ProcessJob, reason: str) -> ProcessResult:
-        return ProcessResult(
-            instance_id=job.instance_id,
-            upload_id=job.upload_id,
-            owner=job.owner,
-            pipeline_version=job.pipeline_version,
-            status=InstanceStatus.FAILED,
-            reason=reason,
-        )
 
     async def _announce(self, job: ProcessJob, status: InstanceStatus) -> None:
         event = StatusEvent(instance_id=job.instance_id, upload_id=job.upload_id, owner=job.owner, status=status)
