@@ -12,6 +12,7 @@ answer exactly what a missing one answers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -122,6 +123,14 @@ ELEMENT_ITEM = [
     Probe("DELETE", "{base}", users(204, 404, 204), fresh_element=True),
     Probe("GET", "{missing}", users(404, 404, 404)),
 ]
+
+
+def on_route(base: str, probes: list[Probe]) -> list[Probe]:
+    """The element `probes` on one spelling of their route: `{base}` filled in, `{missing}` an element not there."""
+    missing = base.replace("{element}", "nothing-here")
+    return [dataclasses.replace(p, path=p.path.format(base=base, missing=missing)) for p in probes]
+
+
 MISSING_ELEMENT = "missing-element"
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample-01-dicom.dcm"
 
@@ -147,32 +156,10 @@ EXPECTED: dict[tuple[str, str], list[Probe]] = {
     ("*", "/api/audit"): [Probe("GET", "/api/audit?limit=5", users(403, 403, 200))],
     ("GET", "/api/openapi.json"): [Probe("GET", "/api/openapi.json", everyone(200))],
     ("GET", "/api/docs"): [Probe("GET", "/api/docs", everyone(200))],
-    ("*", "/api/elements"): [
-        Probe(p.method, p.path.format(base="/api/elements"), p.expected, p.body) for p in ELEMENT_LIST
-    ],
-    ("*", "/api/elements/"): [
-        Probe(p.method, p.path.format(base="/api/elements/"), p.expected, p.body) for p in ELEMENT_LIST
-    ],
-    ("*", "/api/elements/{element_id}"): [
-        Probe(
-            p.method,
-            p.path.format(base="/api/elements/{element}", missing="/api/elements/nothing-here"),
-            p.expected,
-            p.body,
-            fresh_element=p.fresh_element,
-        )
-        for p in ELEMENT_ITEM
-    ],
-    ("*", "/api/elements/{element_id}/"): [
-        Probe(
-            p.method,
-            p.path.format(base="/api/elements/{element}/", missing="/api/elements/nothing-here/"),
-            p.expected,
-            p.body,
-            fresh_element=p.fresh_element,
-        )
-        for p in ELEMENT_ITEM
-    ],
+    ("*", "/api/elements"): on_route("/api/elements", ELEMENT_LIST),
+    ("*", "/api/elements/"): on_route("/api/elements/", ELEMENT_LIST),
+    ("*", "/api/elements/{element_id}"): on_route("/api/elements/{element}", ELEMENT_ITEM),
+    ("*", "/api/elements/{element_id}/"): on_route("/api/elements/{element}/", ELEMENT_ITEM),
     ("GET", "/api/uploads/{upload_id}"): [
         Probe("GET", "/api/uploads/{upload}", users(200, 404, 200)),
         Probe("GET", "/api/uploads/{missing}", users(404, 404, 404)),
