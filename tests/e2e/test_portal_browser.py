@@ -237,15 +237,23 @@ def unique_elements(source: Path, folder: Path) -> tuple[Path, dict[str, dict[st
     return path, document
 
 
-async def test_the_elements_page_creates_from_a_file_renames_and_deletes(
-    running_system: Any, browser: Browser, samples_dir: Path, tmp_path: Path
-) -> None:
-    user = await running_system.create_user("elements")
+async def elements_created(
+    running_system: Any, browser: Browser, name: str, samples_dir: Path, tmp_path: Path
+) -> tuple[Page, dict[str, dict[str, Any]]]:
+    """A new user's elements page after it created the brief's elements (made unique) from a JSON file."""
+    user = await running_system.create_user(name)
     page, _ = await open_portal(browser, running_system.gateway_url, user.email, user.password)
     path, document = unique_elements(samples_dir / "sample-04-json.json", tmp_path)
     await page.get_by_role("link", name="Elements").click()
     await page.get_by_label("Create from a JSON file").set_input_files(str(path))
     await expect(page.locator(".success")).to_have_text(f"{len(document)} element(s) created from elements.json.")
+    return page, document
+
+
+async def test_the_elements_page_creates_from_a_file_renames_and_deletes(
+    running_system: Any, browser: Browser, samples_dir: Path, tmp_path: Path
+) -> None:
+    page, document = await elements_created(running_system, browser, "elements", samples_dir, tmp_path)
 
     # Filter on one device: exactly its elements, with the brief's figures computed here.
     first = document["1"]
@@ -291,12 +299,7 @@ def span(first: int, last: int, total: int) -> str:
 async def test_the_elements_page_pages_and_steps_back_from_a_page_emptied_by_deletes(
     running_system: Any, browser: Browser, samples_dir: Path, tmp_path: Path
 ) -> None:
-    user = await running_system.create_user("pager")
-    page, _ = await open_portal(browser, running_system.gateway_url, user.email, user.password)
-    path, document = unique_elements(samples_dir / "sample-04-json.json", tmp_path)
-    await page.get_by_role("link", name="Elements").click()
-    await page.get_by_label("Create from a JSON file").set_input_files(str(path))
-    await expect(page.locator(".success")).to_have_text(f"{len(document)} element(s) created from elements.json.")
+    page, document = await elements_created(running_system, browser, "pager", samples_dir, tmp_path)
     rows, pager = page.locator("#elements-table tbody tr"), page.get_by_role("navigation", name="Pages")
     total, per_page = len(document), 20
     await expect(pager).to_contain_text(span(1, per_page, total))
