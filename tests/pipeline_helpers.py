@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -156,3 +157,31 @@ async def get_json(client: Any, path: str, owner: str, **headers: str) -> tuple[
     if response.status >= 400:
         assert response.content_type == PROBLEM_CONTENT_TYPE
     return response.status, await response.json()
+
+
+@contextlib.asynccontextmanager
+async def uncommitted_twin(database_url: str, owner: str, content: str) -> AsyncIterator[tuple[Any, str]]:
+    """An instance of `owner` with the bytes `content`, inserted in a transaction left open.
+
+    Yields (transaction, twin instance id): a registration of the same bytes blocks on the
+    uncommitted row until the test commits the transaction.
+    """
+    twin_upload, twin_instance = uuid.uuid4().hex, uuid.uuid4().hex
+    holder = await asyncpg.connect(database_url)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now())", twin_upload, owner)
+        await holder.execute(
+            "INSERT INTO instances (id, owner, upload_id, sha256, size, file_name, status, created_at, updated_at, "
+            "sop_class_uid, sop_instance_uid, study_instance_uid, series_instance_uid, transfer_syntax_uid) "
+            "VALUES ($1, $2, $3, $4, 10, 'twin.dcm', 'received', now(), now(), "
+            "'1.2', '1.2.3', '1.2.4', '1.2.5', '1.2.6')",
+            twin_instance,
+            owner,
+            twin_upload,
+            sha_of(content),
+        )
+        yield transaction, twin_instance
+    finally:
+        await holder.close()

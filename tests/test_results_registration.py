@@ -18,6 +18,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     results_settings_fixture,
     sha_of,
     topology_fixture,
+    uncommitted_twin,
 )
 
 FULL_DICOM = {
@@ -97,30 +98,13 @@ async def test_a_twin_committed_while_the_registration_waits_makes_it_a_duplicat
     client: Any, owner: str, database_url: str
 ) -> None:
     """The statement waits on the twin's uncommitted row and cannot see it once committed: the careful path answers."""
-    twin_upload, twin_instance = uuid.uuid4().hex, uuid.uuid4().hex
-    holder = await asyncpg.connect(database_url)
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute("INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now())", twin_upload, owner)
-        await holder.execute(
-            "INSERT INTO instances (id, owner, upload_id, sha256, size, file_name, status, created_at, updated_at, "
-            "sop_class_uid, sop_instance_uid, study_instance_uid, series_instance_uid, transfer_syntax_uid) "
-            "VALUES ($1, $2, $3, $4, 10, 'twin.dcm', 'received', now(), now(), "
-            "'1.2', '1.2.3', '1.2.4', '1.2.5', '1.2.6')",
-            twin_instance,
-            owner,
-            twin_upload,
-            sha_of("twin"),
-        )
+    async with uncommitted_twin(database_url, owner, "twin") as (transaction, twin_instance):
         upload_id = uuid.uuid4().hex
         registration = asyncio.create_task(register(client, owner, upload_id=upload_id, content="twin"))
         await asyncio.sleep(0.5)
         assert not registration.done()  # blocked on the twin's uncommitted row
         await transaction.commit()
         status, answer = await registration
-    finally:
-        await holder.close()
     assert status == 201
     assert (answer["status"], answer["instance_id"]) == ("duplicate", twin_instance)
     rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE owner = $1", owner)

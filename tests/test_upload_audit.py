@@ -30,6 +30,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     results_settings_fixture,
     sha_of,
     topology_fixture,
+    uncommitted_twin,
 )
 
 COLUMNS = "action, outcome, actor_id, actor_email, client, correlation_id, resource_type, resource_id, detail"
@@ -126,22 +127,7 @@ async def test_the_careful_path_records_the_same_rows_in_its_transaction(
     client: Any, owner: str, database_url: str
 ) -> None:
     """A twin committed while the statement waits sends the registration down the ORM path."""
-    twin_upload, twin_instance = uuid.uuid4().hex, uuid.uuid4().hex
-    holder = await asyncpg.connect(database_url)
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute("INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now())", twin_upload, owner)
-        await holder.execute(
-            "INSERT INTO instances (id, owner, upload_id, sha256, size, file_name, status, created_at, updated_at, "
-            "sop_class_uid, sop_instance_uid, study_instance_uid, series_instance_uid, transfer_syntax_uid) "
-            "VALUES ($1, $2, $3, $4, 10, 'twin.dcm', 'received', now(), now(), "
-            "'1.2', '1.2.3', '1.2.4', '1.2.5', '1.2.6')",
-            twin_instance,
-            owner,
-            twin_upload,
-            sha_of("careful"),
-        )
+    async with uncommitted_twin(database_url, owner, "careful") as (transaction, twin_instance):
         upload_id = uuid.uuid4().hex
         registration = asyncio.create_task(
             client.post(
@@ -154,8 +140,6 @@ async def test_the_careful_path_records_the_same_rows_in_its_transaction(
         assert not registration.done()  # blocked on the twin's uncommitted row
         await transaction.commit()
         response = await registration
-    finally:
-        await holder.close()
     assert response.status == 201
     assert (await response.json())["status"] == "duplicate"
     records = await upload_records(database_url, upload_id)
