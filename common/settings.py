@@ -41,3 +41,27 @@ class BaseServiceSettings(BaseSettings):
     ingest_url: str = Field(default="http://127.0.0.1:8082", description="Base URL of ingest_service.")
     blob_dir: str = Field(default="var/blobs", description="Directory of the content-addressed blob store.")
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds granted to in-flight work on stop.")
+
+
+class ElementsBodyLimit(BaseSettings):
+    """The elements API's body limit, enforced by both the gateway and results_service: one definition."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    elements_max_body: int = Field(
+        default=32 * 1024**2,
+        ge=1,
+        description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
+    )
+
+
+class UploadBodyLimit(BaseSettings):
+    """The upload body limit, enforced by both the gateway and ingest_service: one definition."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    upload_max_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        description="Largest upload body, in bytes; more is refused with 413 (`UPLOAD_MAX_BYTES`).",
+    )

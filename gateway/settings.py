@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.settings import BaseServiceSettings
+from common.settings import BaseServiceSettings, ElementsBodyLimit, UploadBodyLimit
 from gateway.auth_settings import GatewayAuthSettings
 
 
-class GatewaySettings(BaseServiceSettings, GatewayAuthSettings):
+class GatewaySettings(BaseServiceSettings, GatewayAuthSettings, ElementsBodyLimit, UploadBodyLimit):
     """Settings of gateway."""
 
     gateway_port: int = Field(default=8080, ge=1, le=65535, description="TCP port of gateway (`GATEWAY_PORT`).")
-    elements_max_body: int = Field(
-        default=32 * 1024**2,
-        ge=1,
-        description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
-    )
     upstream_connect_timeout: float = Field(
         default=3.0,
         gt=0,
@@ -26,11 +21,6 @@ class GatewaySettings(BaseServiceSettings, GatewayAuthSettings):
         default=60.0,
         gt=0,
         description="Seconds a proxied request may take in all before answering 504 (`UPSTREAM_TIMEOUT`).",
-    )
-    upload_max_bytes: int = Field(
-        default=4 * 1024**3,
-        ge=1,
-        description="Largest upload body the gateway streams on to ingest_service, in bytes (`UPLOAD_MAX_BYTES`).",
     )
     events_heartbeat: float = Field(
         default=20.0, gt=0, description="Seconds between WebSocket pings on the live feed (`EVENTS_HEARTBEAT`)."

@@ -5,21 +5,16 @@ from __future__ import annotations
 from pydantic import Field
 
 from common.secret_settings import BlobKeySettings
-from common.settings import BaseServiceSettings
+from common.settings import BaseServiceSettings, UploadBodyLimit
 
 GIB = 1024**3
 MIB = 1024**2
 
 
-class IngestSettings(BaseServiceSettings, BlobKeySettings):
+class IngestSettings(BaseServiceSettings, BlobKeySettings, UploadBodyLimit):
     """Settings of ingest_service."""
 
     ingest_port: int = Field(default=8082, ge=1, le=65535, description="TCP port of ingest_service (`INGEST_PORT`).")
-    upload_max_bytes: int = Field(
-        default=4 * GIB,
-        ge=1,
-        description="Largest upload body, in bytes; more is refused with 413 (`UPLOAD_MAX_BYTES`).",
-    )
     zip_max_entries: int = Field(
         default=10_000, ge=1, description="Most entries a zip upload may hold (`ZIP_MAX_ENTRIES`)."
     )

@@ -5,19 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from common.secret_settings import BlobKeySettings
-from common.settings import BaseServiceSettings
+from common.settings import BaseServiceSettings, ElementsBodyLimit
 from results_service.account_settings import AccountSettings
 
 
-class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings):
+class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings, ElementsBodyLimit):
     """Settings of results_service."""
 
     results_port: int = Field(default=8081, ge=1, le=65535, description="TCP port of results_service (`RESULTS_PORT`).")
-    elements_max_body: int = Field(
-        default=32 * 1024**2,
-        ge=1,
-        description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
-    )
     results_batch_size: int = Field(
         default=100, ge=1, le=10_000, description="Results stored per transaction, at most (`RESULTS_BATCH_SIZE`)."
     )
