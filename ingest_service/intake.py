@@ -16,7 +16,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import aio_pika.exceptions
-import aiohttp
 
 from common.blobs import BlobStore
 from common.broker import JOB_LARGE, JOB_STANDARD, Topology, publish
@@ -27,7 +26,7 @@ from common.problems import ServiceUnavailable
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
 from ingest_service.parts import IncomingFile
-from ingest_service.registration import register_file
+from ingest_service.registration import Registrar
 from ingest_service.settings import IngestSettings
 from ingest_service.staging import Refused, StoredFile, store_file
 
@@ -65,7 +64,7 @@ class Intake:
     settings: IngestSettings
     store: BlobStore
     topology: Topology
-    session: aiohttp.ClientSession
+    registrar: Registrar
     queued: QueuedInstances
     upload_id: str
     caller: Caller
@@ -154,14 +153,7 @@ class Intake:
         )
 
     async def _register(self, registration: FileRegistration) -> FileRegistered:
-        return await register_file(
-            self.session,
-            self.settings.results_url,
-            self.upload_id,
-            registration,
-            self.caller,
-            self.settings.results_timeout,
-        )
+        return await self.registrar.register(self.upload_id, registration, self.caller)
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:
         """Publish the job, confirmed by the broker (its copy in `P.status` makes the instance `queued`)."""

@@ -13,7 +13,8 @@ from common.broker import broker_context, broker_ready
 from common.logs import get_logger
 from common.web import make_app, readiness_checks_key
 from ingest_service.intake import QueuedInstances
-from ingest_service.keys import blob_store_key, client_session_key, queued_key, settings_key
+from ingest_service.keys import blob_store_key, client_session_key, queued_key, registrar_key, settings_key
+from ingest_service.registration import Registrar
 from ingest_service.routes import setup_routes
 from ingest_service.settings import IngestSettings
 
@@ -32,10 +33,17 @@ async def blob_store_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def client_session_context(app: web.Application) -> AsyncIterator[None]:
-    """One HTTP client session (connection pool) for the calls to results_service."""
+    """One HTTP client session (connection pool) for the calls to results_service, and the registrar that
+    batches registrations over it (its calls in flight finish before the session closes)."""
+    settings = app[settings_key]
     async with aiohttp.ClientSession() as session:
         app[client_session_key] = session
-        yield
+        registrar = Registrar(session, settings.results_url, settings.results_timeout)
+        app[registrar_key] = registrar
+        try:
+            yield
+        finally:
+            await registrar.close()
 
 
 async def results_ready(app: web.Application) -> None:

@@ -1,55 +1,143 @@
-"""The registration call to results_service: one idempotent POST per file of an upload.
+"""Registering files with results_service, batched: one `POST /internal/registrations` carries every file
+that arrived while the previous calls were in flight.
 
-It carries the caller's identity headers (user, email, client address) and the correlation id:
-results_service writes the upload's audit records in the registration's own transaction.
+No file waits for a timer: a file registered when a call slot is free goes at once (alone, when
+the service is quiet); under load, files gather while `max_in_flight` calls are out and leave
+together in the next, so results_service pays one request and one commit for many files. Each
+item carries the caller's identity and the correlation id of the upload that brought it, since
+results_service writes that upload's audit records in the registration's own transaction.
+(upload_id, index) keeps a retried registration harmless.
 """
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
 
 import aiohttp
 from pydantic import ValidationError
 
 from common.identity import Caller
-from common.logs import CORRELATION_HEADER, current_correlation_id
+from common.logs import CORRELATION_HEADER, current_correlation_id, get_logger
 from common.problems import ServiceUnavailable
 from common.schemas.instances import FileRegistered, FileRegistration
+from common.schemas.registrations import MAX_BATCH, RegistrationBatch, RegistrationBatchAnswer, RegistrationItem
+
+log = get_logger(__name__)
 
 
 class ResultsUnavailable(ServiceUnavailable):
     """results_service did not register a file; nothing after it in the upload is taken."""
 
 
-async def register_file(
-    session: aiohttp.ClientSession,
-    results_url: str,
-    upload_id: str,
-    registration: FileRegistration,
-    caller: Caller,
-    timeout: float,
-) -> FileRegistered:
-    """POST the registration as the caller; (upload_id, index) makes a retry of the same file harmless."""
-    headers = {"Content-Type": "application/json", **caller.headers()}
-    correlation_id = current_correlation_id()
-    if correlation_id is not None:
-        headers[CORRELATION_HEADER] = correlation_id
-    url = f"{results_url.rstrip('/')}/internal/uploads/{upload_id}/files"
-    try:
-        async with session.post(
-            url,
-            data=registration.model_dump_json(),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            body = await response.read()
-            if response.status not in (200, 201):
-                raise ResultsUnavailable(
-                    f"results_service answered {response.status} when registering file {registration.index} "
-                    f"({registration.name!r}); retry the files not yet accepted"
+@dataclass
+class _Pending:
+    item: RegistrationItem
+    answer: asyncio.Future[FileRegistered]
+
+
+class Registrar:
+    """Gathers concurrent registrations into batch calls (at most `max_in_flight` calls at a time)."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, results_url: str, timeout: float, *, max_in_flight: int = 2
+    ) -> None:
+        self.session = session
+        self.url = f"{results_url.rstrip('/')}/internal/registrations"
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self._waiting: list[_Pending] = []
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def register(self, upload_id: str, registration: FileRegistration, caller: Caller) -> FileRegistered:
+        """Register one file as `caller`; raises ResultsUnavailable when results_service did not."""
+        item = RegistrationItem(
+            upload_id=upload_id,
+            registration=registration,
+            email=caller.email[:320] if caller.email else None,
+            client=caller.client[:128] if caller.client else None,
+            correlation_id=current_correlation_id(),
+        )
+        pending = _Pending(item, asyncio.get_running_loop().create_future())
+        self._waiting.append(pending)
+        self._send_waiting()
+        # Cancelling this wait (the client went away) cancels only this file's future, not the call.
+        return await pending.answer
+
+    def _send_waiting(self) -> None:
+        while self._waiting and len(self._calls) < self.max_in_flight:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            task = asyncio.create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._calls.discard(task)
+        self._send_waiting()
+
+    async def _call(self, batch: list[_Pending]) -> None:
+        try:
+            answers = await self._post([pending.item for pending in batch])
+        except ResultsUnavailable as exc:
+            for pending in batch:
+                _settle(pending.answer, exc)
+            return
+        except Exception:  # a bug must fail these files' uploads, never leave them waiting forever
+            log.exception("registration_batch_failed", size=len(batch))
+            for pending in batch:
+                _settle(pending.answer, ResultsUnavailable("registering the file failed; retry it"))
+            return
+        for pending, answer in zip(batch, answers.items, strict=True):
+            if answer.registered is not None:
+                _settle(pending.answer, answer.registered)
+            else:
+                registration = pending.item.registration
+                _settle(
+                    pending.answer,
+                    ResultsUnavailable(
+                        f"results_service answered {answer.status} when registering file {registration.index} "
+                        f"({registration.name!r}): {answer.detail}; retry the files not yet accepted"
+                    ),
                 )
-            return FileRegistered.model_validate_json(body)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ResultsUnavailable(
-            f"results_service is unreachable ({type(exc).__name__}); retry the files not yet accepted"
-        ) from exc
-    except ValidationError as exc:
-        raise ResultsUnavailable("results_service answered a registration this service does not understand") from exc
+
+    async def _post(self, items: list[RegistrationItem]) -> RegistrationBatchAnswer:
+        headers = {"Content-Type": "application/json"}
+        if len(items) == 1 and items[0].correlation_id is not None:
+            headers[CORRELATION_HEADER] = items[0].correlation_id
+        body = RegistrationBatch(items=items).model_dump_json()
+        try:
+            async with self.session.post(
+                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as response:
+                payload = await response.read()
+                if response.status != 200:
+                    raise ResultsUnavailable(
+                        f"results_service answered {response.status} when registering {len(items)} file(s); "
+                        "retry the files not yet accepted"
+                    )
+            answers = RegistrationBatchAnswer.model_validate_json(payload)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ResultsUnavailable(
+                f"results_service is unreachable ({type(exc).__name__}); retry the files not yet accepted"
+            ) from exc
+        except ValidationError as exc:
+            raise ResultsUnavailable(
+                "results_service answered a registration this service does not understand"
+            ) from exc
+        if len(answers.items) != len(items):
+            raise ResultsUnavailable("results_service answered a different number of registrations than it was sent")
+        return answers
+
+    async def close(self) -> None:
+        """Wait for the calls in flight, so no registration is cut off half-way."""
+        while self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
+
+
+def _settle(future: asyncio.Future[FileRegistered], outcome: FileRegistered | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

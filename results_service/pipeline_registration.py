@@ -1,4 +1,5 @@
-"""Registering one uploaded file: the idempotent write behind `POST /internal/uploads/{id}/files`.
+"""Registering uploaded files: the idempotent writes behind `POST /internal/uploads/{id}/files` (one file)
+and `POST /internal/registrations` (a batch of files gathered by ingest, `register_files`).
 
 A file is keyed by (upload, index) and an instance by (owner, sha256). The usual case, a file
 seen for the first time, is one SQL statement in one transaction (one round trip between BEGIN
@@ -8,15 +9,19 @@ or the first instance. Anything unusual — a replay of the same (upload, index)
 another owner, or a twin committed while this statement waited for it (not in its snapshot) —
 rolls that transaction back and takes the careful path below, which reads what is there.
 Either way the upload's audit records (`upload_audit`) are written in the same transaction, so a
-registered file is never missing from the audit trail and no audit call is needed.
+registered file is never missing from the audit trail and no audit call is needed. A batch runs
+its files' statements in one transaction, so it pays one commit; if any of them is unusual, the
+batch is rolled back and every file is registered on its own as above.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asyncpg.exceptions import DeadlockDetectedError
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -97,6 +102,10 @@ class Registration:
     created: bool
 
 
+RegistrationRequest = tuple[str, FileRegistration, UploadAuditContext]
+"""(upload id, the file, who asked): one file of a batch."""
+
+
 class _Unusual(Exception):
     """The one-statement path met something it does not decide: roll back, take the careful path."""
 
@@ -131,16 +140,46 @@ def _parameters(upload_id: str, registration: FileRegistration, context: UploadA
     return [*common, uuid.uuid4().hex, *(dicom[column] for column in DICOM_COLUMNS)]
 
 
+async def register_files(items: Sequence[RegistrationRequest]) -> list[Registration | Conflict]:
+    """Record many files (of any uploads) with one commit: each file's one statement, all in one transaction.
+
+    If any file is unusual (see the module docstring), or the batch deadlocks with a concurrent one on
+    twin instances, the whole transaction is rolled back and every file takes `register_file` on its
+    own, so each answer is exactly what the single-file call gives; a file of another owner's upload
+    is answered with its Conflict, the others still registered.
+    """
+    try:
+        async with connections.get("default").acquire_connection() as connection, connection.transaction():
+            return [await _register_on(connection, *item) for item in items]
+    except (_Unusual, DeadlockDetectedError):
+        pass
+    answers: list[Registration | Conflict] = []
+    for item in items:
+        try:
+            answers.append(await register_file(*item))
+        except Conflict as exc:
+            answers.append(exc)
+    return answers
+
+
 async def _register_in_one_statement(
     upload_id: str, registration: FileRegistration, context: UploadAuditContext
 ) -> Registration:
-    sql = REJECTED_SQL if registration.outcome is FileStatus.REJECTED else ACCEPTED_SQL
     async with connections.get("default").acquire_connection() as connection, connection.transaction():
-        row = await connection.fetchrow(sql, *_parameters(upload_id, registration, context))
-        if row["upload_owner"] != registration.owner or row["file_status"] is None:
-            raise _Unusual  # rolls the transaction back
-        if registration.outcome is FileStatus.ACCEPTED and row["instance_id"] is None:
-            raise _Unusual
+        return await _register_on(connection, upload_id, registration, context)
+
+
+async def _register_on(
+    connection: Any, upload_id: str, registration: FileRegistration, context: UploadAuditContext
+) -> Registration:
+    """The one statement, inside the caller's transaction; raises _Unusual (which rolls it back) when it
+    did not decide the file."""
+    sql = REJECTED_SQL if registration.outcome is FileStatus.REJECTED else ACCEPTED_SQL
+    row = await connection.fetchrow(sql, *_parameters(upload_id, registration, context))
+    if row["upload_owner"] != registration.owner or row["file_status"] is None:
+        raise _Unusual
+    if registration.outcome is FileStatus.ACCEPTED and row["instance_id"] is None:
+        raise _Unusual
     body = FileRegistered(
         instance_id=row["instance_id"],
         status=FileStatus(row["file_status"]),

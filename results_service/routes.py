@@ -7,12 +7,14 @@ from aiohttp import web
 from results_service import elements
 from results_service.accounts import setup_accounts
 from results_service.instances import setup_pipeline_routes
+from results_service.registration_batch import handle_register_files
 
 
 def setup_routes(app: web.Application) -> None:
     """Register every route; collection and item paths answer with and without the trailing slash."""
     setup_accounts(app)
     setup_pipeline_routes(app)
+    app.router.add_post("/internal/registrations", handle_register_files)
     for path in ("/api/elements", "/api/elements/"):
         app.router.add_get(path, elements.handle_list)
         app.router.add_post(path, elements.handle_create)

@@ -1,4 +1,4 @@
-"""Helpers of the ingest unit tests: a stand-in for results_service's registration endpoint (unit tests
+"""Helpers of the ingest unit tests: a stand-in for results_service's registration endpoints (unit tests
 only; the end-to-end tests use the real one), the ingest app on the real RabbitMQ, and queue readers."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.broker import TopologyNames, delete_topology
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
+from common.schemas.registrations import RegistrationAnswer, RegistrationBatch, RegistrationBatchAnswer
 from common.settings import BaseServiceSettings
 from ingest_service.main import init_app
 from ingest_service.settings import IngestSettings
@@ -30,31 +31,40 @@ class FakeResults:
     fail_at_index: int | None = None
     registrations: list[tuple[str, FileRegistration]] = field(default_factory=list)
     instances: dict[tuple[str, str], str] = field(default_factory=dict)
+    batch_sizes: list[int] = field(default_factory=list)
+    batch_delay: float = 0.0
 
-    async def handle(self, request: web.Request) -> web.Response:
-        registration = FileRegistration.model_validate_json(await request.read())
-        if registration.index == self.fail_at_index:
-            return web.json_response({"title": "Internal Server Error"}, status=500)
-        self.registrations.append((request.match_info["upload_id"], registration))
+    def register(self, upload_id: str, registration: FileRegistration) -> FileRegistered:
+        self.registrations.append((upload_id, registration))
         if registration.outcome is FileStatus.REJECTED:
-            answer = FileRegistered(status=FileStatus.REJECTED, reason=registration.reason)
-        else:
-            key = (registration.owner, registration.sha256 or "")
-            if key in self.instances:
-                answer = FileRegistered(
-                    instance_id=self.instances[key], status=FileStatus.DUPLICATE, instance_status=self.duplicate_status
-                )
-            else:
-                self.instances[key] = uuid.uuid4().hex
-                answer = FileRegistered(instance_id=self.instances[key], status=FileStatus.ACCEPTED)
-        return web.Response(body=answer.model_dump_json(), content_type="application/json", status=201)
+            return FileRegistered(status=FileStatus.REJECTED, reason=registration.reason)
+        key = (registration.owner, registration.sha256 or "")
+        if key in self.instances:
+            return FileRegistered(
+                instance_id=self.instances[key], status=FileStatus.DUPLICATE, instance_status=self.duplicate_status
+            )
+        self.instances[key] = uuid.uuid4().hex
+        return FileRegistered(instance_id=self.instances[key], status=FileStatus.ACCEPTED)
+
+    async def handle_batch(self, request: web.Request) -> web.Response:
+        batch = RegistrationBatch.model_validate_json(await request.read())
+        self.batch_sizes.append(len(batch.items))
+        if any(item.registration.index == self.fail_at_index for item in batch.items):
+            return web.json_response({"title": "Internal Server Error"}, status=500)
+        answers = [
+            RegistrationAnswer(status=201, registered=self.register(item.upload_id, item.registration))
+            for item in batch.items
+        ]
+        await asyncio.sleep(self.batch_delay)
+        body = RegistrationBatchAnswer(items=answers).model_dump_json()
+        return web.Response(body=body, content_type="application/json")
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/internal/uploads/{upload_id}/files", self.handle)
+        app.router.add_post("/internal/registrations", self.handle_batch)
         app.router.add_get("/healthz", self.healthz)
         return app
 

@@ -1,0 +1,60 @@
+"""The batched registration call ingest → results: many files, of any uploads, in one request.
+
+Under load, ingest takes files of many uploads at once; registering each with its own HTTP call
+and its own commit costs more than the registration itself. So ingest gathers the registrations
+that arrive while one call is in flight and sends them together (`RegistrationBatch`); results
+answers one `RegistrationAnswer` per item, in order, each as the single-file call
+(`POST /internal/uploads/{id}/files`) would have. Every item carries who asked (email, client
+address, correlation id), because the audit records written with it name them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.schemas.instances import ID_PATTERN, FileRegistered, FileRegistration
+
+MAX_BATCH = 256
+
+
+class RegistrationItem(BaseModel):
+    """One file's registration and the identity of the request that brought it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upload_id: str = Field(pattern=ID_PATTERN)
+    registration: FileRegistration
+    email: str | None = Field(default=None, max_length=320)
+    client: str | None = Field(default=None, max_length=128)
+    correlation_id: str | None = Field(default=None, max_length=128)
+
+
+class RegistrationBatch(BaseModel):
+    """ingest → results: `POST /internal/registrations`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: list[RegistrationItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RegistrationAnswer(BaseModel):
+    """One item's answer: `status` as the single-file call would answer it (201 new, 200 replay, 409 another
+    owner's upload); `registered` for 200/201, `detail` otherwise."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int = Field(ge=100, le=599)
+    registered: FileRegistered | None = None
+    detail: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegistrationAnswer:
+        if (self.status in (200, 201)) != (self.registered is not None):
+            raise ValueError("200 and 201 answers, and only they, carry the registration")
+        return self
+
+
+class RegistrationBatchAnswer(BaseModel):
+    """results → ingest: the answers, one per item, in the order of the items."""
+
+    items: list[RegistrationAnswer]
