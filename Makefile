@@ -53,8 +53,15 @@ format: venv ## Format and auto-fix with ruff.
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: setup ## Run the benchmarks under bench/ and print their figures.
-	$(PY) -m bench
+# bench_pipeline measures Debian's Orthanc (a mature C++ DICOM server) in the same run as its accept-rate baseline.
+ORTHANC ?= /usr/sbin/Orthanc
+
+$(ORTHANC):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y orthanc; \
+	else echo "The pipeline benchmark's baseline needs Debian's orthanc at $(ORTHANC): run 'sudo apt-get install -y orthanc'." >&2; exit 1; fi
+
+bench: setup $(ORTHANC) ## Run the benchmarks under bench/ and print their figures.
+	ORTHANC=$(ORTHANC) $(PY) -m bench
 
 clean: ## Remove the virtual environment, caches and local data.
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var bench/out *.egg-info

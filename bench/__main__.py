@@ -1,12 +1,14 @@
 """Run the benchmarks: every `bench/bench_*.py` module's `main()` in name order, or only those named.
 
-python -m bench                   # all of them
-python -m bench process_json      # only bench_process_json (the `bench_` prefix is optional)
+python -m bench                            # all of them
+python -m bench process_json               # only bench_process_json (the `bench_` prefix is optional)
+python -m bench pipeline --accept-only     # options (arguments starting with -) go to the one benchmark named
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import sys
 import time
@@ -23,15 +25,24 @@ def available() -> list[str]:
 
 def main(argv: list[str]) -> int:
     names = available()
-    wanted = [name if name.startswith(PREFIX) else PREFIX + name for name in argv] or names
+    options = [arg for arg in argv if arg.startswith("-")]
+    given = [arg for arg in argv if not arg.startswith("-")]
+    wanted = [name if name.startswith(PREFIX) else PREFIX + name for name in given] or names
     unknown = [name for name in wanted if name not in names]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(names)}", file=sys.stderr)
         return 2
-    for name in wanted:
+    if options and len(wanted) != 1:
+        print(f"options ({' '.join(options)}) apply to one benchmark: name exactly one", file=sys.stderr)
+        return 2
+    modules = {name: importlib.import_module(f"bench.{name}") for name in wanted}
+    if options and not inspect.signature(modules[wanted[0]].main).parameters:
+        print(f"{wanted[0]} takes no options", file=sys.stderr)
+        return 2
+    for name, module in modules.items():
         print(f"== {name}", flush=True)
         started = time.perf_counter()
-        importlib.import_module(f"bench.{name}").main()
+        module.main(options) if options else module.main()
         print(f"== {name} done in {time.perf_counter() - started:.1f} s\n", flush=True)
     return 0
 
