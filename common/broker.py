@@ -3,12 +3,14 @@
 Every name starts with the settings' `amqp_prefix` (P):
 
 - exchange `P` (topic): jobs `job.standard` → quorum queue `P.jobs`, `job.large` → `P.jobs.large`;
-  results `result.<status>` → quorum queue `P.results`.
-- exchange `P.events` (fanout): status events → quorum queue `P.status` (results_service); each
-  gateway replica binds its own exclusive queue. `P.status` is also bound to `P` with the job
-  routing keys: one publish of a job puts it in the jobs queue AND a copy in `P.status`, and its
-  confirm covers both, so results_service learns that a job is queued exactly when it is (no
-  second publish, no window where one exists without the other).
+  results `result.<status>` → quorum queue `P.results`; status events of the workers
+  (`status.<status>`) → quorum queue `P.status` (results_service). `P.status` is also bound with
+  the job routing keys: one publish of a job puts it in the jobs queue AND a copy in `P.status`,
+  and its confirm covers both, so results_service learns that a job is queued exactly when it is
+  (no second publish, no window where one exists without the other).
+- exchange `P.events` (fanout): the status changes results_service has committed, announced for
+  the live feeds; each gateway replica binds its own exclusive queue. Nothing of results_service
+  reads it, so its announcements never come back to it.
 - exchange `P.dlx` (fanout): whatever a quorum queue dead-letters (rejected without requeue, or
   redelivered more than `job_delivery_limit` times) → `P.parked` (operators list and replay it)
   and `P.deadletters` (results_service marks the instance failed). The original routing key
@@ -47,6 +49,7 @@ CORRELATION_AMQP_HEADER = "x-correlation-id"
 JOB_STANDARD = "job.standard"
 JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
+STATUS_PATTERN = "status.#"
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[M, AbstractIncomingMessage], Awaitable[None]]
@@ -169,9 +172,10 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
     await jobs.bind(exchange, JOB_STANDARD)
     await jobs_large.bind(exchange, JOB_LARGE)
     await results.bind(exchange, RESULT_PATTERN)
-    await status.bind(events)
+    await status.bind(exchange, STATUS_PATTERN)
     for job_key in (JOB_STANDARD, JOB_LARGE):
         await status.bind(exchange, job_key)
+    await status.unbind(events)  # deployments declared before announcements stopped echoing back
     await parked.bind(dlx)
     await deadletters.bind(dlx)
     return Topology(names, exchange, dlx, events, jobs, jobs_large, results, status, parked, deadletters)
@@ -214,9 +218,15 @@ def to_amqp(model: Publishable, *, headers: dict[str, Any] | None = None) -> aio
     )
 
 
-async def publish(exchange: AbstractExchange, model: Publishable, routing_key: str) -> None:
-    """Publish a message model and wait for the broker's confirm (raises if nacked or unroutable)."""
-    await exchange.publish(to_amqp(model), routing_key=routing_key)
+async def publish(exchange: AbstractExchange, model: Publishable, routing_key: str, *, mandatory: bool = True) -> None:
+    """Publish a message model and wait for the broker's confirm (raises if nacked, or if unroutable and
+    `mandatory`: an announcement nobody listens to, with no live feed open, is not an error)."""
+    await exchange.publish(to_amqp(model), routing_key=routing_key, mandatory=mandatory)
+
+
+def status_key(status: str) -> str:
+    """The routing key of a worker's status event (`status.processing`), bound to `P.status`."""
+    return f"status.{status}"
 
 
 def parse_message(message: AbstractIncomingMessage, model_cls: type[M]) -> M:

@@ -78,7 +78,8 @@ class ProcessJob(Message):
 
 
 class StatusEvent(Message):
-    """One state change of one instance, fanned out to results_service and every gateway replica."""
+    """One state change of one instance: a worker's to results_service (`P.status`), results_service's committed
+    ones to every gateway replica (`P.events`)."""
 
     kind: Literal["status_event"] = "status_event"
     version: Literal[1] = 1

@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
 
 from common.blobs import BlobNotFound, BlobStore, BlobUnreadable
-from common.broker import Broker, broker_key, consume, publish
+from common.broker import Broker, broker_key, consume, publish, status_key
 from common.imaging import ImagingError
 from common.logs import get_logger
 from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
@@ -116,7 +116,7 @@ class JobProcessor:
 
     async def _announce(self, job: ProcessJob, status: InstanceStatus) -> None:
         event = StatusEvent(instance_id=job.instance_id, upload_id=job.upload_id, owner=job.owner, status=status)
-        await publish(self.broker.topology.events, event, "")
+        await publish(self.broker.topology.exchange, event, status_key(status.value))
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` for in-flight jobs; cancel the rest (their jobs go back to the queue)."""

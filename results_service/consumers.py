@@ -3,12 +3,12 @@
 - `P.results`: results are collected for up to `results_batch_size` messages or `results_batch_ms`,
   stored in one transaction, and each message is acked only after that commit; the done/failed
   status events are published after the commit (so a client that sees `done` can read the result).
-- `P.status`: status events (`queued`/`processing`) and the broker's copy of every job that ingest
-  published (the queue is bound to the job routing keys too, so the copy exists exactly when the
-  job's publish was confirmed). A job copy moves its instance to `queued`, and that move is then
-  announced on `P.events` for the live feeds; events move an instance forward. Both are applied in
-  batches (one UPDATE per target status); late or repeated ones change nothing. Final states come
-  only from results and dead letters, never from here.
+- `P.status`: the workers' status events (`processing`) and the broker's copy of every job that
+  ingest published (the queue is bound to the job routing keys too, so the copy exists exactly when
+  the job's publish was confirmed). A job copy moves its instance to `queued`, an event moves it
+  forward; both are applied in batches (one UPDATE per target status), and the moves are then
+  announced on `P.events` for the live feeds. Late or repeated ones change nothing. Final states
+  come only from results and dead letters, never from here.
 - `P.deadletters`: a job the broker gave up on (delivery limit, rejection) fails its instance with a
   reason a person can act on.
 """
@@ -44,12 +44,13 @@ class StatusFeed(RootModel[Annotated[StatusEvent | ProcessJob, Field(discriminat
 
 
 async def announce(broker: Broker, transitions: list[Transition]) -> None:
-    """Publish one status event per transition, all at once, and wait for every confirm."""
+    """Publish one status event per transition, all at once, and wait for every confirm (with no gateway
+    replica listening, the events are dropped by the broker: nobody is watching)."""
     events = [
         StatusEvent(instance_id=t.instance_id, upload_id=t.upload_id, owner=t.owner, status=t.status, reason=t.reason)
         for t in transitions
     ]
-    await asyncio.gather(*(publish(broker.topology.events, event, "") for event in events))
+    await asyncio.gather(*(publish(broker.topology.events, event, "", mandatory=False) for event in events))
 
 
 def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[None]]:
@@ -64,11 +65,11 @@ def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[No
 
 
 def status_store(broker: Broker) -> Callable[[list[StatusEvent | ProcessJob]], Awaitable[None]]:
-    """Apply a batch of status events and job copies; announce `queued` for the job copies' instances.
+    """Apply a batch of workers' status events and job copies; announce what changed, once committed.
 
-    The announcement goes to every job copy whose instance is `queued` after the commit, not only to
-    those this batch moved, so a batch retried (or redelivered) after its commit still announces: at
-    least once. Events never cause announcements, so results_service's own echo ends here.
+    Every move the batch made is announced. `queued` also goes to every job copy whose instance is
+    `queued` after the commit, not only to those this batch moved, so a batch retried (or redelivered)
+    after its commit still announces it: at least once.
     """
 
     async def store(items: list[StatusEvent | ProcessJob]) -> None:
@@ -82,8 +83,9 @@ def status_store(broker: Broker) -> Callable[[list[StatusEvent | ProcessJob]], A
                 moves.setdefault(item.status, set()).add(item.instance_id)
         moved = await pipeline_store.advance_statuses(moves)
         queued = await pipeline_store.instances_at(jobs, InstanceStatus.QUEUED) if jobs else []
-        await announce(broker, queued)
-        log.debug("status_batch_applied", size=len(items), moved=len(moved), announced=len(queued))
+        changes = list({(t.instance_id, t.status): t for t in [*moved, *queued]}.values())
+        await announce(broker, changes)
+        log.debug("status_batch_applied", size=len(items), moved=len(moved), announced=len(changes))
 
     return store
 

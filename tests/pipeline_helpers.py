@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from common.broker import Topology, declare_topology, delete_topology, open_channel, publish
+from common.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
 from common.identity import USER_HEADER
 from common.messages import InstanceStatus, StatusEvent
 from common.problems import PROBLEM_CONTENT_TYPE
@@ -134,12 +134,12 @@ async def wait_status(client: Any, owner: str, instance_id: str, status: str) ->
 async def instance_moved_to(
     client: Any, topology: Topology, owner: str, status: InstanceStatus
 ) -> tuple[str, StatusEvent]:
-    """A new instance of `owner`, moved to `status` by a status event on the events exchange (as
-    processor_service announces one); returns its id and the event once the API shows the move."""
+    """A new instance of `owner`, moved to `status` by a worker's status event (published as
+    processor_service publishes one); returns its id and the event once the API shows the move."""
     _, body = await register(client, owner)
     instance_id = body["instance_id"]
     event = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=status)
-    await publish(topology.events, event, "")
+    await publish(topology.exchange, event, status_key(status.value))
     await wait_status(client, owner, instance_id, status.value)
     return instance_id, event
 

@@ -14,7 +14,15 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 from PIL import Image
 
 from common.blobs import BlobStore
-from common.broker import JOB_STANDARD, Topology, declare_topology, delete_topology, open_channel, publish
+from common.broker import (
+    JOB_STANDARD,
+    STATUS_PATTERN,
+    Topology,
+    declare_topology,
+    delete_topology,
+    open_channel,
+    publish,
+)
 from common.imaging import analyse
 from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from common.secret_settings import BlobKeySettings
@@ -53,9 +61,9 @@ async def topology(channel: AbstractChannel, amqp_prefix: str) -> Topology:
 
 @pytest.fixture
 async def events(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
-    """A private queue on the status-events exchange, like a gateway replica's."""
+    """A private queue bound to the workers' status events, like `P.status`."""
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(topology.events)
+    await queue.bind(topology.exchange, STATUS_PATTERN)
     return queue
 
 

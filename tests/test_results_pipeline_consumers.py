@@ -8,7 +8,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractQueue
 
-from common.broker import JOB_STANDARD, Topology, publish, to_amqp
+from common.broker import JOB_STANDARD, Topology, publish, status_key, to_amqp
 from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     LIMIT,
@@ -82,7 +82,7 @@ async def test_a_late_processing_event_after_done_changes_nothing(client: Any, t
     await wait_status(client, owner, instance_id, "done")
     for status in (InstanceStatus.PROCESSING, InstanceStatus.QUEUED, InstanceStatus.FAILED):
         late = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=status)
-        await publish(topology.events, late, "")
+        await publish(topology.exchange, late, status_key(status.value))
     await take(topology.status, 0, timeout=2)  # consumed and acked
     await asyncio.sleep(0.1)
     assert await status_of(client, owner, instance_id) == "done"
@@ -208,3 +208,35 @@ async def test_a_job_copy_of_an_already_queued_instance_is_announced_again(
     announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 2)]
     assert [(e.instance_id, e.status) for e in announced] == [(instance_id, InstanceStatus.QUEUED)] * 2
     assert announced[1].message_id != queued.message_id  # the second one is results_service's announcement
+
+
+async def test_a_workers_processing_event_is_announced_once_applied(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str
+) -> None:
+    instance_id, event = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
+    [announced] = [StatusEvent.model_validate_json(m.body) for m in await take(events, 1)]
+    assert (announced.instance_id, announced.status, announced.owner) == (instance_id, InstanceStatus.PROCESSING, owner)
+    assert announced.message_id != event.message_id  # results_service's own announcement, after its commit
+
+
+async def test_what_is_announced_on_the_events_exchange_never_reaches_results_service(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str
+) -> None:
+    _, body = await register(client, owner)
+    instance_id = body["instance_id"]
+    announcement = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.PROCESSING)
+    await publish(topology.events, announcement, "")
+    await take(events, 1)  # the live feeds got it
+    await asyncio.sleep(0.3)
+    assert await status_of(client, owner, instance_id) == "received"
+
+
+async def test_status_changes_are_applied_when_no_live_feed_listens(
+    client: Any, topology: Topology, owner: str
+) -> None:
+    """No gateway replica bound to the events exchange: the announcements go nowhere and nothing is retried."""
+    ids = [(await register(client, owner))[1]["instance_id"] for _ in range(3)]
+    await asyncio.gather(*(publish(topology.exchange, job_for(i, owner), JOB_STANDARD) for i in ids))
+    for instance_id in ids:
+        await wait_status(client, owner, instance_id, "queued")
+    await take(topology.status, 0, timeout=1)  # nothing left behind or requeued
