@@ -37,9 +37,23 @@ class StoredFileMissing(NotFound):
 
 
 class StoredFileUnreadable(ProblemError):
-    """The stored file cannot be decrypted (its key was retired, or it was tampered with)."""
+    """A stored blob of an instance cannot be decrypted: its key id is no longer in `BLOB_KEYS`, or the
+    file was damaged or tampered with.
+
+    A 500, not a 503: nothing transient is wrong and a retry gets the same answer until an operator
+    restores the key or the file, so clients must not be told to come back later.
+    """
 
     status = 500
+
+
+def unreadable(instance_id: str, what: str, exc: BlobUnreadable) -> StoredFileUnreadable:
+    """Log an undecryptable blob with its instance for operators, and the problem that answers the caller."""
+    log.error("stored_file_unreadable", instance_id=instance_id, blob=what, error=str(exc))
+    return StoredFileUnreadable(
+        f"The stored {what} of instance {instance_id} cannot be decrypted: its key was rotated out or the "
+        "file is damaged. An operator has to restore the key or the file."
+    )
 
 
 def read_patient(store: BlobStore, sha256: str) -> PatientView | None:
@@ -71,8 +85,7 @@ async def _open(store: BlobStore, key: str, instance_id: str) -> BinaryIO:
     except BlobNotFound as exc:
         raise StoredFileMissing(f"The stored file of instance {instance_id} is missing.") from exc
     except BlobUnreadable as exc:
-        log.error("stored_file_unreadable", instance_id=instance_id, error=str(exc))
-        raise StoredFileUnreadable("The stored file cannot be read; an operator has to look at it.") from exc
+        raise unreadable(instance_id, "file", exc) from exc
 
 
 async def _send(
@@ -98,7 +111,7 @@ async def _send(
             await response.write(chunk)
     except BlobUnreadable as exc:
         # The status is sent already: cut the connection so the client sees a short body, never bad bytes.
-        log.error("stored_file_unreadable", path=request.path, error=str(exc))
+        log.error("stored_file_unreadable", instance_id=request.match_info["instance_id"], blob="file", error=str(exc))
         if request.transport is not None:
             request.transport.close()
         return response

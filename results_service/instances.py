@@ -9,15 +9,15 @@ import re
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.blobs import BlobNotFound
+from common.blobs import BlobNotFound, BlobUnreadable
 from common.bodies import read_model, validate
 from common.identity import Caller, caller_from_headers
 from common.problems import Conflict, NotFound
 from common.schemas.auth import Outcome
-from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, StudyListQuery
+from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, StudyListQuery, StudyPage
 from results_service import pipeline_queries, pipeline_registration
 from results_service.audit import audited, record_audit
-from results_service.instance_files import handle_file, read_patient
+from results_service.instance_files import handle_file, read_patient, unreadable
 from results_service.keys import blob_store_key
 from results_service.upload_audit import UPLOAD_FILE, UploadAuditContext
 
@@ -97,17 +97,28 @@ async def handle_preview(request: web.Request) -> web.Response:
             body = await request.app[blob_store_key].read_bytes(key)
         except BlobNotFound as exc:
             raise pipeline_queries.PreviewNotFound(f"The preview of instance {instance_id} is missing.") from exc
+        except BlobUnreadable as exc:
+            raise unreadable(instance_id, "preview", exc) from exc
     headers = {"ETag": f'"{key}"', "Cache-Control": "private, max-age=3600"}
     return web.Response(body=body, content_type="image/png", headers=headers)
 
 
+def _next_link(request: web.Request, page: StudyPage) -> str | None:
+    """Path and query of the page after `page` (the request's own filters kept); None on the last page."""
+    next_offset = page.offset + len(page.items)
+    if not page.items or next_offset >= page.total:
+        return None
+    return str(request.rel_url.update_query(limit=str(page.limit), offset=str(next_offset)))
+
+
 async def handle_list_studies(request: web.Request) -> web.Response:
-    """GET /api/studies: the caller's studies with counts of instances per state."""
+    """GET /api/studies?limit=&offset=: a page of the caller's studies with counts of instances per state,
+    the total and the link to the next page."""
     async with audited(request, "study.list", resource_type="study") as record:
         query = validate(StudyListQuery, dict(request.query), what="query")
         page = await pipeline_queries.list_studies(query, _caller(request))
         record["count"] = len(page.items)
-    return _json(page)
+    return _json(page.model_copy(update={"next": _next_link(request, page)}))
 
 
 def setup_pipeline_routes(app: web.Application) -> None:

@@ -7,10 +7,10 @@ that someone else's id exists); lists are filtered in the query itself.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
-from tortoise.functions import Count, Max, Min
+from tortoise import connections
 
 from common.identity import Caller
 from common.messages import PIPELINE_VERSION, ImageResult, InstanceStatus
@@ -48,7 +48,8 @@ class PreviewNotFound(NotFound):
     """The instance exists but has no preview (not processed yet, failed, or no pixel data)."""
 
 
-def _counts(statuses: Counter[str]) -> StatusCounts:
+def _counts(statuses: Mapping[str, Any]) -> StatusCounts:
+    """Counts per state from any mapping keyed by state name (a Counter, or a row with one column per state)."""
     return StatusCounts(**{status.value: statuses.get(status.value, 0) for status in InstanceStatus})
 
 
@@ -158,42 +159,65 @@ async def preview_key(instance_id: str, caller: Caller) -> str:
     return key
 
 
+# One page of the caller's studies, grouped, counted per state, ordered and cut by PostgreSQL: only the
+# page's groups come back to Python, whatever the number of studies. Order: first arrival, then the UID
+# (unique per group; byte order, whatever the database's locale). A study's first arrival never changes,
+# so new studies land on the last page and earlier pages stay put. `total` counts the groups before LIMIT
+# (a window over the grouped rows), in the same snapshot as the page.
+# $1 limit, $2 offset, $3 the owner when the caller is not an admin.
+_STUDY_COLUMNS = """
+    study_instance_uid,
+    array_agg(DISTINCT modality ORDER BY modality) FILTER (WHERE modality <> '') AS modalities,
+    count(DISTINCT series_instance_uid) AS series,
+    count(*) AS instances,
+    {counts},
+    min(created_at) AS first_received_at,
+    max(updated_at) AS last_updated_at,
+    count(*) OVER () AS total
+""".format(counts=",\n    ".join(f"count(*) FILTER (WHERE status = '{s.value}') AS {s.value}" for s in InstanceStatus))
+_STUDY_PAGE_SQL = """
+SELECT {columns} FROM instances {where}
+GROUP BY study_instance_uid
+ORDER BY first_received_at, study_instance_uid COLLATE "C"
+LIMIT $1 OFFSET $2
+"""
+# Only for a page past the end, which has no row to carry `total`.
+_STUDY_TOTAL_SQL = "SELECT count(DISTINCT study_instance_uid) AS total FROM instances {where}"
+
+
+def _owner_scope(caller: Caller, parameter: int) -> str:
+    """The WHERE clause that keeps a user to their own instances (none for admins), as bind parameter `$n`.
+
+    Two statements rather than `owner = $n OR $n IS NULL`, so each gets a plan that can use the owner filter.
+    """
+    return "" if caller.is_admin else f"WHERE owner = ${parameter}"
+
+
 async def list_studies(query: StudyListQuery, caller: Caller) -> StudyPage:
-    """The caller's studies, oldest first, each with its modalities, series and counts per state."""
-    rows = (
-        await Instance.filter(**caller.owner_filter())
-        .annotate(n=Count("id"), first=Min("created_at"), last=Max("updated_at"))
-        .group_by("study_instance_uid", "series_instance_uid", "modality", "status")
-        .values("study_instance_uid", "series_instance_uid", "modality", "status", "n", "first", "last")
+    """A page of the caller's studies, oldest first, each with its modalities, series and counts per state."""
+    connection = connections.get("default")
+    owner = [] if caller.is_admin else [caller.user_id]
+    sql = _STUDY_PAGE_SQL.format(columns=_STUDY_COLUMNS, where=_owner_scope(caller, 3))
+    rows = await connection.execute_query_dict(sql, [query.limit, query.offset, *owner])
+    if rows:
+        total = int(rows[0]["total"])
+    elif query.offset == 0:
+        total = 0
+    else:
+        [count] = await connection.execute_query_dict(_STUDY_TOTAL_SQL.format(where=_owner_scope(caller, 1)), owner)
+        total = int(count["total"])
+    return StudyPage(
+        items=[_study_view(row) for row in rows], total=total, limit=query.limit, offset=query.offset, next=None
     )
-    studies: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        study = studies.setdefault(
-            row["study_instance_uid"],
-            {"series": set(), "modalities": set(), "counts": Counter(), "first": row["first"], "last": row["last"]},
-        )
-        study["series"].add(row["series_instance_uid"])
-        if row["modality"]:
-            study["modalities"].add(row["modality"])
-        study["counts"][str(row["status"])] += row["n"]
-        study["first"] = min(study["first"], row["first"])
-        study["last"] = max(study["last"], row["last"])
-    ordered = sorted(studies.items(), key=lambda item: (item[1]["first"], item[0]))
-    page = ordered[query.offset : query.offset + query.limit]
-    items = [_study_view(uid, study) for uid, study in page]
-    return StudyPage(items=items, total=len(ordered), limit=query.limit, offset=query.offset)
 
 
-def _study_view(uid: str, study: dict[str, Any]) -> StudyView:
-    counts: Counter[str] = study["counts"]
-    first: datetime = study["first"]
-    last: datetime = study["last"]
+def _study_view(row: dict[str, Any]) -> StudyView:
     return StudyView(
-        study_instance_uid=uid,
-        modalities=sorted(study["modalities"]),
-        series=len(study["series"]),
-        instances=sum(counts.values()),
-        counts=_counts(counts),
-        first_received_at=first,
-        last_updated_at=last,
+        study_instance_uid=row["study_instance_uid"],
+        modalities=row["modalities"] or [],
+        series=row["series"],
+        instances=row["instances"],
+        counts=_counts(row),
+        first_received_at=row["first_received_at"],
+        last_updated_at=row["last_updated_at"],
     )

@@ -6,17 +6,24 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pydicom
 import pytest
+from PIL import Image
+from structlog.testing import capture_logs
 
 from common.blobs import BlobStore
+from common.broker import Topology, publish
 from common.deid import Deidentifier
 from common.identity import ROLE_HEADER, USER_HEADER
+from common.messages import ImageResult, InstanceStatus, ProcessResult
 from common.problems import PROBLEM_CONTENT_TYPE
+from gateway.main import init_app as init_gateway
+from gateway.settings import GatewaySettings
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     channel_fixture,
@@ -25,6 +32,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     owner_fixture,
     results_settings_fixture,
     topology_fixture,
+    wait_status,
 )
 
 SAMPLES = ("sample-01-dicom.dcm", "sample-02-dicom.dcm")
@@ -59,6 +67,37 @@ async def store_instance(client: Any, settings: ResultsSettings, owner: str, pat
 
 def as_user(user: str, role: str = "user", **extra: str) -> dict[str, str]:
     return {USER_HEADER: user, ROLE_HEADER: role, **extra}
+
+
+def blob_store(settings: ResultsSettings) -> BlobStore:
+    return BlobStore(Path(settings.blob_dir), settings.keyring())
+
+
+def corrupt(path: Path, at: int) -> None:
+    """Flip one bit of the sealed file on disk at byte `at` (negative: from the end); its chunk fails authentication."""
+    sealed = bytearray(path.read_bytes())
+    sealed[at] ^= 1
+    path.write_bytes(bytes(sealed))
+
+
+async def assert_undecryptable(
+    response: aiohttp.ClientResponse,
+    logs: list[MutableMapping[str, Any]],
+    database_url: str,
+    instance_id: str,
+    what: str,
+) -> None:
+    """A 500 problem that says the stored file cannot be decrypted and why, logged with the instance id for
+    operators, and the read audited as a failure."""
+    assert response.status == 500 and response.content_type == PROBLEM_CONTENT_TYPE
+    detail = (await response.json())["detail"]
+    assert f"stored {what} of instance {instance_id} cannot be decrypted" in detail
+    assert "key was rotated out or the file is damaged" in detail
+    [event] = [e for e in logs if e["event"] == "stored_file_unreadable"]
+    assert (event["log_level"], event["instance_id"], event["blob"]) == ("error", instance_id, what)
+    correlation = response.headers["X-Request-ID"]
+    [row] = await fetch(database_url, "SELECT outcome, detail FROM audit_events WHERE correlation_id = $1", correlation)
+    assert row["outcome"] == "failure" and '"status": 500' in row["detail"]
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
@@ -204,20 +243,38 @@ async def test_every_read_of_patient_data_is_audited(
     ]
 
 
-async def test_an_unreadable_stored_file_leaves_the_instance_readable_without_patient_fields(
-    client: Any, results_settings: ResultsSettings, owner: str, samples_dir: Path
+async def test_an_undecryptable_stored_file_is_a_500_problem_saying_why_and_the_instance_stays_readable(
+    client: Any, results_settings: ResultsSettings, owner: str, samples_dir: Path, database_url: str
 ) -> None:
     instance_id = await store_instance(client, results_settings, owner, samples_dir / SAMPLES[0])
     sha256 = hashlib.sha256((samples_dir / SAMPLES[0]).read_bytes()).hexdigest()
-    path = BlobStore(Path(results_settings.blob_dir), results_settings.keyring()).path(sha256)
-    sealed = bytearray(path.read_bytes())
-    sealed[200] ^= 1  # inside the first chunk: authentication fails
-    path.write_bytes(bytes(sealed))
+    corrupt(blob_store(results_settings).path(sha256), 200)  # inside the first chunk
     view = await client.get(f"/api/instances/{instance_id}", headers=as_user(owner))
     assert view.status == 200 and (await view.json())["patient"] is None
-    download = await client.get(f"/api/instances/{instance_id}/file", headers=as_user(owner))
-    assert download.status == 500 and download.content_type == PROBLEM_CONTENT_TYPE
-    assert "cannot be read" in (await download.json())["detail"]
+    for query in ("", "?deidentified=true"):
+        with capture_logs() as logs:
+            download = await client.get(f"/api/instances/{instance_id}/file{query}", headers=as_user(owner))
+        await assert_undecryptable(download, logs, database_url, instance_id, "file")
+
+
+async def test_an_undecryptable_preview_is_a_500_problem_saying_why(
+    client: Any, topology: Topology, results_settings: ResultsSettings, owner: str, samples_dir: Path, database_url: str
+) -> None:
+    instance_id = await store_instance(client, results_settings, owner, samples_dir / SAMPLES[0])
+    png = io.BytesIO()
+    Image.new("L", (4, 4), 128).save(png, "PNG")
+    store = blob_store(results_settings)
+    preview = await store.put_bytes(png.getvalue())
+    image = ImageResult(has_pixel_data=True, preview_sha256=preview, processing_ms=1, worker="w:1")
+    done = ProcessResult(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.DONE, result=image)
+    await publish(topology.exchange, done, "result.done")
+    await wait_status(client, owner, instance_id, "done")
+    readable = await client.get(f"/api/instances/{instance_id}/preview.png", headers=as_user(owner))
+    assert readable.status == 200 and await readable.read() == png.getvalue()
+    corrupt(store.path(preview), -1)  # the authentication tag of its only chunk
+    with capture_logs() as logs:
+        response = await client.get(f"/api/instances/{instance_id}/preview.png", headers=as_user(owner))
+    await assert_undecryptable(response, logs, database_url, instance_id, "preview")
 
 
 async def test_a_file_tampered_with_further_on_cuts_the_download_short_instead_of_sending_bad_bytes(
@@ -225,11 +282,20 @@ async def test_a_file_tampered_with_further_on_cuts_the_download_short_instead_o
 ) -> None:
     data = (samples_dir / SAMPLES[1]).read_bytes()
     instance_id = await store_instance(client, results_settings, owner, samples_dir / SAMPLES[1])
-    path = BlobStore(Path(results_settings.blob_dir), results_settings.keyring()).path(hashlib.sha256(data).hexdigest())
-    sealed = bytearray(path.read_bytes())
-    sealed[len(sealed) // 2] ^= 1
-    path.write_bytes(bytes(sealed))
+    path = blob_store(results_settings).path(hashlib.sha256(data).hexdigest())
+    corrupt(path, path.stat().st_size // 2)
     response = await client.get(f"/api/instances/{instance_id}/file", headers=as_user(owner))
     assert response.status == 200 and int(response.headers["Content-Length"]) == len(data)
     with pytest.raises(aiohttp.ClientPayloadError):
         await response.read()
+
+
+async def test_the_openapi_document_lists_the_undecryptable_answer_of_previews_and_downloads(
+    aiohttp_client: Any,
+) -> None:
+    gateway = await aiohttp_client(init_gateway(GatewaySettings()))
+    paths = (await (await gateway.get("/api/openapi.json")).json())["paths"]
+    for path in ("/api/instances/{instance_id}/preview.png", "/api/instances/{instance_id}/file"):
+        answer = paths[path]["get"]["responses"]["500"]
+        assert "cannot be decrypted" in answer["description"]
+        assert PROBLEM_CONTENT_TYPE in answer["content"]

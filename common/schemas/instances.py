@@ -176,7 +176,12 @@ class Page(BaseModel, Generic[T]):
 
 
 InstancePage = Page[InstanceView]
-StudyPage = Page[StudyView]
+
+
+class StudyPage(Page[StudyView]):
+    """One page of studies, oldest first (by first arrival, then UID), with the link to the next one."""
+
+    next: str | None = Field(description="Path and query of the next page; null on the last page.")
 
 
 class InstanceListQuery(BaseModel):

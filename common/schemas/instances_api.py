@@ -21,6 +21,9 @@ _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
 _UPLOAD_ID = Param("upload_id", "path", _ID_SCHEMA, "The id `POST /api/uploads` answered with.", required=True)
 _INSTANCE_ID = Param("instance_id", "path", _ID_SCHEMA, "The instance's id.", required=True)
 _BAD_QUERY = {422: Reply("A query parameter is invalid or unknown; `errors` names each.")}
+_UNDECRYPTABLE = {
+    500: Reply("The stored file cannot be decrypted (its key was rotated out, or it is damaged); logged and audited.")
+}
 
 
 def instance_operations() -> list[Operation]:
@@ -59,6 +62,7 @@ def instance_operations() -> list[Operation]:
                 200: Reply("The PNG image.", (), "image/png"),
                 304: Reply("Unchanged since the ETag sent in If-None-Match.", (), "image/png"),
                 404: Reply("No instance of yours has this id, or it has no preview (yet)."),
+                **_UNDECRYPTABLE,
             },
             params=(_INSTANCE_ID,),
         ),
@@ -71,6 +75,7 @@ def instance_operations() -> list[Operation]:
                 200: Reply("The Part 10 file, streamed (`Content-Disposition: attachment`).", (), "application/dicom"),
                 404: Reply("No instance of yours has this id (another user's answers the same)."),
                 422: Reply("A query parameter is invalid or unknown."),
+                **_UNDECRYPTABLE,
             },
             params=(_INSTANCE_ID, *query_params(InstanceFileQuery)),
             description="Only the owner and admins can reach a file; every download, de-identified or not, "
@@ -84,5 +89,7 @@ def instance_operations() -> list[Operation]:
             TAG,
             {200: json_reply("One page.", StudyPage), **_BAD_QUERY},
             params=query_params(StudyListQuery),
+            description="Studies are ordered by the arrival of their first instance, then by Study Instance UID, so "
+            "new studies go to the last page; `total` counts them all and `next` is the next page's path.",
         ),
     ]
