@@ -24,7 +24,6 @@ log = get_logger(__name__)
 
 client_session_key = web.AppKey("client_session", aiohttp.ClientSession)
 
-CHUNK_SIZE = 64 * 1024
 # Request headers passed to the upstream; anything else (cookies, auth) stops at the gateway.
 FORWARDED_REQUEST_HEADERS = (
     "Accept",
@@ -85,7 +84,9 @@ class _LimitedBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
-        async for chunk in self.content.iter_chunked(CHUNK_SIZE):
+        # Whatever the socket delivered, as it is: no re-slicing into fixed chunks (fewer, larger writes
+        # upstream), and still bounded by the reader's buffer limit, so memory stays flat.
+        async for chunk in self.content.iter_any():
             size += len(chunk)
             if self.max_bytes is not None and size > self.max_bytes:
                 self.too_large = True
@@ -148,7 +149,7 @@ async def proxy(
                 if name.lower() not in HOP_BY_HOP and name.lower() != CORRELATION_HEADER.lower():
                     response.headers.add(name, value)
             await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+            async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
             await response.write_eof()
             return response

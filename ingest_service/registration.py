@@ -40,7 +40,7 @@ class Registrar:
     """Gathers concurrent registrations into batch calls (at most `max_in_flight` calls at a time)."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, results_url: str, timeout: float, *, max_in_flight: int = 2
+        self, session: aiohttp.ClientSession, results_url: str, timeout: float, *, max_in_flight: int = 1
     ) -> None:
         self.session = session
         self.url = f"{results_url.rstrip('/')}/internal/registrations"
