@@ -99,6 +99,11 @@ _set_level(logging.NOTSET)
 _PROCESSORS: list[Processor] = structlog.get_config()["processors"]
 
 
+# Tracebacks as data, without each frame's local variables: those may hold a token, a password or a
+# patient's name, and log streams are read far more widely than the data itself.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "json", stream: TextIO | None = None) -> None:
     """Configure structlog and stdlib logging for this process; call once at entry.
 
@@ -112,11 +117,10 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "json"
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service(service),
     ]
-    final: list[Processor]
-    if fmt == "console":
-        final = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
-    else:
-        final = [structlog.processors.dict_tracebacks, _render_json]
+    console = fmt == "console"
+    final: list[Processor] = (
+        [structlog.dev.ConsoleRenderer(colors=stream.isatty())] if console else [_TRACEBACKS, _render_json]
+    )
     root = logging.getLogger()
     root.setLevel(level)
     _set_level(root.level)

@@ -191,3 +191,22 @@ def test_capture_logs_sees_the_loggers_of_common_logs(log_file: Callable[..., Pa
         structlog.get_logger("tests.direct").info("also_captured")
     assert [(e["event"], e["log_level"]) for e in captured] == [("captured", "info"), ("also_captured", "info")]
     assert path.read_text() == ""
+
+
+def test_tracebacks_never_carry_local_variables(log_file: Callable[..., Path]) -> None:
+    """A frame's locals may hold a token or a patient's name: they stay out of the log on both paths."""
+    path = log_file()
+    patient_name = "Doe^Jane-7919"
+
+    def fail(token: str) -> None:
+        raise ValueError("bad input")
+
+    try:
+        fail("eyJ-secret-token")
+    except ValueError:
+        get_logger("svc.web").exception("unhandled_error")
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    text = path.read_text()
+    assert text.count("bad input") == 2
+    assert patient_name not in text and "eyJ-secret-token" not in text
+    assert all("locals" not in frame for record in records(path) for frame in record["exception"][0]["frames"])
