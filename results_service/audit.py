@@ -18,6 +18,7 @@ from tortoise.expressions import Q
 from common.bodies import read_model, validate
 from common.identity import Caller, caller_from_headers
 from common.logs import current_correlation_id
+from common.pagination import next_page
 from common.problems import ProblemError
 from common.schemas.auth import AuditEventIn, AuditEventView, AuditPage, AuditQuery, Outcome
 from common.web import correlation_id_key
@@ -138,10 +139,7 @@ async def handle_list_audit(request: web.Request) -> web.Response:
     caller.require_admin()
     query = validate(AuditQuery, dict(request.query), what="query")
     items, total = await list_audit(query)
-    next_offset = query.offset + len(items)
-    next_link = None
-    if items and next_offset < total:
-        next_link = str(request.rel_url.update_query(limit=str(query.limit), offset=str(next_offset)))
+    next_link = next_page(request.rel_url, limit=query.limit, offset=query.offset, shown=len(items), total=total)
     await record_audit(request, "audit.read", Outcome.SUCCESS, resource_type="audit", detail={"count": len(items)})
     page = AuditPage(items=items, total=total, limit=query.limit, offset=query.offset, next=next_link)
     return web.json_response(text=page.model_dump_json())

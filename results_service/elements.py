@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from common.bodies import read_json, read_model, validate
 from common.identity import caller_from_headers
+from common.pagination import next_page
 from common.schemas.elements import (
     ELEMENT_ID_PATTERN,
     ElementDocument,
@@ -82,12 +83,8 @@ async def handle_list(request: web.Request) -> web.Response:
             scope, limit=query.limit, offset=query.offset, device_name=query.device_name
         )
         record["count"] = len(page.items)
-    next_offset = query.offset + len(page.items)
-    next_link = None
-    if page.items and next_offset < page.total:
-        params = {**request.query, "limit": str(query.limit), "offset": str(next_offset)}
-        next_link = str(request.rel_url.with_query(params))
-    result = ElementPage(items=page.items, total=page.total, limit=query.limit, offset=query.offset, next=next_link)
+    link = next_page(request.rel_url, limit=query.limit, offset=query.offset, shown=len(page.items), total=page.total)
+    result = ElementPage(items=page.items, total=page.total, limit=query.limit, offset=query.offset, next=link)
     return _json(result)
 
 

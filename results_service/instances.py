@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -12,9 +13,10 @@ from pydantic import BaseModel
 from common.blobs import BlobNotFound, BlobUnreadable
 from common.bodies import read_model, validate
 from common.identity import Caller, caller_from_headers
+from common.pagination import next_page
 from common.problems import Conflict, NotFound
 from common.schemas.auth import Outcome
-from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, StudyListQuery, StudyPage
+from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, Page, StudyListQuery
 from results_service import pipeline_queries, pipeline_registration
 from results_service.audit import audited, record_audit
 from results_service.instance_files import handle_file, read_patient, unreadable
@@ -22,6 +24,7 @@ from results_service.keys import blob_store_key
 from results_service.upload_audit import UPLOAD_FILE, UploadAuditContext
 
 _ID = re.compile(ID_PATTERN)
+PageT = TypeVar("PageT", bound=Page[Any])
 REGISTRATION_MAX_BYTES = 64 * 1024
 
 
@@ -71,7 +74,7 @@ async def handle_list_instances(request: web.Request) -> web.Response:
         query = validate(InstanceListQuery, dict(request.query), what="query")
         page = await pipeline_queries.list_instances(query, _caller(request))
         record["count"] = len(page.items)
-    return _json(page)
+    return _json(_with_next(request, page))
 
 
 async def handle_get_instance(request: web.Request) -> web.Response:
@@ -103,12 +106,10 @@ async def handle_preview(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="image/png", headers=headers)
 
 
-def _next_link(request: web.Request, page: StudyPage) -> str | None:
-    """Path and query of the page after `page` (the request's own filters kept); None on the last page."""
-    next_offset = page.offset + len(page.items)
-    if not page.items or next_offset >= page.total:
-        return None
-    return str(request.rel_url.update_query(limit=str(page.limit), offset=str(next_offset)))
+def _with_next(request: web.Request, page: PageT) -> PageT:
+    """The page with its link to the next one (the request's own filters kept)."""
+    link = next_page(request.rel_url, limit=page.limit, offset=page.offset, shown=len(page.items), total=page.total)
+    return page.model_copy(update={"next": link})
 
 
 async def handle_list_studies(request: web.Request) -> web.Response:
@@ -118,7 +119,7 @@ async def handle_list_studies(request: web.Request) -> web.Response:
         query = validate(StudyListQuery, dict(request.query), what="query")
         page = await pipeline_queries.list_studies(query, _caller(request))
         record["count"] = len(page.items)
-    return _json(page.model_copy(update={"next": _next_link(request, page)}))
+    return _json(_with_next(request, page))
 
 
 def setup_pipeline_routes(app: web.Application) -> None:

@@ -128,7 +128,7 @@ async def list_instances(query: InstanceListQuery, caller: Caller) -> InstancePa
     instances = await matching.order_by("created_at", "id").offset(query.offset).limit(query.limit)
     results = await _results_of([i.id for i in instances])
     items = [_view(i, results.get(i.id)) for i in instances]
-    return InstancePage(items=items, total=total, limit=query.limit, offset=query.offset)
+    return InstancePage(items=items, total=total, limit=query.limit, offset=query.offset, next=None)
 
 
 async def _instance(instance_id: str, caller: Caller) -> Instance:

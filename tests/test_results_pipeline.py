@@ -120,8 +120,11 @@ async def test_read_api_lists_filters_and_pages_the_callers_instances(
         and page["total"] == 3
         and [i["id"] for i in page["items"]] == [b["instance_id"] for b in bodies[:2]]
     )
-    _, rest = await get_json(client, "/api/instances?limit=2&offset=2", owner)
-    assert [i["id"] for i in rest["items"]] == [bodies[2]["instance_id"]]
+    assert page["next"] == "/api/instances?limit=2&offset=2"
+    _, rest = await get_json(client, page["next"], owner)
+    assert [i["id"] for i in rest["items"]] == [bodies[2]["instance_id"]] and rest["next"] is None
+    _, mr = await get_json(client, "/api/instances?modality=MR&limit=1", owner)
+    assert mr["next"] == "/api/instances?modality=MR&limit=1&offset=1"  # the filters are kept
     _, done = await get_json(client, "/api/instances?status=done", owner)
     assert [i["id"] for i in done["items"]] == [bodies[0]["instance_id"]]
     assert done["items"][0]["result"]["original"]["mean"] == 2.0

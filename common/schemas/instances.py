@@ -173,6 +173,7 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+    next: str | None = Field(description="Path and query of the next page; null on the last page.")
 
 
 InstancePage = Page[InstanceView]
@@ -180,8 +181,6 @@ InstancePage = Page[InstanceView]
 
 class StudyPage(Page[StudyView]):
     """One page of studies, oldest first (by first arrival, then UID), with the link to the next one."""
-
-    next: str | None = Field(description="Path and query of the next page; null on the last page.")
 
 
 class InstanceListQuery(BaseModel):
