@@ -211,6 +211,7 @@ def main(argv: Sequence[str] = ()) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             folder = Path(tmp)
             paths = write_files(iter_mix(COUNTS), folder / "instances")
+            os.sync()  # the 638 MB just written would otherwise be flushed during whichever server's round comes first
             figures = PipelineFigures(len(paths), sum(p.stat().st_size for p in paths) / 1e6, orthanc_version, {}, {})
             if not args.accept_only:
                 figures.decoders = decoder_times()
