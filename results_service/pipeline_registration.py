@@ -26,11 +26,14 @@ from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from common.logs import get_logger
 from common.messages import InstanceStatus
 from common.problems import Conflict
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.models.pipeline import Instance, Upload, UploadFile
 from results_service.upload_audit import AUDIT_CTE, UploadAuditContext, append_upload_records
+
+log = get_logger(__name__)
 
 DICOM_COLUMNS = (
     "sop_class_uid",
@@ -151,8 +154,8 @@ async def register_files(items: Sequence[RegistrationRequest]) -> list[Registrat
     try:
         async with connections.get("default").acquire_connection() as connection, connection.transaction():
             return [await _register_on(connection, *item) for item in items]
-    except (_Unusual, DeadlockDetectedError):
-        pass
+    except (_Unusual, DeadlockDetectedError) as exc:
+        log.info("registration_batch_split", size=len(items), why=type(exc).__name__)
     answers: list[Registration | Conflict] = []
     for item in items:
         try:
