@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 PIPELINE_VERSION = "1"
 
@@ -78,8 +78,8 @@ class ProcessJob(Message):
 
 
 class StatusEvent(Message):
-    """One state change of one instance: a worker's to results_service (`P.status`), results_service's committed
-    ones to every gateway replica (`P.events`)."""
+    """One state change of one instance: a worker's to results_service (`P.status`); results_service's
+    committed ones reach the gateways inside `StatusChanges`."""
 
     kind: Literal["status_event"] = "status_event"
     version: Literal[1] = 1
@@ -88,6 +88,20 @@ class StatusEvent(Message):
     owner: str
     status: InstanceStatus
     reason: str | None = None
+
+
+class StatusChanges(Message):
+    """results_service → every gateway replica (`P.events`): the status changes one batch committed, in one
+    message, so a busy pipeline costs the live feeds one delivery per batch rather than one per file."""
+
+    kind: Literal["status_changes"] = "status_changes"
+    version: Literal[1] = 1
+    events: list[StatusEvent] = Field(min_length=1, max_length=1000)
+
+
+class Announcement(RootModel[Annotated[StatusChanges | StatusEvent, Field(discriminator="kind")]]):
+    """What `P.events` carries: `StatusChanges`, or a single `StatusEvent` from a results_service of the
+    release before batched announcements (so replicas can be upgraded one at a time)."""
 
 
 class Statistics(BaseModel):

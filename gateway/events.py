@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from common.broker import TopologyNames, connect, consume, open_channel
 from common.identity import Caller
 from common.logs import get_logger
-from common.messages import StatusEvent
+from common.messages import Announcement, StatusChanges, StatusEvent
 from common.problems import ProblemError, Unauthorized
 from common.web import readiness_checks_key
 from gateway.auth import authenticate_token
@@ -307,10 +307,12 @@ def events_context(settings: GatewaySettings) -> Callable[[web.Application], Asy
             )
             await queue.bind(exchange)
 
-            async def handle_status_event(event: StatusEvent, _: AbstractIncomingMessage) -> None:
-                hub.dispatch(event)
+            async def handle_announcement(announcement: Announcement, _: AbstractIncomingMessage) -> None:
+                message = announcement.root
+                for event in message.events if isinstance(message, StatusChanges) else [message]:
+                    hub.dispatch(event)
 
-            await consume(queue, handle_status_event, StatusEvent)
+            await consume(queue, handle_announcement, Announcement)
             app[events_connection_key] = connection
             log.info("events_feed_started", queue=queue.name)
             yield

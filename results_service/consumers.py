@@ -26,7 +26,7 @@ from pydantic import Field, RootModel
 
 from common.broker import Broker, broker_key, consume, open_channel, publish
 from common.logs import get_logger
-from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 from results_service import pipeline_store
 from results_service.batching import Batcher
 from results_service.pipeline_store import Transition
@@ -43,14 +43,18 @@ class StatusFeed(RootModel[Annotated[StatusEvent | ProcessJob, Field(discriminat
     """What `P.status` carries: status events, and the copies of confirmed jobs."""
 
 
+ANNOUNCE_MAX = 500
+
+
 async def announce(broker: Broker, transitions: list[Transition]) -> None:
-    """Publish one status event per transition, all at once, and wait for every confirm (with no gateway
-    replica listening, the events are dropped by the broker: nobody is watching)."""
+    """Publish the transitions as `StatusChanges` messages (up to ANNOUNCE_MAX events each) and wait for the
+    confirms (with no gateway replica listening, the broker drops them: nobody is watching)."""
     events = [
         StatusEvent(instance_id=t.instance_id, upload_id=t.upload_id, owner=t.owner, status=t.status, reason=t.reason)
         for t in transitions
     ]
-    await asyncio.gather(*(publish(broker.topology.events, event, "", mandatory=False) for event in events))
+    messages = [StatusChanges(events=events[i : i + ANNOUNCE_MAX]) for i in range(0, len(events), ANNOUNCE_MAX)]
+    await asyncio.gather(*(publish(broker.topology.events, message, "", mandatory=False) for message in messages))
 
 
 def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[None]]:

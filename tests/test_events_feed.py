@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from common.broker import TopologyNames, publish
 from common.identity import Caller
-from common.messages import InstanceStatus, StatusEvent
+from common.messages import InstanceStatus, StatusChanges, StatusEvent
 from common.problems import ServiceUnavailable, Unauthorized
 from common.tokens import InvalidToken, Role, issue_token, verify_token
 from common.web import make_app
@@ -133,6 +133,30 @@ async def test_a_user_receives_only_their_own_events(make_gateway: GatewayFactor
     assert [(await next_status(bob))["instance_id"] for _ in range(2)] == ["bob-b1", "bob-b2"]
     await publish(events_exchange, event("alice", InstanceStatus.DONE, instance="a1"), "")
     assert (await next_status(alice))["status"] == "done"
+
+
+async def test_one_batch_of_changes_reaches_each_owner_in_order(
+    make_gateway: GatewayFactory, events_exchange: Any
+) -> None:
+    """results_service announces a committed batch as one StatusChanges message; each event goes to its owner."""
+    gateway = await make_gateway()
+    alice = await open_feed(gateway, token_for("alice"))
+    bob = await open_feed(gateway, token_for("bob"))
+    changes = StatusChanges(
+        events=[
+            event("alice", instance="a1"),
+            event("bob", instance="b1"),
+            event("alice", InstanceStatus.PROCESSING, instance="a1"),
+        ]
+    )
+    await publish(events_exchange, changes, "")
+    assert [((f := await next_status(alice))["instance_id"], f["status"]) for _ in range(2)] == [
+        ("alice-a1", "queued"),
+        ("alice-a1", "processing"),
+    ]
+    assert (await next_status(bob))["instance_id"] == "bob-b1"
+    await publish(events_exchange, event("bob", InstanceStatus.DONE, instance="b1"), "")
+    assert (await next_status(bob))["status"] == "done"  # nothing else of the batch reached Bob
 
 
 async def test_an_admin_receives_everyones_events(make_gateway: GatewayFactory, events_exchange: Any) -> None:

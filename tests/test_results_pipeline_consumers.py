@@ -12,6 +12,7 @@ from common.broker import JOB_STANDARD, Topology, publish, status_key, to_amqp
 from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     LIMIT,
+    announced,
     channel_fixture,
     client_fixture,
     events_fixture,
@@ -57,8 +58,8 @@ async def test_the_same_result_twice_is_stored_once_and_announced(
     assert len(rows) == 1 and rows[0]["status"] == "done"
     _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
     assert view["result"]["note"] == "no pixel data" and view["result"]["worker"] == "host:1"
-    announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 1, timeout=3) or []]
-    assert announced[0].status is InstanceStatus.DONE and announced[0].instance_id == instance_id
+    [done] = await announced(events, 1, timeout=3)
+    assert done.status is InstanceStatus.DONE and done.instance_id == instance_id
 
 
 async def test_a_batch_of_results_is_stored_in_one_go(
@@ -133,8 +134,7 @@ async def test_a_job_past_its_delivery_limit_fails_its_instance_with_a_reason(
     _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
     assert view["reason"].startswith(f"processing failed {LIMIT + 1} times")
     assert "dicomflow jobs replay" in view["reason"]
-    announced = [StatusEvent.model_validate_json(m.body).status for m in await take(events, 2)]
-    assert announced == [InstanceStatus.QUEUED, InstanceStatus.FAILED]
+    assert [e.status for e in await announced(events, 2)] == [InstanceStatus.QUEUED, InstanceStatus.FAILED]
     [parked] = await take(topology.parked, 1)
     assert ProcessJob.model_validate_json(parked.body).instance_id == instance_id
 
@@ -163,9 +163,9 @@ async def test_the_confirmed_job_makes_its_instance_queued_through_its_copy_and_
     await asyncio.gather(*(publish(topology.exchange, job_for(i, owner), JOB_STANDARD) for i in ids))
     for instance_id in ids:
         await wait_status(client, owner, instance_id, "queued")
-    announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 30)]
-    assert sorted(e.instance_id for e in announced) == sorted(ids)
-    assert {(e.status, e.owner) for e in announced} == {(InstanceStatus.QUEUED, owner)}
+    queued = await announced(events, 30)
+    assert sorted(e.instance_id for e in queued) == sorted(ids)
+    assert {(e.status, e.owner) for e in queued} == {(InstanceStatus.QUEUED, owner)}
     assert len(await take(topology.jobs, 30)) == 30  # the jobs themselves are untouched
 
 
@@ -176,8 +176,8 @@ async def test_a_job_copy_after_processing_began_changes_nothing_and_announces_n
     await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)  # its copy arrives late
     await take(topology.status, 0, timeout=2)  # consumed and acked
     assert await status_of(client, owner, instance_id) == "processing"
-    [only] = await take(events, 1)  # the processing event itself; no `queued` after it
-    assert StatusEvent.model_validate_json(only.body).status is InstanceStatus.PROCESSING
+    [only] = await announced(events, 1)  # the processing move itself; no `queued` after it
+    assert only.status is InstanceStatus.PROCESSING
 
 
 async def test_a_job_copy_dead_in_the_status_queue_leaves_its_instance_alone(
@@ -205,18 +205,18 @@ async def test_a_job_copy_of_an_already_queued_instance_is_announced_again(
     """At least once: a job copy redelivered after its batch committed still reaches the live feeds."""
     instance_id, queued = await instance_moved_to(client, topology, owner, InstanceStatus.QUEUED)
     await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
-    announced = [StatusEvent.model_validate_json(m.body) for m in await take(events, 2)]
-    assert [(e.instance_id, e.status) for e in announced] == [(instance_id, InstanceStatus.QUEUED)] * 2
-    assert announced[1].message_id != queued.message_id  # the second one is results_service's announcement
+    twice = await announced(events, 2)
+    assert [(e.instance_id, e.status) for e in twice] == [(instance_id, InstanceStatus.QUEUED)] * 2
+    assert twice[1].message_id != queued.message_id  # the second one is results_service's announcement
 
 
 async def test_a_workers_processing_event_is_announced_once_applied(
     client: Any, topology: Topology, events: AbstractQueue, owner: str
 ) -> None:
     instance_id, event = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
-    [announced] = [StatusEvent.model_validate_json(m.body) for m in await take(events, 1)]
-    assert (announced.instance_id, announced.status, announced.owner) == (instance_id, InstanceStatus.PROCESSING, owner)
-    assert announced.message_id != event.message_id  # results_service's own announcement, after its commit
+    [moved] = await announced(events, 1)
+    assert (moved.instance_id, moved.status, moved.owner) == (instance_id, InstanceStatus.PROCESSING, owner)
+    assert moved.message_id != event.message_id  # results_service's own announcement, after its commit
 
 
 async def test_what_is_announced_on_the_events_exchange_never_reaches_results_service(
