@@ -42,6 +42,9 @@ class Batcher(Generic[T]):
         batch = [await self.queue.get()]
         deadline = asyncio.get_running_loop().time() + self.window
         while len(batch) < self.size:
+            if not self.queue.empty():  # what is already waiting joins without a timer
+                batch.append(self.queue.get_nowait())
+                continue
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
