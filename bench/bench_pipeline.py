@@ -6,13 +6,15 @@ UIDs) are uploaded one file per request by 8 concurrent clients while no process
 accept rate is the door's alone), in two rounds (new bytes, then the same bytes as another user).
 Orthanc receives the same files from the same load generator in the same run, each of its rounds
 right before ours (`bench/orthanc_baseline.py`), so the accept rate is a ratio to a mature C++
-DICOM server's. After each of our rounds the processors start and the time until every instance is
-`done` is measured, with 1 processor after round 1 and 2 after round 2; a bare pydicom + numpy loop
-computes the same figures over the same files, in one process and in a pool of 2, as their baseline.
+DICOM server's. Between the two, the same files cross the architecture's two Python HTTP hops with
+no work behind them (`bench/hop_floor.py`): the floor of this data path, not a competitor. After
+each of our rounds the processors start and the time until every instance is `done` is measured,
+with 1 processor after round 1 and 2 after round 2; a bare pydicom + numpy loop computes the same
+figures over the same files, in one process and in a pool of 2, as their baseline.
 The figures go into this benchmark's section of bench/README.md.
 
     python -m bench pipeline                 # everything, README section rewritten
-    python -m bench pipeline --accept-only   # the upload rounds, Orthanc's and the CPU tables, printed only
+    python -m bench pipeline --accept-only   # the upload rounds and the CPU tables, printed only
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import pydicom
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels, pixel_array
 
+from bench.hop_floor import HopFloor, floor_round
 from bench.load_generator import UploadTarget, cpu_of, timed_upload
 from bench.orthanc_baseline import Orthanc, orthanc_binary, orthanc_round, require_orthanc
 from bench.pipeline_report import INTRO, OUR_CPU_PARTS, POOL, POOL_DEFAULT, PipelineFigures, report
@@ -173,19 +176,26 @@ async def processing_round(system: RunningSystem, database_url: str, user: User,
 
 
 def run_rounds(
-    system: RunningSystem, orthanc: Orthanc, database_url: str, paths: list[Path], *, processing: bool
-) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]]:
-    """Rounds 1 and 2, Orthanc's right before ours so each pair shares the machine's load; round n of ours
-    is then processed by n processors (unless `processing` is off). Returns (ours, Orthanc's)."""
-    ours, theirs = {}, {}
+    system: RunningSystem,
+    orthanc: Orthanc,
+    floor: HopFloor,
+    database_url: str,
+    paths: list[Path],
+    figures: PipelineFigures,
+    *,
+    processing: bool,
+) -> None:
+    """Rounds 1 and 2: Orthanc's, then the floor's, then ours, so each triple shares the machine's load; round n
+    of ours is then processed by n processors (unless `processing` is off). Fills `figures`."""
+    ours, theirs, floors = figures.ours, figures.orthanc, figures.floor
     for round_no in (1, 2):
         theirs[round_no] = asyncio.run(orthanc_round(orthanc, paths, round_no))
+        floors[round_no] = asyncio.run(floor_round(floor, paths))
         user, ours[round_no] = asyncio.run(accept_round(system, paths, round_no))
         if processing:
             ours[round_no]["processing"] = asyncio.run(
                 processing_round(system, database_url, user, len(paths), round_no)
             )
-    return ours, theirs
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -193,7 +203,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--accept-only",
         action="store_true",
-        help="only the upload rounds (ours and Orthanc's) and the CPU tables; printed, bench/README.md untouched",
+        help="only the upload rounds (Orthanc's, the floor's and ours) and the CPU tables; printed, README untouched",
     )
     return parser.parse_args(argv)
 
@@ -212,7 +222,7 @@ def main(argv: Sequence[str] = ()) -> None:
             folder = Path(tmp)
             paths = write_files(iter_mix(COUNTS), folder / "instances")
             os.sync()  # the 638 MB just written would otherwise be flushed during whichever server's round comes first
-            figures = PipelineFigures(len(paths), sum(p.stat().st_size for p in paths) / 1e6, orthanc_version, {}, {})
+            figures = PipelineFigures(len(paths), sum(p.stat().st_size for p in paths) / 1e6, orthanc_version)
             if not args.accept_only:
                 figures.decoders = decoder_times()
                 figures.bare = {
@@ -226,10 +236,8 @@ def main(argv: Sequence[str] = ()) -> None:
             try:
                 system.start_all()
                 system.stop("processor_service")
-                with Orthanc(binary, folder / "orthanc", free_port()) as orthanc:
-                    figures.ours, figures.orthanc = run_rounds(
-                        system, orthanc, database_url, paths, processing=not args.accept_only
-                    )
+                with Orthanc(binary, folder / "orthanc", free_port()) as orthanc, HopFloor(folder / "floor") as floor:
+                    run_rounds(system, orthanc, floor, database_url, paths, figures, processing=not args.accept_only)
             finally:
                 with contextlib.suppress(Exception):
                     system.stop_all()

@@ -1,4 +1,5 @@
-"""The pipeline benchmark's figures as Markdown lines: accept rates as ratios to Orthanc's, processing to the bare pool.
+"""The pipeline benchmark's figures as Markdown lines: accept rates as ratios to Orthanc's and to the two-hop floor,
+processing to the bare pool.
 
 Every verdict (met / NOT met) is computed here from the figures of the same run.
 """
@@ -11,6 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import date
 
+from bench.hop_floor import CPU_PARTS as FLOOR_CPU_PARTS
 from bench.load_generator import CLIENTS
 from bench.orthanc_baseline import CPU_PARTS as ORTHANC_CPU_PARTS
 from bench.orthanc_baseline import ROUND_STATUS
@@ -24,38 +26,47 @@ ROUND_BYTES = {1: "new bytes", 2: "the same bytes again"}
 OUR_ROUND_NOTE = {1: "new bytes", 2: "the same bytes for another owner, blobs already stored"}
 POOL = "pydicom+numpy, pool of 2, Pillow for JPEG"
 POOL_DEFAULT = "pydicom+numpy, pool of 2, default decoder"
+FLOOR = "floor: the same two aiohttp hops, no work"
 
-INTRO = """`bench/bench_pipeline.py`: the four services as processes (the e2e harness) on a database and AMQP
-prefix of their own. The accept rate is measured against Orthanc (Debian's `orthanc`, a mature C++ DICOM
-server; `bench/orthanc_baseline.py`) in the same run: Orthanc runs as a child process with a generated
-configuration (storage and SQLite index in the benchmark's temporary folder, HTTP on 127.0.0.1, no
-authentication, no DICOM listener, no plugins, no compression, its default logging of warnings only) and
-receives the same files from the same load generator (`bench/load_generator.py`: one file per request, 8
-concurrent clients), each file as `POST /instances`. Two rounds each, interleaved (Orthanc's round n
-right before ours): round 1 new bytes; round 2 the same bytes again (for us as another owner, so new
-instances whose blobs are already stored; for Orthanc the same SOP instances, answered `AlreadyStored`
-after it has parsed and written the file again and dropped it). Durability: our ingest fsyncs every
-blob, commits the registration in PostgreSQL and waits for a confirmed persistent publish before it
-answers; Orthanc has `SyncStorageArea: true` set explicitly (fdatasync of every stored file before it
-answers), but its index is SQLite in WAL mode, fdatasynced by a background flush about every 10 s
-(strace on 1.10.1), not per instance. The target is an accept rate of at least 1.0x Orthanc's in the
-same run (the issue's 300/s was Orthanc's rate on the machine it was set on; the absolute comparison is
-still printed). Processing is timed from the start of the processor process(es) until PostgreSQL shows
-every instance `done` (process start-up, status events, result batches and PNG previews included)
-against bare pydicom + numpy loops over the same files without any service, queue or database.
-`python -m bench pipeline --accept-only` measures only the accept rates and CPU (both servers) and prints them
-without touching this file. The load generator shares the CPUs with the servers."""
+INTRO = """`bench/bench_pipeline.py`: the four services as processes (the e2e harness) on a database and AMQP prefix of
+their own. The accept rate is measured against Orthanc (Debian's `orthanc`, a mature C++ DICOM server;
+`bench/orthanc_baseline.py`) in the same run: Orthanc runs as a child process with a generated configuration
+(storage and SQLite index in the benchmark's temporary folder, HTTP on 127.0.0.1, no authentication, no
+DICOM listener, no plugins, no compression, its default logging of warnings only) and receives the same
+files from the same load generator (`bench/load_generator.py`: one file per request, 8 concurrent clients),
+each file as `POST /instances`. The same files from the same load generator also go through a floor
+(`bench/hop_floor.py`): two aiohttp processes served like the services (uvloop, the same malloc tuning), a
+proxy running the gateway's streaming proxy function (`gateway.proxy`) without auth, rate limit or request
+logs, in front of a sink that reads each body as ingest does, counts its bytes and answers 202 with a
+receipt shaped like ours. It is the cost of moving the bytes through the two Python HTTP hops the
+architecture mandates with no work behind them, i.e. a lower bound for this architecture in Python, not a
+competitor; the benchmark checks that every byte reached the sink. Two rounds each, interleaved (Orthanc's
+round n, then the floor's, then ours; the floor does the same in both): round 1 new bytes; round 2 the same
+bytes again (for us as another owner, so new instances whose blobs are already stored; for Orthanc the same
+SOP instances, answered `AlreadyStored` after it has parsed and written the file again and dropped it).
+Durability: our ingest fsyncs every blob, commits the registration in PostgreSQL and waits for a confirmed
+persistent publish before it answers; Orthanc has `SyncStorageArea: true` set explicitly (fdatasync of every
+stored file before it answers), but its index is SQLite in WAL mode, fdatasynced by a background flush about
+every 10 s (strace on 1.10.1), not per instance. The target is an accept rate of at least 1.0x Orthanc's in
+the same run (the issue's 300/s was Orthanc's rate on the machine it was set on; the absolute comparison is
+still printed). Processing is timed from the start of the processor process(es) until PostgreSQL shows every
+instance `done` (process start-up, status events, result batches and PNG previews included) against bare
+pydicom + numpy loops over the same files without any service, queue or database.
+`python -m bench pipeline --accept-only` measures only the accept rates and CPU (Orthanc, the floor, ours)
+and prints them without touching this file. The load generator shares the CPUs with the servers."""
 
 
 @dataclass
 class PipelineFigures:
-    """What one run measured; `processing`, `bare` and `decoders` stay empty with --accept-only."""
+    """What one run measured, per round for the uploads; `processing`, `bare` and `decoders` stay empty with
+    --accept-only."""
 
     n: int
     megabytes: float
     orthanc_version: str
-    ours: dict[int, dict[str, float]]
-    orthanc: dict[int, dict[str, float]]
+    ours: dict[int, dict[str, float]] = field(default_factory=dict)
+    orthanc: dict[int, dict[str, float]] = field(default_factory=dict)
+    floor: dict[int, dict[str, float]] = field(default_factory=dict)
     bare: dict[str, float] = field(default_factory=dict)
     decoders: dict[str, float] = field(default_factory=dict)
 
@@ -86,6 +97,7 @@ def report(f: PipelineFigures) -> list[str]:
     ]
     for r in f.ours:
         lines.append(row(f, f"Orthanc `POST /instances` (round {r}: {ROUND_BYTES[r]})", f.orthanc[r]["accept"]))
+        lines.append(row(f, f"{FLOOR} (round {r})", f.floor[r]["accept"]))
         lines.append(row(f, f"upload through the gateway (round {r}: {OUR_ROUND_NOTE[r]})", f.ours[r]["accept"]))
     for round_no, figures in f.ours.items():
         if "processing" in figures:
@@ -111,6 +123,11 @@ def accept_lines(f: PipelineFigures) -> list[str]:
     ]
     best = max(f.n / figures["accept"] for figures in f.ours.values())
     lines += [
+        f"- Floor, round {r}: {f.n / seconds:.0f}/s = {f.orthanc[r]['accept'] / seconds:.2f}x Orthanc's; "
+        f"ours = **{seconds / f.ours[r]['accept']:.2f}x** the floor."
+        for r, seconds in ((r, f.floor[r]["accept"]) for r in f.ours)
+    ]
+    lines += [
         f"- Target: accept rate >= {TARGET_ORTHANC_RATIO:.1f}x Orthanc's in the same run (the issue's "
         f"{TARGET_ACCEPT_PER_S}/s is Orthanc's rate on the machine it was set on), in every round: "
         f"{verdict(min(ratios.values()) >= TARGET_ORTHANC_RATIO)} (lowest {min(ratios.values()):.2f}x).",
@@ -131,10 +148,21 @@ def cpu_tables(f: PipelineFigures) -> list[str]:
     )
     ours = " / ".join(f"{server_ms(figures):.2f}" for figures in f.ours.values())
     theirs = " / ".join(f"{server_ms(figures):.2f}" for figures in f.orthanc.values())
+    lines += [""]
+    lines += cpu_table("floor round", FLOOR_CPU_PARTS, f.floor, dict.fromkeys(f.floor, "no work"))
+    floor = " / ".join(f"{server_ms(figures):.2f}" for figures in f.floor.values())
+    share = " / ".join(f"{server_ms(f.floor[r]) / server_ms(f.ours[r]):.0%}" for r in f.ours)
     lines += [
         "",
         f"- Server-side CPU per file (everything but the load generator), round 1 / round 2: ours {ours} ms "
-        f"(RabbitMQ and PostgreSQL are the machine's shared servers), Orthanc {theirs} ms.",
+        f"(RabbitMQ and PostgreSQL are the machine's shared servers), Orthanc {theirs} ms, the floor (proxy + "
+        f"sink) {floor} ms, i.e. {share} of ours.",
+        *[
+            f"- Round {r}: our gateway {f.ours[r]['cpu:gateway']:.2f} ms against the floor's proxy "
+            f"{f.floor[r]['cpu:proxy']:.2f} ms; ingest_service {f.ours[r]['cpu:ingest_service']:.2f} ms against "
+            f"the floor's sink {f.floor[r]['cpu:sink']:.2f} ms."
+            for r in f.ours
+        ],
     ]
     return lines
 
