@@ -55,15 +55,30 @@ class Authenticator:
         self.users = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.logins = RateLimiter(settings.login_rate_limit_per_minute, settings.login_rate_limit_burst)
         self._cache: OrderedDict[str, tuple[float, TokenIntrospection]] = OrderedDict()
+        self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
 
     def verify(self, token: str) -> TokenClaims:
-        """Signature, algorithm and expiry checked locally; 401 otherwise."""
-        try:
-            return verify_token(
-                token, self.settings.auth_secret.get_secret_value(), leeway_seconds=self.settings.token_leeway_seconds
-            )
-        except InvalidToken as exc:
-            raise Unauthorized(f"The access token is not valid: {exc}.") from exc
+        """Signature, algorithm and expiry checked locally; 401 otherwise.
+
+        A client sends the same token with every request, and decoding it costs more than the rest of
+        the gateway's own work on a request: the claims of a token whose signature was verified are
+        kept (keyed by the token's exact text, so any other text is verified afresh); its expiry is
+        still checked every time, and revocation is the introspection's business.
+        """
+        leeway = self.settings.token_leeway_seconds
+        claims = self._verified.get(token)
+        if claims is None:
+            try:
+                claims = verify_token(token, self.settings.auth_secret.get_secret_value(), leeway_seconds=leeway)
+            except InvalidToken as exc:
+                raise Unauthorized(f"The access token is not valid: {exc}.") from exc
+            self._verified[token] = claims
+            while len(self._verified) > _CACHE_MAX:
+                self._verified.popitem(last=False)
+        elif claims.exp.timestamp() + leeway < time.time():
+            del self._verified[token]
+            raise Unauthorized("The access token is not valid: the token has expired.")
+        return claims
 
     async def authenticate(self, session: aiohttp.ClientSession, token: str) -> tuple[Caller, TokenClaims]:
         """The caller behind a token, with their current role; 401 if it is not (or no longer) good."""

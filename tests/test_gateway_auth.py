@@ -7,6 +7,7 @@ verified identity. An `/api/echo` route on both sides shows exactly which header
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -121,6 +122,23 @@ async def test_forged_expired_and_garbage_tokens_are_401(gateway: Any, internal:
     for token, reason in ((forged, "signature"), (expired, "expired"), ("x.y.z", "malformed")):
         problem = await assert_401(await gateway.get("/api/elements/", headers=bearer(token)))
         assert reason in problem["detail"] and token not in problem["detail"]
+
+
+async def test_a_token_verified_before_is_still_refused_once_it_expires(gateway: Any, internal: Any) -> None:
+    """Verified claims are kept per token, but never past the token's expiry (leeway included)."""
+    user = await new_user(internal)
+    authenticator = gateway.app[__import__("gateway.auth", fromlist=["authenticator_key"]).authenticator_key]
+    secret = authenticator.settings.auth_secret.get_secret_value()
+    leeway = authenticator.settings.token_leeway_seconds
+    issued = datetime.now(UTC) - timedelta(seconds=leeway + 59)  # valid for about one more second
+    token, _ = issue_token(secret, user_id=user["id"], email=user["email"], role=Role.USER, ttl_seconds=60, now=issued)
+    assert (await gateway.get("/api/elements/", headers=bearer(token))).status == 200
+    assert (await gateway.get("/api/elements/", headers=bearer(token))).status == 200
+    await asyncio.sleep(1.5)
+    problem = await assert_401(await gateway.get("/api/elements/", headers=bearer(token)))
+    assert "expired" in problem["detail"]
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    await assert_401(await gateway.get("/api/elements/", headers=bearer(tampered)))
 
 
 async def test_valid_token_forwards_the_verified_identity_and_drops_client_copies(gateway: Any, internal: Any) -> None:
