@@ -4,9 +4,11 @@ Uploads are streamed into a temporary file while they are hashed and encrypted (
 `common.crypto`, under the keyring's active key), so no file is ever held whole in memory and
 no plaintext ever reaches the disk, not even in `tmp/`; `commit` then moves the file under its
 key. The key is the SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one
-blob (each encryption has its own salt, so ciphertexts differ). Every read decrypts: whole
-(`read_bytes`, for processors working in memory) or through a seekable plaintext file object
-(`open`, `open_staged`, `iter_chunks`) that holds one chunk at a time.
+blob (each encryption has its own salt, so ciphertexts differ). A file held whole (`put_bytes`) is
+sealed into one buffer and written from it with `os.write`: one allocation, no copy. Every read
+decrypts: whole into one buffer (`read_bytes`, for small blobs such as previews) or through a
+seekable plaintext file object (`open`, `open_staged`, `iter_chunks`) that holds a chunk at a time
+(processors read their files frame by frame through it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from common.crypto import CryptoError, Encryptor, Keyring, is_encrypted
+from common.crypto import Bytes, CryptoError, Encryptor, Keyring, is_encrypted
 from common.crypto_reader import open_decrypting
 
 _HEX = frozenset("0123456789abcdef")
@@ -64,6 +66,13 @@ def _check_key(sha256: str) -> str:
     if len(sha256) != 64 or not _HEX.issuperset(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
+
+
+def _write_all(fd: int, data: Bytes) -> None:
+    """Write every byte of `data` to `fd` from the buffer itself (os.write may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -164,31 +173,33 @@ class BlobStore:
         with target.open("rb") as handle:
             return is_encrypted(handle.read(8))
 
-    def _put_bytes(self, data: bytes) -> str:
+    def _put_bytes(self, data: Bytes) -> str:
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.path(sha256)
         if target.is_file() and self._encrypted_on_disk(target):
             return sha256
-        handle, path = self._open_temp()
+        sealed = self.keyring.encrypt_bytes(data)
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="staged-")
         try:
-            with handle:
-                handle.write(self.keyring.encrypt_bytes(data))
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                _write_all(fd, sealed)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
-            path.unlink(missing_ok=True)
+            Path(name).unlink(missing_ok=True)
             raise
-        return self._commit(StagedFile(path=path, sha256=sha256, size=len(data)))
+        return self._commit(StagedFile(path=Path(name), sha256=sha256, size=memoryview(data).nbytes))
 
-    async def put_bytes(self, data: bytes) -> str:
+    async def put_bytes(self, data: Bytes) -> str:
         """Store a small blob (a PNG preview, say) given whole; return its key."""
         return await asyncio.to_thread(self._put_bytes, data)
 
-    def put_bytes_sync(self, data: bytes) -> str:
+    def put_bytes_sync(self, data: Bytes) -> str:
         """Blocking `put_bytes`, for code already off the event loop (ingest stores a small file in one thread call)."""
         return self._put_bytes(data)
 
-    def _read_bytes(self, sha256: str) -> bytes:
+    def _read_bytes(self, sha256: str) -> bytearray:
         try:
             sealed = self.path(sha256).read_bytes()
         except FileNotFoundError as exc:
@@ -198,12 +209,15 @@ class BlobStore:
         except CryptoError as exc:
             raise BlobUnreadable(f"blob {sha256}: {exc}") from exc
 
-    async def read_bytes(self, sha256: str) -> bytes:
-        """The whole plaintext of a blob; BlobNotFound when missing, BlobUnreadable when it cannot be decrypted."""
+    async def read_bytes(self, sha256: str) -> bytearray:
+        """The whole plaintext of a small blob; BlobNotFound when missing, BlobUnreadable when it cannot be decrypted.
+
+        Holds the ciphertext and the plaintext at once: large files are read through `open` instead.
+        """
         return await asyncio.to_thread(self._read_bytes, sha256)
 
-    def read_bytes_sync(self, sha256: str) -> bytes:
-        """Blocking `read_bytes`, for worker processes and threads that have no event loop."""
+    def read_bytes_sync(self, sha256: str) -> bytearray:
+        """Blocking `read_bytes`, for threads that have no event loop."""
         return self._read_bytes(sha256)
 
     def _open_path(self, path: Path, name: str) -> BinaryIO:

@@ -1,4 +1,4 @@
-"""Random-access reading of an encrypted blob, one chunk in memory at a time.
+"""Random-access reading of an encrypted blob: a chunk in memory at a time, or what one read asks for.
 
 Readers that seek (pydicom reading a header, zipfile reading its central directory, a download
 that streams) get a normal binary file object. Every chunk has the same sealed size except the
@@ -13,40 +13,45 @@ import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from common.crypto import TAG_BYTES, BlobHeader, DecryptionError, open_chunk, parse_header
+from common.crypto import MAX_HEADER_BYTES, TAG_BYTES, BlobHeader, DecryptionError, body_layout, parse_header
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-# Enough for the largest header: fixed part, a 255-byte key id, salt, nonce prefix, chunk size.
-_MAX_HEADER = 6 + 255 + 16 + 7 + 4
+_SPILL_LIMIT = 16 * 1024 * 1024  # a read larger than this (a whole deflated file, say) gets a buffer of its own
 
 
 class DecryptingReader(io.RawIOBase):
-    """A read-only, seekable view of the plaintext of the encrypted blob in `raw` (which it owns)."""
+    """A read-only, seekable view of the plaintext of the encrypted blob in `raw` (which it owns).
 
-    def __init__(self, raw: BinaryIO, keys: Mapping[str, bytes]) -> None:
+    Whole chunks are decrypted straight into the caller's buffer (`readinto`) or into one buffer reused
+    by every `read` that spans chunks (a frame), so reading a frame allocates only the bytes returned.
+    A chunk read in part is decrypted once and kept as bytes: the many small reads of a parser
+    (pydicom reads tags 4 and 8 bytes at a time) are one slice each.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase, keys: Mapping[str, bytes]) -> None:
         super().__init__()
         self._raw = raw
         try:
-            parsed = parse_header(raw.read(_MAX_HEADER), keys)
+            parsed = parse_header(raw.read(MAX_HEADER_BYTES), keys)
             if parsed is None:
                 raise DecryptionError("encrypted blob is truncated (incomplete header)")
             self._parsed: BlobHeader = parsed
             self._start = len(parsed.header)
             self._sealed = parsed.chunk_size + TAG_BYTES
             body = raw.seek(0, io.SEEK_END) - self._start
-            self._chunks = max(1, -(-body // self._sealed))
-            last = body - (self._chunks - 1) * self._sealed
-            if last < TAG_BYTES:
-                raise DecryptionError("encrypted blob is truncated (final chunk missing)")
+            self._chunks, self._last_sealed = body_layout(body, parsed.chunk_size)
         except BaseException:
             raw.close()
             raise
         self.size = body - self._chunks * TAG_BYTES
-        self._last_sealed = last
         self._pos = 0
-        self._cached: tuple[int, bytes] | None = None
+        self._scratch = memoryview(bytearray(self._sealed))  # one sealed chunk as read from `raw`
+        self._opened = memoryview(bytearray(parsed.chunk_size))  # one chunk decrypted, before it is cached
+        self._cached_at = -1  # plaintext offset of the cached chunk
+        self._cached = b""
+        self._spill = memoryview(bytearray())  # reused by reads across chunks (a frame), up to _SPILL_LIMIT
 
     def readable(self) -> bool:
         return True
@@ -58,46 +63,81 @@ class DecryptingReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self.size
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence})")
+        if offset < 0:
             raise OSError(errno.EINVAL, "negative seek position")  # as a file on disk answers (zipfile relies on it)
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        """Copy plaintext from the current position, at most up to the end of its chunk."""
-        if self._pos >= self.size:
-            return 0
-        index, offset = divmod(self._pos, self._parsed.chunk_size)
-        plaintext = self._chunk(index)
-        view = memoryview(buffer).cast("B")
-        count = min(len(view), len(plaintext) - offset)
-        view[:count] = plaintext[offset : offset + count]
-        self._pos += count
-        return count
+        self._pos = offset
+        return offset
 
     def read(self, size: int | None = -1) -> bytes:
         """Exactly `size` bytes unless the end comes first (callers such as pydicom expect no short reads)."""
-        remaining = self.size - self._pos if size is None or size < 0 else min(size, self.size - self._pos)
-        out = bytearray(max(remaining, 0))
-        view = memoryview(out)
+        pos, at = self._pos, self._cached_at
+        if size is not None and size >= 0 and at <= pos and pos + size <= at + len(self._cached):
+            self._pos = pos + size
+            return self._cached[pos - at : pos - at + size]
+        remaining = self.size - pos if size is None or size < 0 else min(size, self.size - pos)
+        if remaining <= 0:
+            return b""
+        index, offset = divmod(pos, self._parsed.chunk_size)
+        if offset + remaining <= self._plain_size(index):
+            self._pos = pos + remaining
+            return self._chunk(index)[offset : offset + remaining]
+        if len(self._spill) < remaining <= _SPILL_LIMIT:
+            self._spill = memoryview(bytearray(remaining))
+        view = self._spill[:remaining] if remaining <= _SPILL_LIMIT else memoryview(bytearray(remaining))
         filled = 0
-        while filled < len(out):
+        while filled < remaining:
             filled += self.readinto(view[filled:])
-        return bytes(out)
+        return view.tobytes()
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        """Plaintext from the current position into `buffer`, at most up to the end of its chunk."""
+        if self._pos >= self.size:
+            return 0
+        index, offset = divmod(self._pos, self._parsed.chunk_size)
+        view = memoryview(buffer).cast("B")
+        whole = self._plain_size(index)
+        if offset == 0 and len(view) >= whole and self._pos != self._cached_at:
+            self._open(index, view[:whole])
+            count = whole
+        else:
+            plaintext = self._chunk(index)
+            count = min(len(view), len(plaintext) - offset)
+            view[:count] = plaintext[offset : offset + count]
+        self._pos += count
+        return count
 
     def readall(self) -> bytes:
         return self.read()
 
+    def _plain_size(self, index: int) -> int:
+        return (self._last_sealed if index == self._chunks - 1 else self._sealed) - TAG_BYTES
+
     def _chunk(self, index: int) -> bytes:
-        if self._cached is not None and self._cached[0] == index:
-            return self._cached[1]
-        final = index == self._chunks - 1
+        at = index * self._parsed.chunk_size
+        if at != self._cached_at:
+            self._cached_at, self._cached = -1, b""  # a chunk that fails authentication is not kept
+            opened = self._opened[: self._plain_size(index)]
+            self._open(index, opened)
+            self._cached_at, self._cached = at, opened.tobytes()
+        return self._cached
+
+    def _open(self, index: int, out: memoryview) -> None:
+        """Read chunk `index` from `raw` and decrypt it into `out` (exactly its plaintext size)."""
+        sealed = self._scratch[: len(out) + TAG_BYTES]
         self._raw.seek(self._start + index * self._sealed)
-        sealed = self._raw.read(self._last_sealed if final else self._sealed)
-        plaintext = open_chunk(self._parsed, index, sealed, final=final)
-        self._cached = (index, plaintext)
-        return plaintext
+        got = 0
+        while got < len(sealed):
+            read = self._raw.readinto(sealed[got:])
+            if not read:
+                raise DecryptionError("encrypted blob is truncated (it shrank while being read)")
+            got += read
+        self._parsed.open_run(index, sealed, out, final=index == self._chunks - 1)
 
     def close(self) -> None:
         if not self.closed:
@@ -105,7 +145,7 @@ class DecryptingReader(io.RawIOBase):
         super().close()
 
 
-def open_decrypting(raw: BinaryIO, keys: Mapping[str, bytes]) -> BinaryIO:
+def open_decrypting(raw: io.BufferedIOBase, keys: Mapping[str, bytes]) -> BinaryIO:
     """A seekable plaintext file object over the encrypted blob in `raw` (closing it closes `raw`).
 
     Deliberately not an `io.BufferedReader` (the reader caches its current chunk itself): pydicom takes

@@ -1,8 +1,9 @@
 """Decode a DICOM instance's pixel data and measure it: shape, statistics, histogram, PNG preview.
 
-Pixel data is decoded one frame at a time (`pydicom.pixels.iter_pixels`), so a large multi-frame
-file never needs one float64 copy of all its frames. Figures are of the stored values as decoded
-by pydicom (no modality LUT, no rescale), over every sample of every pixel:
+Pixel data is decoded one frame at a time (`pydicom.pixels.iter_pixels`) and, given a file object,
+read from it one frame at a time: a large multi-frame file is never held whole, nor one float64 copy
+of all its frames. Figures are of the stored values as decoded by pydicom (no modality LUT, no
+rescale), over every sample of every pixel:
 
 * integer data of 8 or 16 bits: a table of how often each value occurs is accumulated frame by
   frame; min, max, count and the sum come out of it exactly, mean = sum / count with one rounding,
@@ -21,10 +22,11 @@ import decimal
 import io
 import math
 import operator
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -33,14 +35,16 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels
-from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
+from common.crypto import CryptoError
 from common.messages import Histogram, ImageResult, Statistics
 
 HISTOGRAM_BINS = 64
 PREVIEW_MAX_SIDE = 256
 NO_PIXEL_DATA = "no pixel data"
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAG_NUMBERS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 # Measured on sample-02 (96 JPEG Baseline frames, see bench/README.md): Pillow (libjpeg-turbo) decodes
 # about 4.5x faster than pylibjpeg (libjpeg). For every other syntax pylibjpeg is at least as fast.
@@ -193,12 +197,41 @@ def render_preview(frame: NDArray[np.generic], low: float, high: float, *, inver
     return out.getvalue()
 
 
-def read_dataset(data: bytes) -> Dataset:
-    """Parse a DICOM file held in memory (deflated files are inflated by pydicom)."""
+def read_dataset(source: bytes | BinaryIO) -> tuple[Dataset, Dataset | BinaryIO | None]:
+    """The file's elements (up to its pixel data), and what its frames are decoded from (None: no pixel data).
+
+    A file object is parsed up to its pixel data and its frames are read from it one at a time by
+    `iter_pixels`, so a large file is never held whole. A file given whole is parsed once with its pixel
+    data, which decodes faster than parsing the header again for `iter_pixels`; a deflated file is
+    inflated whole by pydicom anyway, so it goes the same way. A `CryptoError` of an encrypted source
+    is not the file's fault and passes through.
+    """
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        if isinstance(source, bytes):
+            return _read_whole(io.BytesIO(source))
+        ds = pydicom.dcmread(source, stop_before_pixels=True)
+        if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            source.seek(0)
+            return _read_whole(source)
+        return ds, source if _at_pixel_data(source, little_endian=ds.original_encoding[1] is not False) else None
+    except CryptoError:
+        raise
     except Exception as exc:  # pydicom raises many types for malformed input; all mean "not readable"
         raise ImagingError(f"not a readable DICOM file: {exc}") from exc
+
+
+def _read_whole(source: BinaryIO) -> tuple[Dataset, Dataset | None]:
+    ds = pydicom.dcmread(source)
+    return ds, ds if has_pixel_data(ds) else None
+
+
+def _at_pixel_data(source: BinaryIO, *, little_endian: bool) -> bool:
+    """True when the next tag is a pixel data element: pydicom stops right before one, or at the end of the file."""
+    head = source.read(4)
+    if len(head) < 4:
+        return False
+    group, element = struct.unpack("<HH" if little_endian else ">HH", head)
+    return (group << 16 | element) in _PIXEL_TAG_NUMBERS
 
 
 def has_pixel_data(ds: Dataset) -> bool:
@@ -206,9 +239,9 @@ def has_pixel_data(ds: Dataset) -> bool:
     return any(tag in ds for tag in _PIXEL_TAGS)
 
 
-def _measure(ds: Dataset, plugin: str, worker: str, started: float) -> Analysis:
+def _measure(ds: Dataset, pixels: Dataset | BinaryIO, plugin: str, worker: str, started: float) -> Analysis:
     def frames() -> Iterator[NDArray[np.generic]]:
-        return iter_pixels(ds, decoding_plugin=plugin)
+        return iter_pixels(pixels, decoding_plugin=plugin)
 
     first = True
     accumulator: _ValueTable | _Moments = _Moments()
@@ -249,29 +282,30 @@ def _measure(ds: Dataset, plugin: str, worker: str, started: float) -> Analysis:
     return Analysis(result=result, preview_png=preview)
 
 
-def analyse(data: bytes, *, worker: str) -> Analysis:
-    """Decode and measure one DICOM file; raise ImagingError when its pixel data cannot be measured.
+def analyse(source: bytes | BinaryIO, *, worker: str) -> Analysis:
+    """Decode and measure one DICOM file (whole, or a seekable file object read frame by frame).
 
+    Raise ImagingError when its pixel data cannot be measured (a CryptoError of the source passes through).
     Objects without pixel data (SR, RT plan, waveform) get a result that says "no pixel data".
     """
     started = time.perf_counter()
-    ds = read_dataset(data)
-    if not has_pixel_data(ds):
+    ds, pixels = read_dataset(source)
+    if pixels is None:
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         return Analysis(
             ImageResult(has_pixel_data=False, note=NO_PIXEL_DATA, processing_ms=elapsed, worker=worker), None
         )
     plugin = preferred_plugin(ds)
     try:
-        return _measure(ds, plugin, worker, started)
-    except ImagingError:
+        return _measure(ds, pixels, plugin, worker, started)
+    except (ImagingError, CryptoError):
         raise
     except Exception as first_error:  # decoder plugins raise anything from ValueError to RuntimeError
         if plugin == "":
             raise ImagingError(f"pixel data could not be decoded: {first_error}") from first_error
         try:  # the preferred plugin may refuse an unusual variant that another installed one handles
-            return _measure(ds, "", worker, started)
-        except ImagingError:
+            return _measure(ds, pixels, "", worker, started)
+        except (ImagingError, CryptoError):
             raise
         except Exception as exc:
             raise ImagingError(f"pixel data could not be decoded: {exc}") from exc

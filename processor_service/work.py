@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from common.blobs import BlobStore
+from common.blobs import BlobStore, BlobUnreadable
+from common.crypto import CryptoError
 from common.imaging import Analysis, analyse
 
 
 def measure_blob(store: BlobStore, sha256: str, worker: str) -> Analysis:
-    """Read (decrypt in memory) one stored file and measure its pixel data.
+    """Measure the pixel data of one stored file, read frame by frame through its decrypting reader.
 
-    Raises BlobNotFound, BlobUnreadable or ImagingError.
+    Neither the ciphertext nor the plaintext is ever held whole: memory stays about one frame and one
+    64 KiB chunk whatever the file's size, at the CPU cost of reading it whole (bench/README.md,
+    bench_crypto). Raises BlobNotFound, BlobUnreadable (also for a chunk that fails authentication
+    mid-way) or ImagingError.
     """
-    data = store.read_bytes_sync(sha256)
-    return analyse(data, worker=worker)
+    with store.open(sha256) as reader:
+        try:
+            return analyse(reader, worker=worker)
+        except CryptoError as exc:
+            raise BlobUnreadable(f"blob {sha256}: {exc}") from exc

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from common.blobs import BlobNotFound, BlobStore, BlobTooLarge, BlobUnreadable
-from common.crypto import Keyring, generate_key_spec
+from common.crypto import DecryptionError, Keyring, generate_key_spec
 from common.dicom_validation import validate_file
 
 
@@ -213,6 +213,40 @@ async def test_readers_seek_anywhere_and_stream_ranges(store: BlobStore) -> None
     assert whole == data
     with pytest.raises(BlobNotFound):
         store.open("0" * 64)
+
+
+async def test_reader_reads_across_chunks_into_any_buffer(store: BlobStore) -> None:
+    chunk = 64 * 1024
+    data = os.urandom(5 * chunk + 99)
+    key = await store.put_bytes(memoryview(data))  # any buffer is stored as its bytes
+    assert key == hashlib.sha256(data).hexdigest()
+    with store.open(key) as reader:
+        buffer = bytearray(3 * chunk)
+        assert reader.readinto(buffer) == chunk  # a whole chunk, decrypted straight into the buffer
+        assert reader.readinto(memoryview(buffer)[10:]) == chunk  # the next one likewise
+        assert buffer[:10] == data[:10] and buffer[10 : 10 + chunk] == data[chunk : 2 * chunk]
+        for offset, size in [(0, 3 * chunk), (chunk - 5, 2 * chunk + 10), (3, 4), (4 * chunk, 2 * chunk), (1, -1)]:
+            reader.seek(offset)
+            assert reader.read(size) == data[offset : offset + size if size >= 0 else None]
+            assert reader.tell() == min(len(data), offset + size if size >= 0 else len(data))
+
+
+async def test_a_chunk_that_fails_authentication_fails_on_every_read(store: BlobStore) -> None:
+    chunk = 64 * 1024
+    data = os.urandom(3 * chunk)
+    key = await store.put_bytes(data)
+    path = store.path(key)
+    sealed = bytearray(path.read_bytes())
+    sealed[-chunk] ^= 1  # inside the last chunk
+    path.write_bytes(sealed)
+    with store.open(key) as reader:
+        assert reader.read(2 * chunk) == data[: 2 * chunk]
+        for _ in range(2):  # the failed chunk is not kept: the second read fails the same way
+            reader.seek(2 * chunk + 7)
+            with pytest.raises(DecryptionError):
+                reader.read(10)
+        reader.seek(0)
+        assert reader.read(10) == data[:10]
 
 
 async def test_an_empty_blob_round_trips(store: BlobStore) -> None:

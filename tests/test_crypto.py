@@ -1,16 +1,22 @@
-"""AES-256-GCM blob encryption: round trips, wrong keys, tampering, truncation, rotation, settings."""
+"""AES-256-GCM blob encryption: the version 1 format, round trips, wrong keys, tampering, truncation, rotation."""
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from common.crypto import (
     MAGIC,
     TAG_BYTES,
+    CryptoError,
     DecryptionError,
     KeyConfigError,
     Keyring,
@@ -19,6 +25,7 @@ from common.crypto import (
     is_encrypted,
     parse_keys,
 )
+from common.crypto_reader import open_decrypting
 from common.secret_settings import AuthSettings, BlobKeySettings, ensure_local_secrets
 
 CHUNK = 1024  # small chunks so that multi-chunk cases stay fast
@@ -30,6 +37,88 @@ def keyring(spec: str | None = None, active: str | None = None) -> Keyring:
 
 def pieces(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def reference_blob(master: bytes, kid: bytes, salt: bytes, prefix: bytes, chunk_size: int, plaintext: bytes) -> bytes:
+    """Format version 1 written from its description (common/crypto.py docstring) with one AESGCM.encrypt per chunk."""
+    header = MAGIC + bytes([1, len(kid)]) + kid + salt + prefix + chunk_size.to_bytes(4, "big")
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"dicomflow-blob-v1:" + kid).derive(master)
+    chunks = pieces(plaintext, chunk_size) or [b""]
+    last = len(chunks) - 1
+    sealed = [
+        AESGCM(key).encrypt(prefix + i.to_bytes(4, "big") + bytes([i == last]), chunk, header)
+        for i, chunk in enumerate(chunks)
+    ]
+    return header + b"".join(sealed)
+
+
+# A blob written by the implementation before encrypt_into (commit 96e5776), with its random salt and nonce prefix
+# fixed: master key bytes 0..31, key id "kat", salt 16 x a5, prefix 01..07, 16-byte chunks, KAT_PLAINTEXT.
+KAT_KEY = bytes(range(32))
+KAT_PLAINTEXT = b"dicomflow known-answer vector, 3 chunks"
+KAT_BLOB = bytes.fromhex(
+    "4446454201036b6174a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a501020304050607000000"
+    "10f7c0a321c465d94719dcd53366725c65ab565cbb6e2f60e56e96dff3a8a5ac8f1d04"
+    "774c5951aa961b84df69d5f49941b610c3d11513da425a6f18108d082e68e24b7ac20e"
+    "59886cee237aa48eb98a4341149d04500eda"
+)
+
+
+def test_known_answer_blob_decrypts_on_every_read_path() -> None:
+    ring = Keyring.from_spec(f"kat:{base64.b64encode(KAT_KEY).decode()}")
+    salt, prefix = bytes([0xA5] * 16), bytes(range(1, 8))
+    assert reference_blob(KAT_KEY, b"kat", salt, prefix, 16, KAT_PLAINTEXT) == KAT_BLOB
+    assert ring.decrypt_bytes(KAT_BLOB) == KAT_PLAINTEXT
+    assert ring.decrypt_bytes(memoryview(bytearray(KAT_BLOB))) == KAT_PLAINTEXT
+    for size in (1, 7, 16, 32, 33, len(KAT_BLOB)):
+        assert b"".join(ring.decrypt_iter(pieces(KAT_BLOB, size))) == KAT_PLAINTEXT
+    with open_decrypting(io.BytesIO(KAT_BLOB), ring.keys) as reader:
+        assert reader.read() == KAT_PLAINTEXT
+        reader.seek(15)
+        assert reader.read(3) == KAT_PLAINTEXT[15:18]
+
+
+def cut(data: bytes, sizes: list[int]) -> list[bytes]:
+    """`data` in pieces of the given sizes, repeated until it is used up."""
+    parts: list[bytes] = []
+    while sum(map(len, parts)) < len(data):
+        at = sum(map(len, parts))
+        parts.append(data[at : at + sizes[len(parts) % len(sizes)]])
+    return parts
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, 3 * CHUNK + 17])
+@pytest.mark.parametrize("sizes", [None, [1000], [2 * CHUNK], [1, CHUNK + 1, 7, CHUNK]], ids=str)
+def test_every_encrypt_path_writes_exactly_the_version_1_format(size: int, sizes: list[int] | None) -> None:
+    spec = generate_key_spec("k1")
+    ring = keyring(spec)
+    data = os.urandom(size)
+    blob = bytes(ring.encrypt_bytes(data) if sizes is None else b"".join(ring.encrypt_iter(cut(data, sizes))))
+    salt, prefix = blob[8:24], blob[24:31]  # after MAGIC, version, len(kid) and "k1"
+    assert blob == reference_blob(parse_keys(spec)["k1"], b"k1", salt, prefix, CHUNK, data)
+
+
+@pytest.mark.parametrize(
+    "sizes", [[1], [CHUNK + TAG_BYTES], [CHUNK + TAG_BYTES + 1], [3, 5000, 17, 2 * CHUNK]], ids=str
+)
+def test_streamed_decryption_of_any_piece_sizes(sizes: list[int]) -> None:
+    ring = keyring()
+    data = os.urandom(4 * CHUNK + 100)
+    assert b"".join(ring.decrypt_iter(cut(bytes(ring.encrypt_bytes(data)), sizes))) == data
+
+
+def test_an_encryptor_seals_once_and_finalizes_once() -> None:
+    encryptor = keyring().encryptor()
+    encryptor.update(b"started")
+    with pytest.raises(CryptoError, match="already started"):
+        encryptor.seal(b"whole")
+    encryptor.finalize()
+    with pytest.raises(CryptoError, match="finalized"):
+        encryptor.finalize()
+    sealed = keyring().encryptor()
+    sealed.seal(b"whole")
+    with pytest.raises(CryptoError, match="finalized"):
+        sealed.update(b"more")
 
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 17])

@@ -126,22 +126,23 @@ def test_sample_02_jpeg_figures_within_a_grey_level_of_pydicoms_default_decoder(
     assert np.abs(np.array(result.histogram.counts) - reference).sum() < 0.05 * x.size
 
 
-@pytest.mark.parametrize(
-    ("name", "syntax"),
-    [
-        ("MR_small_RLE.dcm", "RLE Lossless"),
-        ("image_dfl.dcm", "Deflated Explicit VR Little Endian"),
-        ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS Lossless Image Compression"),
-        ("JPEGLSNearLossless_16.dcm", "JPEG-LS Lossy (Near-Lossless) Image Compression"),
-        ("MR_small_jp2klossless.dcm", "JPEG 2000 Image Compression (Lossless Only)"),
-        ("JPEG2000.dcm", "JPEG 2000 Image Compression"),
-        ("JPGExtended.dcm", "JPEG Extended (Process 2 and 4)"),
-        ("SC_rgb_rle_16bit_2frame.dcm", "RLE Lossless"),
-        ("SC_rgb_jpeg_dcmtk.dcm", "JPEG Baseline (Process 1)"),
-        ("rtdose_rle.dcm", "RLE Lossless"),
-        ("CT_small.dcm", "Explicit VR Little Endian"),
-    ],
-)
+ENCODINGS = [
+    ("MR_small_RLE.dcm", "RLE Lossless"),
+    ("image_dfl.dcm", "Deflated Explicit VR Little Endian"),
+    ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS Lossless Image Compression"),
+    ("JPEGLSNearLossless_16.dcm", "JPEG-LS Lossy (Near-Lossless) Image Compression"),
+    ("MR_small_jp2klossless.dcm", "JPEG 2000 Image Compression (Lossless Only)"),
+    ("JPEG2000.dcm", "JPEG 2000 Image Compression"),
+    ("JPGExtended.dcm", "JPEG Extended (Process 2 and 4)"),
+    ("SC_rgb_rle_16bit_2frame.dcm", "RLE Lossless"),
+    ("SC_rgb_jpeg_dcmtk.dcm", "JPEG Baseline (Process 1)"),
+    ("rtdose_rle.dcm", "RLE Lossless"),
+    ("CT_small.dcm", "Explicit VR Little Endian"),
+]
+NO_PIXELS = ["rtplan.dcm", "test-SR.dcm", "waveform_ecg.dcm"]
+
+
+@pytest.mark.parametrize(("name", "syntax"), ENCODINGS)
 def test_every_encoding_decodes_to_numpys_figures(name: str, syntax: str) -> None:
     path = _bundled(name)
     ds = pydicom.dcmread(path)
@@ -152,6 +153,16 @@ def test_every_encoding_decodes_to_numpys_figures(name: str, syntax: str) -> Non
     analysis = analyse(path.read_bytes(), worker="w")
     _assert_like_numpy(analysis.result, array, frames=frames, rel=1e-12)
     _assert_preview(analysis.preview_png, mode="RGB" if ds.SamplesPerPixel == 3 else "L")
+
+
+@pytest.mark.parametrize("name", [name for name, _ in ENCODINGS] + NO_PIXELS + ["sample-01", "sample-02"])
+def test_a_file_object_read_frame_by_frame_gives_the_figures_of_the_whole_file(name: str, samples_dir: Path) -> None:
+    path = samples_dir / f"{name}-dicom.dcm" if name.startswith("sample-") else _bundled(name)
+    whole = analyse(path.read_bytes(), worker="w")
+    with path.open("rb") as handle:
+        streamed = analyse(handle, worker="w")
+    assert streamed.result.model_dump(exclude={"processing_ms"}) == whole.result.model_dump(exclude={"processing_ms"})
+    assert streamed.preview_png == whole.preview_png
 
 
 def test_jpeg_2000_signed_data_keeps_its_negative_values() -> None:
@@ -226,7 +237,7 @@ def test_large_frames_get_a_preview_at_most_256_px_keeping_the_aspect() -> None:
     assert image.size == (256, 128)
 
 
-@pytest.mark.parametrize("name", ["rtplan.dcm", "test-SR.dcm", "waveform_ecg.dcm"])
+@pytest.mark.parametrize("name", NO_PIXELS)
 def test_objects_without_pixel_data_say_so(name: str) -> None:
     analysis = analyse(_bundled(name).read_bytes(), worker="w")
     assert analysis.result.has_pixel_data is False

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import os
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import numpy as np
+import pydicom
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from PIL import Image
 
-from common.blobs import BlobStore
+from common.blobs import BlobStore, BlobUnreadable
 from common.broker import (
     JOB_STANDARD,
     STATUS_PATTERN,
@@ -28,6 +31,7 @@ from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEve
 from common.secret_settings import BlobKeySettings
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
+from processor_service.work import measure_blob
 from tests.queue_helpers import take
 
 LIMIT = 1
@@ -192,3 +196,55 @@ async def test_stop_finishes_the_job_in_flight_before_closing(
     [message] = await take(topology.results, 1, timeout=WAIT)
     assert ProcessResult.model_validate_json(message.body).status is InstanceStatus.DONE
     await take(topology.jobs, 0)
+
+
+def _without_timing(analysis: Any) -> tuple[dict[str, Any], bytes | None]:
+    return analysis.result.model_dump(exclude={"processing_ms"}), analysis.preview_png
+
+
+@pytest.mark.parametrize("sample", ["sample-01-dicom.dcm", "sample-02-dicom.dcm"])
+def test_a_blob_read_frame_by_frame_gives_the_figures_of_the_plaintext(
+    store: BlobStore, samples_dir: Path, sample: str
+) -> None:
+    data = (samples_dir / sample).read_bytes()
+    sha256 = store.put_bytes_sync(data)
+    assert _without_timing(measure_blob(store, sha256, "w")) == _without_timing(analyse(data, worker="w"))
+
+
+def test_a_large_multi_frame_blob_is_measured_without_holding_it(
+    store: BlobStore, samples_dir: Path, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(samples_dir / "sample-01-dicom.dcm")
+    frame = ds.pixel_array
+    frames = np.stack([np.roll(frame, 7 * i, axis=1) for i in range(64)])  # 64 x 512 KiB = 32 MiB of pixels
+    ds.NumberOfFrames, ds.PixelData = len(frames), frames.tobytes()
+    path = tmp_path / "multi-frame.dcm"
+    ds.save_as(path)
+    sha256 = store.put_bytes_sync(path.read_bytes())
+    del ds, frames
+    tracemalloc.start()
+    try:
+        result = measure_blob(store, sha256, "w").result
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # About 10 MB whatever the file's size (a frame, the value table, the preview's float64 copies of one frame);
+    # holding the file whole even once would take more than its size.
+    assert peak < path.stat().st_size / 2
+    expected = analyse(path.read_bytes(), worker="w").result
+    assert result.frames == 64 and result.model_dump(exclude={"processing_ms"}) == expected.model_dump(
+        exclude={"processing_ms"}
+    )
+
+
+@pytest.mark.parametrize("where", [0.01, 0.5], ids=["in the header", "in the pixel data"])
+def test_a_blob_tampered_mid_file_is_unreadable_not_undecodable(
+    store: BlobStore, samples_dir: Path, where: float
+) -> None:
+    sha256 = store.put_bytes_sync((samples_dir / "sample-02-dicom.dcm").read_bytes())
+    path = store.path(sha256)
+    sealed = bytearray(path.read_bytes())
+    sealed[int(len(sealed) * where)] ^= 1
+    path.write_bytes(sealed)
+    with pytest.raises(BlobUnreadable, match="failed authentication"):
+        measure_blob(store, sha256, "w")
