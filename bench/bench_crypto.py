@@ -9,7 +9,7 @@ Three parts, each written to the `bench_crypto` section of bench/README.md:
 * whole files (ingest's `put_bytes_sync`): generated instances of the two samples, user and system
   CPU per file, against the floor of sha256 plus ONE `AESGCM.encrypt` of the whole file (what sealing
   cannot go below), the previous implementation alongside; rounds alternate, best round kept. The
-  process tunes malloc as the services do (`common.web.tune_malloc`);
+  process tunes malloc as the services do (`common.malloc.tune_malloc`);
 * the processor's read path, in spawned processes as the worker pool starts them (malloc as today,
   untuned, and tuned): CPU per file of `measure_blob` (frame by frame through the decrypting reader)
   against the plaintext read whole and parsed once, on the samples, and the CPU and peak of traced
@@ -40,7 +40,7 @@ from bench.report import write_section
 from common.blobs import BlobStore
 from common.crypto import MAGIC, PREFIX_BYTES, SALT_BYTES, TAG_BYTES, VERSION, Keyring, generate_key_spec, parse_header
 from common.imaging import Analysis, analyse
-from common.web import tune_malloc
+from common.malloc import tune_malloc
 from processor_service.work import measure_blob
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_mix
 
@@ -322,7 +322,7 @@ def processor(store: BlobStore, root: Path) -> list[str]:
     return [
         "",
         "Processor read path in a spawned process as the worker pool starts them: malloc as today (not tuned in "
-        "the workers) and tuned as in the services (`common.web.tune_malloc`); best of "
+        "the workers) and tuned as in the services (`common.malloc.tune_malloc`); best of "
         f"{ROUNDS} alternating rounds for the samples. Whole (the baseline): the plaintext read into memory "
         "through the decrypting reader and parsed once with its pixel data (`analyse(bytes)`). Frame by frame "
         "(`processor_service.work.measure_blob`): pydicom parses the header through the reader, then reads "

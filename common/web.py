@@ -4,7 +4,6 @@ errors, Prometheus metrics, health and readiness endpoints, and the process entr
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from common.logs import CORRELATION_HEADER, bind_correlation_id, configure_logging, get_logger
+from common.malloc import tune_malloc
 from common.problems import ProblemError, problem_response
 from common.settings import BaseServiceSettings
 
@@ -148,25 +148,6 @@ def load_settings(settings_cls: type[S]) -> S:
         lines = [f"  {'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
         sys.stderr.write(f"invalid configuration for {settings_cls.__name__}:\n" + "\n".join(lines) + "\n")
         raise SystemExit(2) from None
-
-
-# glibc hands every allocation over 128 KiB a fresh mmap and unmaps it on free, so each upload buffer
-# (a file held whole, its ciphertext, a joined body) is mapped and zeroed again by the kernel: about
-# 0.6 ms of CPU per new uploaded file in ingest, measured (bench/README.md, "DICOM pipeline"). Serve
-# blocks up to 4 MiB from the heap and keep up to 32 MiB of freed heap before trimming.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
-_TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
-
-
-def tune_malloc() -> bool:
-    """Keep large buffers on the heap (glibc only; elsewhere nothing changes). True when applied."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
 
 
 def serve(

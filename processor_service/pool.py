@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from common.logs import get_logger
+from common.malloc import tune_malloc
 
 log = get_logger(__name__)
 
@@ -50,7 +51,8 @@ class WorkerPool:
         self.closed = False
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+        # Spawned workers do not inherit the service's malloc tuning: each frame they decode is a large buffer.
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=tune_malloc)
         self._all.add(executor)
         return executor
 
