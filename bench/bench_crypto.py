@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bench.report import write_section
 from common.blobs import BlobStore
-from common.crypto import MAGIC, PREFIX_BYTES, SALT_BYTES, TAG_BYTES, VERSION, Keyring, generate_key_spec, parse_header
+from common.crypto import MAGIC, PREFIX_BYTES, SALT_BYTES, TAG_BYTES, VERSION, Keyring, parse_header
+from common.crypto_keys import generate_key_spec
 from common.imaging import Analysis, analyse
 from common.malloc import tune_malloc
 from processor_service.work import measure_blob

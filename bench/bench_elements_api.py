@@ -32,7 +32,7 @@ import aiohttp
 
 from bench.report import write_section
 from common.broker import delete_topology, open_channel
-from common.crypto import generate_key_spec
+from common.crypto_keys import generate_key_spec
 from common.identity import ROLE_HEADER, USER_HEADER
 from common.settings import BaseServiceSettings
 from results_service.db import apply_migrations, drop_database

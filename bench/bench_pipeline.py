@@ -44,7 +44,7 @@ from bench.load_generator import UploadTarget, cpu_of, timed_upload
 from bench.orthanc_baseline import Orthanc, orthanc_binary, orthanc_round, require_orthanc
 from bench.pipeline_report import INTRO, OUR_CPU_PARTS, POOL, POOL_DEFAULT, PipelineFigures, report
 from bench.report import write_section
-from common.crypto import generate_key_spec
+from common.crypto_keys import generate_key_spec
 from common.imaging import HISTOGRAM_BINS
 from common.settings import BaseServiceSettings
 from results_service.db import apply_migrations, drop_database

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from common.crypto import Bytes, CryptoError, Encryptor, Keyring, is_encrypted
+from common.crypto import Bytes, Encryptor, Keyring, is_encrypted
+from common.crypto_keys import CryptoError
 from common.crypto_reader import open_decrypting
 
 _HEX = frozenset("0123456789abcdef")

@@ -37,7 +37,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
-from common.crypto import CryptoError
+from common.crypto_keys import CryptoError
 from common.messages import Histogram, ImageResult, Statistics
 
 HISTOGRAM_BINS = 64

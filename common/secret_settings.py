@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.crypto import KeyConfigError, Keyring, generate_key_spec
+from common.crypto import Keyring
+from common.crypto_keys import KeyConfigError, generate_key_spec
 
 SECRETS_DIR = Path("var/secrets")
 AUTH_SECRET_FILE = SECRETS_DIR / "auth_secret"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.blobs import BlobStore, BlobUnreadable
-from common.crypto import CryptoError
+from common.crypto_keys import CryptoError
 from common.imaging import Analysis, analyse
 
 

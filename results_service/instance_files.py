@@ -16,7 +16,7 @@ from pydicom.errors import InvalidDicomError
 
 from common.blobs import BlobError, BlobNotFound, BlobStore, BlobUnreadable
 from common.bodies import validate
-from common.crypto import CryptoError
+from common.crypto_keys import CryptoError
 from common.deid_stream import plan_deidentified_copy
 from common.identity import caller_from_headers
 from common.logs import get_logger

@@ -18,7 +18,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from common.crypto import generate_key_spec
+from common.crypto_keys import generate_key_spec
 from common.preflight import check_services
 from common.settings import BaseServiceSettings
 

@@ -11,7 +11,8 @@ import pydicom
 import pytest
 
 from common.blobs import BlobNotFound, BlobStore, BlobTooLarge, BlobUnreadable
-from common.crypto import DecryptionError, Keyring, generate_key_spec
+from common.crypto import Keyring
+from common.crypto_keys import DecryptionError, generate_key_spec
 from common.dicom_validation import validate_file
 
 

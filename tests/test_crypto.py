@@ -13,18 +13,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from common.crypto import (
-    MAGIC,
-    TAG_BYTES,
-    CryptoError,
-    DecryptionError,
-    KeyConfigError,
-    Keyring,
-    UnknownKeyId,
-    generate_key_spec,
-    is_encrypted,
-    parse_keys,
-)
+from common.crypto import MAGIC, TAG_BYTES, Keyring, is_encrypted
+from common.crypto_keys import CryptoError, DecryptionError, KeyConfigError, UnknownKeyId, generate_key_spec, parse_keys
 from common.crypto_reader import open_decrypting
 from common.secret_settings import AuthSettings, BlobKeySettings, ensure_local_secrets
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from common.blobs import BlobStore
-from common.crypto import Keyring, generate_key_spec
+from common.crypto import Keyring
+from common.crypto_keys import generate_key_spec
 from ingest_service.parts import UnreadableFile
 from ingest_service.staging import Refused, store_file
 
