@@ -10,14 +10,8 @@ bound for this architecture in Python, measured in the same run as ours and Orth
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,74 +19,34 @@ from typing import Any
 import aiohttp
 import psutil
 
+from bench.child_process import ChildProcess
 from bench.hop_floor_apps import RECEIVED, UPLOADS
 from bench.load_generator import UploadTarget, cpu_of, timed_upload
 from tests.e2e.conftest import ROOT, free_port
 
-READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 CPU_PARTS = ("proxy", "sink", "load generator")
 
 
-class FloorApp:
+class FloorApp(ChildProcess):
     """One of the two apps as a child process on a free 127.0.0.1 port, its output in `folder/<role>.log`."""
 
     def __init__(self, role: str, folder: Path, upstream: str = "") -> None:
+        super().__init__(f"floor {role}", folder / f"{role}.log", stop_timeout=STOP_TIMEOUT)
         self.role = role
         self.port = free_port()
-        self.log_path = folder / f"{role}.log"
         self.env = {**os.environ, "FLOOR_ROLE": role, "FLOOR_PORT": str(self.port), "FLOOR_UPSTREAM": upstream}
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.hop_floor_apps"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.spawn([sys.executable, "-m", "bench.hop_floor_apps"], cwd=ROOT, env=self.env)
 
-    def wait_ready(self) -> None:
-        """Poll `/healthz` until the app answers; its exit or a timeout raises with the end of its log."""
-        assert self.process is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"floor {self.role} exited with {self.process.returncode}:\n{self.log_tail()}")
-            with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"floor {self.role} not ready after {READY_TIMEOUT} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM (aiohttp shuts down gracefully), SIGKILL if the process has not exited after STOP_TIMEOUT."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def cpu(self) -> float:
-        assert self.process is not None
-        return cpu_of(psutil.Process(self.process.pid))
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+    def ready(self) -> None:
+        """Wait until the app answers its health route."""
+        self.wait_ready(f"{self.url}/healthz")
 
 
 class HopFloor:
@@ -108,7 +62,7 @@ class HopFloor:
             for app in (self.sink, self.proxy):
                 app.start()
             for app in (self.sink, self.proxy):
-                app.wait_ready()
+                app.ready()
         except BaseException:
             self.stop()
             raise

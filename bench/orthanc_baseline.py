@@ -18,17 +18,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import psutil
 
+from bench.child_process import ChildProcess
 from bench.load_generator import UploadTarget, cpu_of, timed_upload
 
 DEFAULT_BINARY = "/usr/sbin/Orthanc"
@@ -37,7 +34,6 @@ INSTALL_HINT = (
     "install it with 'sudo apt-get install -y orthanc' (make bench does this when run as root), "
     "or set ORTHANC to the path of an Orthanc binary"
 )
-READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 CPU_PARTS = ("Orthanc", "load generator")
 # Orthanc's answer to a file it stores, and to the same SOP Instance sent again (OverwriteInstances false).
@@ -85,15 +81,14 @@ def render_config(folder: Path, port: int) -> str:
     return json.dumps(orthanc_config(folder, port), indent=2) + "\n"
 
 
-class Orthanc:
+class Orthanc(ChildProcess):
     """One Orthanc process for the duration of a `with` block: configured, started, ready, then stopped."""
 
     def __init__(self, binary: Path, folder: Path, port: int) -> None:
+        super().__init__("Orthanc", folder / "orthanc.log", stop_timeout=STOP_TIMEOUT)
         self.binary = binary
         self.folder = folder
         self.port = port
-        self.log_path = folder / "orthanc.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -103,12 +98,9 @@ class Orthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "orthanc.json"
         config.write_text(render_config(self.folder, self.port))
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.spawn([self.binary, config])
         try:
-            self._wait_ready()
+            self.wait_ready(f"{self.url}/system")  # its database and storage are open by then
         except BaseException:
             self.stop()
             raise
@@ -117,41 +109,9 @@ class Orthanc:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    def _wait_ready(self) -> None:
-        """Poll `/system` until Orthanc answers (its database and storage are open by then)."""
-        assert self.process is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/system", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"Orthanc not ready after {READY_TIMEOUT} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM (Orthanc closes its index and exits), SIGKILL if it has not after STOP_TIMEOUT."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by Orthanc (all its threads) and by this process, the load generator."""
-        assert self.process is not None
-        return {"Orthanc": cpu_of(psutil.Process(self.process.pid)), "load generator": cpu_of(psutil.Process())}
+        return {"Orthanc": self.cpu(), "load generator": cpu_of(psutil.Process())}
 
     def target(self, status: str) -> UploadTarget:
         """`POST /instances`, accepted when Orthanc answers 200 with the given `Status`."""
