@@ -13,7 +13,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from common.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
 from common.identity import USER_HEADER
@@ -21,6 +21,7 @@ from common.messages import InstanceStatus, StatusChanges, StatusEvent
 from common.problems import PROBLEM_CONTENT_TYPE
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
+from tests.queue_helpers import take
 
 LIMIT = 1
 
@@ -190,15 +191,9 @@ async def uncommitted_twin(database_url: str, owner: str, content: str) -> Async
 async def announced(queue: AbstractQueue, expected: int, timeout: float = 10.0) -> list[StatusEvent]:
     """The status events announced on a live-feed queue, in order, until `expected` arrived (each message is a
     `StatusChanges` of one batch); checks that no more are there."""
-    events: list[StatusEvent] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(events) < expected and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, timeout=5)
-        if message is None:
-            await asyncio.sleep(0.02)
-            continue
-        await message.ack()
-        events += StatusChanges.model_validate_json(message.body).events
-    assert len(events) == expected, f"{queue.name}: {len(events)} events, expected {expected}"
-    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected} events"
-    return events
+
+    def events_in(message: AbstractIncomingMessage) -> list[StatusEvent]:
+        return StatusChanges.model_validate_json(message.body).events
+
+    messages = await take(queue, expected, timeout, weight=lambda message: len(events_in(message)))
+    return [event for message in messages for event in events_in(message)]
