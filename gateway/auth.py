@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -44,6 +45,7 @@ _CACHE_MAX = 10_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 claims_key = web.RequestKey("token_claims", TokenClaims)
+V = TypeVar("V")
 
 
 class Authenticator:
@@ -72,9 +74,7 @@ class Authenticator:
                 claims = verify_token(token, self.settings.auth_secret.get_secret_value(), leeway_seconds=leeway)
             except InvalidToken as exc:
                 raise Unauthorized(f"The access token is not valid: {exc}.") from exc
-            self._verified[token] = claims
-            while len(self._verified) > _CACHE_MAX:
-                self._verified.popitem(last=False)
+            _remember(self._verified, token, claims)
         elif claims.exp.timestamp() + leeway < time.time():
             del self._verified[token]
             raise Unauthorized("The access token is not valid: the token has expired.")
@@ -111,11 +111,16 @@ class Authenticator:
             log.warning("token_check_unavailable", error=type(exc).__name__)
             raise ServiceUnavailable("Cannot check the access token right now; try again shortly.") from exc
         if self.settings.auth_cache_seconds > 0:
-            self._cache[claims.jti] = (now + self.settings.auth_cache_seconds, state)
-            self._cache.move_to_end(claims.jti)
-            while len(self._cache) > _CACHE_MAX:
-                self._cache.popitem(last=False)
+            _remember(self._cache, claims.jti, (now + self.settings.auth_cache_seconds, state))
         return state
+
+
+def _remember(cache: OrderedDict[str, V], key: str, value: V) -> None:
+    """Put `key` last (newest) in a cache bounded to _CACHE_MAX entries, forgetting the oldest."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _CACHE_MAX:
+        cache.popitem(last=False)
 
 
 authenticator_key = web.AppKey("authenticator", Authenticator)
