@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pydicom
 import pytest
 
@@ -169,3 +171,48 @@ async def test_body_over_the_limit_is_413_at_the_gateway_and_at_ingest(start_sys
     status, problem = await upload(system, user, chunks(), DICOM)
     assert status == 413
     assert "100000" in problem["detail"]
+
+
+async def test_concurrent_uploads_of_two_users_are_registered_once_each_with_their_own_audit_trail(
+    running_system: RunningSystem, database_url: str
+) -> None:
+    """Files of many concurrent uploads share registration calls: every file still gets its own outcome,
+    twins of one owner make one instance, and each upload's audit rows carry that upload's request id."""
+    bob, carol = await running_system.create_user("bob"), await running_system.create_user("carol")
+    files = [data for _, data in iter_instances(SAMPLE_01, 12, group=4)]
+    jobs = [(bob, data, f"bob-{i}") for i, data in enumerate(files)]
+    jobs += [(carol, data, f"carol-{i}") for i, data in enumerate(files[:6])]
+    jobs += [(bob, files[0], "bob-twin")]  # the same bytes again, concurrently with the first
+
+    async def send(user: User, data: bytes, request_id: str) -> tuple[str, dict[str, Any]]:
+        headers = {**user.headers, "Content-Type": DICOM, "X-Request-ID": request_id}
+        url = f"{running_system.gateway_url}/api/uploads"
+        async with aiohttp.ClientSession() as session, session.post(url, data=data, headers=headers) as response:
+            assert response.status == 202, await response.text()
+            return request_id, await response.json()
+
+    answers = dict(await asyncio.gather(*(send(user, data, rid) for user, data, rid in jobs)))
+    first, twin = answers["bob-0"]["files"][0], answers["bob-twin"]["files"][0]
+    assert sorted([first["status"], twin["status"]]) == ["accepted", "duplicate"]
+    assert first["instance_id"] == twin["instance_id"]
+    others = [a["files"][0] for rid, a in answers.items() if rid not in ("bob-0", "bob-twin")]
+    assert {f["status"] for f in others} == {"accepted"}
+    assert answers["carol-0"]["files"][0]["instance_id"] != first["instance_id"]  # another owner's instance
+    conn = await asyncpg.connect(database_url)
+    try:
+        counts = dict(
+            await conn.fetch(
+                "SELECT owner, count(*) FROM instances WHERE owner = ANY($1::text[]) GROUP BY owner", [bob.id, carol.id]
+            )
+        )
+        audited = await conn.fetch(
+            "SELECT correlation_id, resource_id FROM audit_events WHERE action = 'upload.file' AND actor_id = ANY($1)",
+            [bob.id, carol.id],
+        )
+    finally:
+        await conn.close()
+    assert counts == {bob.id: 12, carol.id: 6}
+    assert sorted(row["correlation_id"] for row in audited) == sorted(answers)
+    assert {row["correlation_id"]: row["resource_id"] for row in audited} == {
+        rid: answer["upload_id"] for rid, answer in answers.items()
+    }
