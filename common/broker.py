@@ -4,10 +4,9 @@ Every name starts with the settings' `amqp_prefix` (P):
 
 - exchange `P` (topic): jobs `job.standard` → quorum queue `P.jobs`, `job.large` → `P.jobs.large`;
   results `result.<status>` → quorum queue `P.results`; status events of the workers
-  (`status.<status>`) → quorum queue `P.status` (results_service). `P.status` is also bound with
-  the job routing keys: one publish of a job puts it in the jobs queue AND a copy in `P.status`,
-  and its confirm covers both, so results_service learns that a job is queued exactly when it is
-  (no second publish, no window where one exists without the other).
+  (`status.<status>`) → quorum queue `P.status` (results_service). That a job is queued, ingest
+  reports itself once the broker confirmed it (with its next registration call), so a job goes to
+  its jobs queue only: no copy to store, deliver and ack per file.
 - exchange `P.events` (fanout): the status changes results_service has committed, announced for
   the live feeds; each gateway replica binds its own exclusive queue. Nothing of results_service
   reads it, so its announcements never come back to it.
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aio_pika
+import aio_pika.exceptions
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -50,6 +50,8 @@ JOB_STANDARD = "job.standard"
 JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
 STATUS_PATTERN = "status.#"
+# What a publish raises when the broker is unreachable or did not confirm in time.
+BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[M, AbstractIncomingMessage], Awaitable[None]]
@@ -173,9 +175,10 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
     await jobs_large.bind(exchange, JOB_LARGE)
     await results.bind(exchange, RESULT_PATTERN)
     await status.bind(exchange, STATUS_PATTERN)
+    # Bindings of earlier releases: jobs copied into P.status, and announcements echoed back into it.
     for job_key in (JOB_STANDARD, JOB_LARGE):
-        await status.bind(exchange, job_key)
-    await status.unbind(events)  # deployments declared before announcements stopped echoing back
+        await status.unbind(exchange, job_key)
+    await status.unbind(events)
     await parked.bind(dlx)
     await deadletters.bind(dlx)
     return Topology(names, exchange, dlx, events, jobs, jobs_large, results, status, parked, deadletters)

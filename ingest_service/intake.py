@@ -1,9 +1,9 @@
 """Take one file of an upload: validate and store it (`staging`), register, queue — then report it.
 
-A file is `accepted` only once its job is confirmed by the broker. That one confirmed publish
-also puts a copy of the job in results_service's status queue (see `common.broker`), which moves
-the instance to `queued` and announces it: there is no second publish to wait for, and never a
-`queued` instance without a job. A file that fails validation is rejected and the next one is
+A file is `accepted` only once its job is confirmed by the broker. The confirmed instance is then
+reported to results_service with the registrar's next call (`Registrar.confirmed`), which moves it
+to `queued` and announces it: nothing more to wait for before the answer, and never a `queued`
+instance without a job. A file that fails validation is rejected and the next one is
 taken; results_service or RabbitMQ failing stops the upload with a 503 (the files before it keep
 their outcomes, nothing is half-written: a registered instance whose job was not confirmed stays
 `received` and is queued again when the same bytes are uploaded again).
@@ -15,10 +15,8 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import aio_pika.exceptions
-
 from common.blobs import BlobStore
-from common.broker import JOB_LARGE, JOB_STANDARD, Topology, publish
+from common.broker import BROKER_ERRORS, JOB_LARGE, JOB_STANDARD, Topology, publish
 from common.identity import Caller
 from common.logs import get_logger
 from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
@@ -31,8 +29,6 @@ from ingest_service.settings import IngestSettings
 from ingest_service.staging import Refused, StoredFile, store_file
 
 log = get_logger(__name__)
-
-_BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError)
 
 
 class BrokerUnavailable(ServiceUnavailable):
@@ -156,7 +152,7 @@ class Intake:
         return await self.registrar.register(self.upload_id, registration, self.caller)
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:
-        """Publish the job, confirmed by the broker (its copy in `P.status` makes the instance `queued`)."""
+        """Publish the job, confirmed by the broker; then report it, so that the instance becomes `queued`."""
         job = ProcessJob(
             message_id=f"{instance_id}.job.{PIPELINE_VERSION}",
             instance_id=instance_id,
@@ -170,10 +166,11 @@ class Intake:
         routing_key = JOB_LARGE if stored.size > self.settings.large_job_bytes else JOB_STANDARD
         try:
             await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), self.settings.results_timeout)
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise BrokerUnavailable(
                 f"RabbitMQ did not confirm the job of file {stored.sha256[:12]}… ({type(exc).__name__}); "
                 "retry the files not yet accepted"
             ) from exc
         self.queued.add(instance_id)
+        self.registrar.confirmed(instance_id)
         log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)

@@ -3,12 +3,10 @@
 - `P.results`: results are collected for up to `results_batch_size` messages or `results_batch_ms`,
   stored in one transaction, and each message is acked only after that commit; the done/failed
   status events are published after the commit (so a client that sees `done` can read the result).
-- `P.status`: the workers' status events (`processing`) and the broker's copy of every job that
-  ingest published (the queue is bound to the job routing keys too, so the copy exists exactly when
-  the job's publish was confirmed). A job copy moves its instance to `queued`, an event moves it
-  forward; both are applied in batches (one UPDATE per target status), and the moves are then
-  announced on `P.events` for the live feeds. Late or repeated ones change nothing. Final states
-  come only from results and dead letters, never from here.
+- `P.status`: the workers' status events (`processing`), applied in batches (one UPDATE per target
+  status, forward only) and announced on `P.events` once committed. Late or repeated ones change
+  nothing. `queued` comes from ingest's registration calls (`registration_batch`); final states
+  only from results and dead letters, never from here.
 - `P.deadletters`: a job the broker gave up on (delivery limit, rejection) fails its instance with a
   reason a person can act on.
 """
@@ -18,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
-from pydantic import Field, RootModel
 
 from common.broker import Broker, broker_key, consume, open_channel, publish
 from common.logs import get_logger
@@ -37,10 +34,6 @@ log = get_logger(__name__)
 STATUS_PREFETCH = 200
 STATUS_BATCH_MS = 20.0
 DEADLETTER_PREFETCH = 10
-
-
-class StatusFeed(RootModel[Annotated[StatusEvent | ProcessJob, Field(discriminator="kind")]]):
-    """What `P.status` carries: status events, and the copies of confirmed jobs."""
 
 
 ANNOUNCE_MAX = 500
@@ -68,28 +61,17 @@ def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[No
     return store
 
 
-def status_store(broker: Broker) -> Callable[[list[StatusEvent | ProcessJob]], Awaitable[None]]:
-    """Apply a batch of workers' status events and job copies; announce what changed, once committed.
+def status_store(broker: Broker) -> Callable[[list[StatusEvent]], Awaitable[None]]:
+    """Apply a batch of workers' status events; announce the moves it made, once committed."""
 
-    Every move the batch made is announced. `queued` also goes to every job copy whose instance is
-    `queued` after the commit, not only to those this batch moved, so a batch retried (or redelivered)
-    after its commit still announces it: at least once.
-    """
-
-    async def store(items: list[StatusEvent | ProcessJob]) -> None:
+    async def store(items: list[StatusEvent]) -> None:
         moves: dict[InstanceStatus, set[str]] = {}
-        jobs = set()
         for item in items:
-            if isinstance(item, ProcessJob):
-                moves.setdefault(InstanceStatus.QUEUED, set()).add(item.instance_id)
-                jobs.add(item.instance_id)
-            elif item.status.rank < InstanceStatus.DONE.rank:
+            if item.status.rank < InstanceStatus.DONE.rank:
                 moves.setdefault(item.status, set()).add(item.instance_id)
         moved = await pipeline_store.advance_statuses(moves)
-        queued = await pipeline_store.instances_at(jobs, InstanceStatus.QUEUED) if jobs else []
-        changes = list({(t.instance_id, t.status): t for t in [*moved, *queued]}.values())
-        await announce(broker, changes)
-        log.debug("status_batch_applied", size=len(items), moved=len(moved), announced=len(changes))
+        await announce(broker, moved)
+        log.debug("status_batch_applied", size=len(items), moved=len(moved))
 
     return store
 
@@ -119,8 +101,9 @@ def died_in(headers: Mapping[str, Any]) -> str | None:
 def deadletter_handler(broker: Broker, delivery_limit: int) -> Callable[[ProcessJob, AbstractIncomingMessage], Any]:
     """Consumer handler of `P.deadletters`: fail the job's instance with the reason (forward-only).
 
-    The copy of a job that died in `P.status` (results_service could not apply it) says nothing
-    about processing: the job itself is still queued, so the instance is left alone.
+    A copy of a job dead in `P.status` (earlier releases copied every job there; on upgrade the
+    copies left in it are rejected) says nothing about processing: the job itself is still queued,
+    so the instance is left alone.
     """
     status_queue = broker.topology.names.status
 
@@ -152,15 +135,13 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
         results: Batcher[ProcessResult] = Batcher(
             "results", result_store(broker), settings.results_batch_size, settings.results_batch_ms
         )
-        statuses: Batcher[StatusEvent | ProcessJob] = Batcher(
-            "statuses", status_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS
-        )
+        statuses: Batcher[StatusEvent] = Batcher("statuses", status_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS)
 
         async def handle_result(result: ProcessResult, _: AbstractIncomingMessage) -> None:
             await results.submit(result)
 
-        async def handle_status(feed: StatusFeed, _: AbstractIncomingMessage) -> None:
-            await statuses.submit(feed.root)
+        async def handle_status(event: StatusEvent, _: AbstractIncomingMessage) -> None:
+            await statuses.submit(event)
 
         tasks = [asyncio.create_task(results.run()), asyncio.create_task(statuses.run())]
         results_channel = await open_channel(broker.connection, prefetch=settings.results_batch_size)
@@ -168,7 +149,7 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
         dead_channel = await open_channel(broker.connection, prefetch=DEADLETTER_PREFETCH)
         consumers = [
             await _consume_on(results_channel, topology.results, handle_result, ProcessResult),
-            await _consume_on(status_channel, topology.status, handle_status, StatusFeed),
+            await _consume_on(status_channel, topology.status, handle_status, StatusEvent),
             await _consume_on(
                 dead_channel, topology.deadletters, deadletter_handler(broker, settings.job_delivery_limit), ProcessJob
             ),

@@ -17,7 +17,7 @@ batch is rolled back and every file is registered on its own as above.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from common.messages import InstanceStatus
 from common.problems import Conflict
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.models.pipeline import Instance, Upload, UploadFile
+from results_service.pipeline_store import Transition, advance_on, advance_statuses
 from results_service.upload_audit import AUDIT_CTE, UploadAuditContext, append_upload_records
 
 log = get_logger(__name__)
@@ -143,8 +144,12 @@ def _parameters(upload_id: str, registration: FileRegistration, context: UploadA
     return [*common, uuid.uuid4().hex, *(dicom[column] for column in DICOM_COLUMNS)]
 
 
-async def register_files(items: Sequence[RegistrationRequest]) -> list[Registration | Conflict]:
-    """Record many files (of any uploads) with one commit: each file's one statement, all in one transaction.
+async def register_files(
+    items: Sequence[RegistrationRequest], queued: Collection[str] = ()
+) -> tuple[list[Registration | Conflict], list[Transition]]:
+    """Record many files (of any uploads) and move the instances whose jobs were confirmed to `queued`,
+    with one commit: each file's one statement and the move, all in one transaction. Returns the
+    answers, in order, and the instances that moved (to announce).
 
     If any file is unusual (see the module docstring), or the batch deadlocks with a concurrent one on
     twin instances, the whole transaction is rolled back and every file takes `register_file` on its
@@ -153,16 +158,17 @@ async def register_files(items: Sequence[RegistrationRequest]) -> list[Registrat
     """
     try:
         async with connections.get("default").acquire_connection() as connection, connection.transaction():
-            return [await _register_on(connection, *item) for item in items]
+            answers: list[Registration | Conflict] = [await _register_on(connection, *item) for item in items]
+            return answers, await advance_on(connection, InstanceStatus.QUEUED, queued)
     except (_Unusual, DeadlockDetectedError) as exc:
         log.info("registration_batch_split", size=len(items), why=type(exc).__name__)
-    answers: list[Registration | Conflict] = []
+    answers = []
     for item in items:
         try:
             answers.append(await register_file(*item))
         except Conflict as exc:
             answers.append(exc)
-    return answers
+    return answers, await advance_statuses({InstanceStatus.QUEUED: queued})
 
 
 async def _register_in_one_statement(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
@@ -58,24 +59,17 @@ async def advance_statuses(moves: Mapping[InstanceStatus, Collection[str]]) -> l
     moved: list[Transition] = []
     async with connections.get("default").acquire_connection() as connection, connection.transaction():
         for status in sorted(moves, key=lambda s: s.rank):
-            ids = sorted(set(moves[status]))
-            if not ids:
-                continue
-            earlier = [s.value for s in earlier_statuses(status)]
-            rows = await connection.fetch(_ADVANCE_SQL, status.value, ids, earlier)
-            moved += [Transition(row["id"], row["upload_id"], row["owner"], status, None) for row in rows]
+            moved += await advance_on(connection, status, moves[status])
     return moved
 
 
-_AT_SQL = """SELECT id, upload_id, owner, reason FROM instances WHERE id = ANY($1::varchar[]) AND status = $2"""
-
-
-async def instances_at(ids: Collection[str], status: InstanceStatus) -> list[Transition]:
-    """Those of `ids` whose instance is now at `status`, as transitions to announce (one plain statement:
-    it runs for every batch of job copies)."""
-    async with connections.get("default").acquire_connection() as connection:
-        rows = await connection.fetch(_AT_SQL, sorted(set(ids)), status.value)
-    return [Transition(row["id"], row["upload_id"], row["owner"], status, row["reason"]) for row in rows]
+async def advance_on(connection: Any, status: InstanceStatus, ids: Collection[str]) -> list[Transition]:
+    """Move these instances forward to `status` inside the caller's transaction; those that moved."""
+    if not ids:
+        return []
+    earlier = [s.value for s in earlier_statuses(status)]
+    rows = await connection.fetch(_ADVANCE_SQL, status.value, sorted(set(ids)), earlier)
+    return [Transition(row["id"], row["upload_id"], row["owner"], status, None) for row in rows]
 
 
 async def save_results(results: Sequence[ProcessResult]) -> list[Transition]:

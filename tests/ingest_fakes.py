@@ -32,6 +32,9 @@ class FakeResults:
     registrations: list[tuple[str, FileRegistration]] = field(default_factory=list)
     instances: dict[tuple[str, str], str] = field(default_factory=dict)
     batch_sizes: list[int] = field(default_factory=list)
+    queued_reports: list[str] = field(default_factory=list)
+    calls: int = 0
+    fail_calls: int = 0  # answer the next this many calls with a 500
     batch_delay: float = 0.0
 
     def register(self, upload_id: str, registration: FileRegistration) -> FileRegistered:
@@ -48,9 +51,15 @@ class FakeResults:
 
     async def handle_batch(self, request: web.Request) -> web.Response:
         batch = RegistrationBatch.model_validate_json(await request.read())
-        self.batch_sizes.append(len(batch.items))
+        self.calls += 1
+        if self.fail_calls > 0:
+            self.fail_calls -= 1
+            return web.json_response({"title": "Internal Server Error"}, status=500)
         if any(item.registration.index == self.fail_at_index for item in batch.items):
             return web.json_response({"title": "Internal Server Error"}, status=500)
+        if batch.items:
+            self.batch_sizes.append(len(batch.items))
+        self.queued_reports += batch.queued
         answers = [
             RegistrationAnswer(status=201, registered=self.register(item.upload_id, item.registration))
             for item in batch.items

@@ -197,3 +197,10 @@ async def announced(queue: AbstractQueue, expected: int, timeout: float = 10.0) 
 
     messages = await take(queue, expected, timeout, weight=lambda message: len(events_in(message)))
     return [event for message in messages for event in events_in(message)]
+
+
+async def report_queued(client: Any, instance_ids: list[str]) -> None:
+    """Report confirmed jobs as ingest does, with a registration call that carries no file."""
+    response = await client.post("/internal/registrations", json={"queued": instance_ids})
+    assert response.status == 200, await response.text()
+    assert (await response.json()) == {"items": []}

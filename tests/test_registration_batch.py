@@ -132,3 +132,26 @@ async def test_a_malformed_batch_is_a_problem_and_registers_nothing(client: Any,
         assert response.content_type == "application/problem+json"
     rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE owner = $1", owner)
     assert rows[0][0] == 0
+
+
+async def test_one_call_registers_files_and_moves_confirmed_instances_to_queued(
+    client: Any, owner: str, database_url: str
+) -> None:
+    _, earlier = await register(client, owner)
+    response = await client.post(
+        "/internal/registrations",
+        json={"items": [item(owner, uuid.uuid4().hex, 0, "with-report")], "queued": [earlier["instance_id"]]},
+    )
+    assert response.status == 200
+    [answer] = (await response.json())["items"]
+    rows = await fetch(
+        database_url,
+        "SELECT id, status FROM instances WHERE id = ANY($1::varchar[])",
+        [earlier["instance_id"], answer["registered"]["instance_id"]],
+    )
+    assert {row["id"]: row["status"] for row in rows} == {
+        earlier["instance_id"]: "queued",
+        answer["registered"]["instance_id"]: "received",  # its own job is confirmed later
+    }
+    bad = await client.post("/internal/registrations", json={"queued": ["not an id!"]})
+    assert bad.status == 422 and bad.content_type == "application/problem+json"

@@ -22,6 +22,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     instance_moved_to,
     owner_fixture,
     register,
+    report_queued,
     results_settings_fixture,
     status_of,
     topology_fixture,
@@ -126,7 +127,7 @@ async def test_a_job_past_its_delivery_limit_fails_its_instance_with_a_reason(
     _, body = await register(client, owner)
     instance_id = body["instance_id"]
     await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
-    await wait_status(client, owner, instance_id, "queued")  # through the job's copy in the status queue
+    await report_queued(client, [instance_id])  # as ingest does once the job is confirmed
     for _ in range(LIMIT + 1):  # a worker that dies each time
         message = await topology.jobs.get(timeout=5)
         await message.reject(requeue=True)
@@ -156,25 +157,25 @@ async def test_a_rejected_job_fails_its_instance_but_never_a_done_one(
     assert await status_of(client, owner, ids[1]) == "done"
 
 
-async def test_the_confirmed_job_makes_its_instance_queued_through_its_copy_and_announces_it(
+async def test_instances_reported_queued_become_queued_and_are_announced_once(
     client: Any, topology: Topology, events: AbstractQueue, owner: str
 ) -> None:
     ids = [(await register(client, owner))[1]["instance_id"] for _ in range(30)]
-    await asyncio.gather(*(publish(topology.exchange, job_for(i, owner), JOB_STANDARD) for i in ids))
+    await report_queued(client, ids)
     for instance_id in ids:
-        await wait_status(client, owner, instance_id, "queued")
+        assert await status_of(client, owner, instance_id) == "queued"  # moved before the call answered
     queued = await announced(events, 30)
     assert sorted(e.instance_id for e in queued) == sorted(ids)
     assert {(e.status, e.owner) for e in queued} == {(InstanceStatus.QUEUED, owner)}
-    assert len(await take(topology.jobs, 30)) == 30  # the jobs themselves are untouched
+    await report_queued(client, ids)  # reported again: nothing moves, nothing is announced
+    await announced(events, 0, timeout=1)
 
 
-async def test_a_job_copy_after_processing_began_changes_nothing_and_announces_nothing(
+async def test_a_queued_report_after_processing_began_changes_nothing_and_announces_nothing(
     client: Any, topology: Topology, events: AbstractQueue, owner: str
 ) -> None:
     instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
-    await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)  # its copy arrives late
-    await take(topology.status, 0, timeout=2)  # consumed and acked
+    await report_queued(client, [instance_id])  # its report arrives late
     assert await status_of(client, owner, instance_id) == "processing"
     [only] = await announced(events, 1)  # the processing move itself; no `queued` after it
     assert only.status is InstanceStatus.PROCESSING
@@ -197,17 +198,6 @@ async def test_a_job_copy_dead_in_the_status_queue_leaves_its_instance_alone(
     await take(topology.deadletters, 0, timeout=2)  # consumed and acked
     await asyncio.sleep(0.1)
     assert await status_of(client, owner, instance_id) == "received"
-
-
-async def test_a_job_copy_of_an_already_queued_instance_is_announced_again(
-    client: Any, topology: Topology, events: AbstractQueue, owner: str
-) -> None:
-    """At least once: a job copy redelivered after its batch committed still reaches the live feeds."""
-    instance_id, queued = await instance_moved_to(client, topology, owner, InstanceStatus.QUEUED)
-    await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
-    twice = await announced(events, 2)
-    assert [(e.instance_id, e.status) for e in twice] == [(instance_id, InstanceStatus.QUEUED)] * 2
-    assert twice[1].message_id != queued.message_id  # the second one is results_service's announcement
 
 
 async def test_a_workers_processing_event_is_announced_once_applied(
@@ -236,7 +226,9 @@ async def test_status_changes_are_applied_when_no_live_feed_listens(
 ) -> None:
     """No gateway replica bound to the events exchange: the announcements go nowhere and nothing is retried."""
     ids = [(await register(client, owner))[1]["instance_id"] for _ in range(3)]
-    await asyncio.gather(*(publish(topology.exchange, job_for(i, owner), JOB_STANDARD) for i in ids))
-    for instance_id in ids:
-        await wait_status(client, owner, instance_id, "queued")
+    await report_queued(client, ids)
+    instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
+    for queued in ids:
+        assert await status_of(client, owner, queued) == "queued"
+    assert await status_of(client, owner, instance_id) == "processing"
     await take(topology.status, 0, timeout=1)  # nothing left behind or requeued
