@@ -14,7 +14,7 @@ from common.bodies import read_model
 from common.broker import BROKER_ERRORS, broker_key
 from common.logs import get_logger
 from common.problems import Conflict
-from common.schemas.auth import AuditEventIn, Outcome
+from common.schemas.auth import Outcome
 from common.schemas.registrations import (
     MAX_BATCH,
     MAX_QUEUED,
@@ -41,19 +41,11 @@ def _context(item: RegistrationItem) -> UploadAuditContext:
 async def _answer(item: RegistrationItem, outcome: Registration | Conflict) -> RegistrationAnswer:
     if isinstance(outcome, Registration):
         return RegistrationAnswer(status=201 if outcome.created else 200, registered=outcome.body)
-    await append_audit(
-        AuditEventIn(
-            actor_id=item.registration.owner[:64],
-            actor_email=item.email,
-            action=UPLOAD_FILE,
-            resource_type="upload",
-            resource_id=item.upload_id,
-            outcome=Outcome.DENIED,
-            correlation_id=item.correlation_id,
-            client=item.client,
-            detail={"index": item.registration.index, "status": 409},
-        )
+    detail: dict[str, object] = {"index": item.registration.index, "status": 409}
+    denied = _context(item).event(
+        UPLOAD_FILE, Outcome.DENIED, upload_id=item.upload_id, owner=item.registration.owner, detail=detail
     )
+    await append_audit(denied)
     return RegistrationAnswer(status=409, detail=outcome.detail)
 
 

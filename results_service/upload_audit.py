@@ -49,6 +49,22 @@ class UploadAuditContext:
             correlation_id=correlation_id[:128] if correlation_id else None,
         )
 
+    def event(
+        self, action: str, outcome: Outcome, *, upload_id: str, owner: str, detail: dict[str, object]
+    ) -> AuditEventIn:
+        """A record of this upload: the owner as the actor, with this context's email, client and id."""
+        return AuditEventIn(
+            actor_id=owner[:64],
+            actor_email=self.email,
+            action=action,
+            resource_type="upload",
+            resource_id=upload_id,
+            outcome=outcome,
+            correlation_id=self.correlation_id,
+            client=self.client,
+            detail=detail,
+        )
+
     def parameters(self) -> list[str | None]:
         """The values of AUDIT_CTE's placeholders $8, $9 and $10."""
         return [self.email, self.client, self.correlation_id]
@@ -88,23 +104,11 @@ async def append_upload_records(
     upload_created: bool,
 ) -> None:
     """The careful path's records, appended with the ORM: call it inside the registration's transaction."""
-
-    def event(action: str, outcome: Outcome, detail: dict[str, object]) -> AuditEventIn:
-        return AuditEventIn(
-            actor_id=owner[:64],
-            actor_email=context.email,
-            action=action,
-            resource_type="upload",
-            resource_id=upload_id,
-            outcome=outcome,
-            correlation_id=context.correlation_id,
-            client=context.client,
-            detail=detail,
-        )
-
     if upload_created:
-        await append_audit(event(UPLOAD_CREATE, Outcome.SUCCESS, {}))
+        await append_audit(context.event(UPLOAD_CREATE, Outcome.SUCCESS, upload_id=upload_id, owner=owner, detail={}))
     detail: dict[str, object] = {"index": index, "status": status.value}
     if instance_id is not None:
         detail["instance_id"] = instance_id
-    await append_audit(event(UPLOAD_FILE, file_outcome(status), detail))
+    await append_audit(
+        context.event(UPLOAD_FILE, file_outcome(status), upload_id=upload_id, owner=owner, detail=detail)
+    )
