@@ -5,7 +5,9 @@ Uploads are streamed into a temporary file while they are hashed and encrypted (
 no plaintext ever reaches the disk, not even in `tmp/`; `commit` then moves the file under its
 key. The key is the SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one
 blob (each encryption has its own salt, so ciphertexts differ). A file held whole (`put_bytes`) is
-sealed into one buffer and written from it with `os.write`: one allocation, no copy. Every read
+sealed into this thread's aligned buffer and written from it with O_DIRECT (`common.direct_write`:
+no page-cache copy), or, where the filesystem refuses O_DIRECT, sealed into one buffer and written
+with `os.write`. Every read
 decrypts: whole into one buffer (`read_bytes`, for small blobs such as previews) or through a
 seekable plaintext file object (`open`, `open_staged`, `iter_chunks`) that holds a chunk at a time
 (processors read their files frame by frame through it).
@@ -26,6 +28,7 @@ from typing import BinaryIO
 from common.crypto import Bytes, Encryptor, Keyring, is_encrypted
 from common.crypto_keys import CryptoError
 from common.crypto_reader import open_decrypting
+from common.direct_write import MAX_DIRECT_BYTES, aligned_buffer, open_direct, write_direct
 
 _HEX = frozenset("0123456789abcdef")
 READ_CHUNK = 64 * 1024
@@ -91,9 +94,10 @@ class BlobStore:
     Picklable (root and keyring), so a worker process can be handed the store it reads from.
     """
 
-    def __init__(self, root: Path, keyring: Keyring) -> None:
+    def __init__(self, root: Path, keyring: Keyring, *, direct_io: bool = True) -> None:
         self.root = root
         self.keyring = keyring
+        self.direct_io = direct_io
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -179,6 +183,35 @@ class BlobStore:
         target = self.path(sha256)
         if target.is_file() and self._encrypted_on_disk(target):
             return sha256
+        staged = self._write_direct(data) if self.direct_io else None
+        if staged is None:
+            staged = self._write_buffered(data)
+        return self._commit(StagedFile(path=staged, sha256=sha256, size=memoryview(data).nbytes))
+
+    def _write_direct(self, data: Bytes) -> Path | None:
+        """Seal into this thread's aligned buffer and write it with O_DIRECT; None when that is not possible here."""
+        encryptor = self.keyring.encryptor()
+        size = encryptor.sealed_size(memoryview(data).nbytes)
+        if size > MAX_DIRECT_BYTES:
+            return None
+        path = self.tmp / f"staged-{os.urandom(12).hex()}"
+        fd = open_direct(path)
+        if fd is None:
+            self.direct_io = False  # this filesystem refuses O_DIRECT: stop trying
+            return None
+        try:
+            try:
+                buffer = aligned_buffer(size)
+                encryptor.seal_into(data, buffer)
+                write_direct(fd, buffer, size)
+            finally:
+                os.close(fd)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _write_buffered(self, data: Bytes) -> Path:
         sealed = self.keyring.encrypt_bytes(data)
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="staged-")
         try:
@@ -190,7 +223,7 @@ class BlobStore:
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
-        return self._commit(StagedFile(path=Path(name), sha256=sha256, size=memoryview(data).nbytes))
+        return Path(name)
 
     async def put_bytes(self, data: Bytes) -> str:
         """Store a small blob (a PNG preview, say) given whole; return its key."""

@@ -315,18 +315,29 @@ class Encryptor(_ChunkStream):
         self._blob = BlobHeader(self.header, _subkey(master, salt, kid), prefix, chunk_size)
         self._step, self._grow = chunk_size, TAG_BYTES
 
+    def sealed_size(self, plaintext_size: int) -> int:
+        """Bytes of the whole blob (header and every chunk) for a plaintext of this size."""
+        return len(self.header) + plaintext_size + _chunk_count(plaintext_size, self._step, final=True) * TAG_BYTES
+
     def seal(self, data: Bytes) -> bytearray:
         """The whole blob, header and every chunk, in one buffer of exact size (instead of update + finalize)."""
+        out = bytearray(self.sealed_size(memoryview(data).nbytes))
+        self.seal_into(data, memoryview(out))
+        return out
+
+    def seal_into(self, data: Bytes, out: memoryview) -> int:
+        """Seal a whole plaintext into the start of `out` (at least `sealed_size` bytes); return the bytes written."""
         self._check_open()
         if self._index or self._buffer:
             raise CryptoError("seal() encrypts a whole blob; this encryptor has already started")
         self._finished = True
         view, head = memoryview(data).cast("B"), len(self.header)
-        out = bytearray(head + len(view) + _chunk_count(len(view), self._step, final=True) * TAG_BYTES)
-        target = memoryview(out)
-        target[:head] = self.header
-        self._blob.seal_run(0, view, target[head:], final=True)
-        return out
+        size = self.sealed_size(len(view))
+        if len(out) < size:
+            raise CryptoError(f"seal_into needs {size} bytes, got {len(out)}")
+        out[:head] = self.header
+        self._blob.seal_run(0, view, out[head:size], final=True)
+        return size
 
     def _run(self, data: memoryview, out: memoryview, *, final: bool) -> None:
         self._index += self._blob.seal_run(self._index, data, out, final=final)
