@@ -39,11 +39,13 @@ import pydicom
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels, pixel_array
 
+from bench.design_floor import file_work_ms
 from bench.hop_floor import HopFloor, floor_round
 from bench.load_generator import UploadTarget, cpu_of, timed_upload
 from bench.orthanc_baseline import Orthanc, orthanc_binary, orthanc_round, require_orthanc
 from bench.pipeline_report import INTRO, OUR_CPU_PARTS, POOL, POOL_DEFAULT, PipelineFigures, report
 from bench.report import write_section
+from common.crypto import Keyring
 from common.crypto_keys import generate_key_spec
 from common.imaging import HISTOGRAM_BINS
 from common.settings import BaseServiceSettings
@@ -223,6 +225,7 @@ def main(argv: Sequence[str] = ()) -> None:
             paths = write_files(iter_mix(COUNTS), folder / "instances")
             os.sync()  # the 638 MB just written would otherwise be flushed during whichever server's round comes first
             figures = PipelineFigures(len(paths), sum(p.stat().st_size for p in paths) / 1e6, orthanc_version)
+            figures.file_work = file_work_ms(paths, folder / "design-floor", Keyring.from_spec(os.environ["BLOB_KEYS"]))
             if not args.accept_only:
                 figures.decoders = decoder_times()
                 figures.bare = {

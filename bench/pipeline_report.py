@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import date
 
+from bench.design_floor import design_floor_ms
 from bench.hop_floor import CPU_PARTS as FLOOR_CPU_PARTS
 from bench.load_generator import CLIENTS
 from bench.orthanc_baseline import CPU_PARTS as ORTHANC_CPU_PARTS
@@ -67,6 +68,7 @@ class PipelineFigures:
     ours: dict[int, dict[str, float]] = field(default_factory=dict)
     orthanc: dict[int, dict[str, float]] = field(default_factory=dict)
     floor: dict[int, dict[str, float]] = field(default_factory=dict)
+    file_work: dict[int, float] = field(default_factory=dict)  # ms per file, round -> ingest's file work alone
     bare: dict[str, float] = field(default_factory=dict)
     decoders: dict[str, float] = field(default_factory=dict)
 
@@ -164,7 +166,34 @@ def cpu_tables(f: PipelineFigures) -> list[str]:
             for r in f.ours
         ],
     ]
+    if f.file_work:
+        lines += design_floor_lines(f)
     return lines
+
+
+def design_floor_lines(f: PipelineFigures) -> list[str]:
+    """The design floor per round against Orthanc: the best ratio any gateway + ingest of this design could reach."""
+    rounds = list(f.ours)
+    floors = {r: design_floor_ms(f.floor[r], f.file_work[r], f.ours[r]) for r in rounds}
+    bounds = {
+        r: (server_ms(f.orthanc[r]) + f.orthanc[r]["cpu:load generator"])
+        / (floors[r] + f.ours[r]["cpu:load generator"])
+        for r in rounds
+    }
+    ratios = {r: f.orthanc[r]["accept"] / f.ours[r]["accept"] for r in rounds}
+
+    def each(values: dict[int, float], pattern: str) -> str:
+        return " / ".join(pattern.format(values[r]) for r in rounds)
+
+    return [
+        f"- Design floor (`bench/design_floor.py`), round 1 / round 2: the floor's two hops, plus ingest's "
+        f"validation and blob store alone on the same files ({each(f.file_work, '{:.2f}')} ms in one thread), plus "
+        f"our results_service, RabbitMQ and PostgreSQL: {each(floors, '{:.2f}')} ms of server CPU per file, against "
+        f"Orthanc's {each({r: server_ms(f.orthanc[r]) for r in rounds}, '{:.2f}')} ms. A gateway and an "
+        "ingest_service with no overhead of their own would still spend that; with the load generator on the "
+        f"same CPUs, such a system could reach at most **{each(bounds, '{:.2f}x')}** Orthanc's rate "
+        f"(ours: {each(ratios, '{:.2f}x')}).",
+    ]
 
 
 def server_ms(figures: dict[str, float]) -> float:
