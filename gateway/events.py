@@ -1,9 +1,10 @@
 """The live status feed: `GET /api/events`, a WebSocket of the caller's own status changes.
 
-Every gateway replica binds its own exclusive, auto-delete queue to the `P.events` fanout
-exchange, so each replica sees every event and pushes it to the sockets connected to it: those
-of the event's owner, and those of admins. Nothing is stored: a client that was away re-reads
-the API when it (re)connects, which the `ready` message invites it to do.
+Every gateway replica has its own exclusive, auto-delete queue, bound to the `P.events` fanout
+exchange while at least one socket is open on that replica (`gateway.feed_binding`), so each
+replica with sockets sees every event and pushes it to the sockets connected to it: those of the
+event's owner, and those of admins. Nothing is stored: a client that was away re-reads the API
+when it (re)connects, which the `ready` message invites it to do.
 
 Protocol (JSON text frames):
 - client → server, first frame within `events_auth_timeout` seconds: `{"type": "auth", "token": "…"}`
@@ -34,13 +35,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pamqp.common import FieldTable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.broker import TopologyNames, connect, consume, open_channel
+from common.broker import BROKER_ERRORS, TopologyNames, connect, consume, open_channel
 from common.identity import Caller
 from common.logs import get_logger
 from common.messages import Announcement, StatusChanges, StatusEvent
 from common.problems import ProblemError, Unauthorized
 from common.web import readiness_checks_key
 from gateway.auth import authenticate_token
+from gateway.feed_binding import FeedBinding
 from gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -157,6 +159,7 @@ event_hub_key = web.AppKey("event_hub", EventHub)
 events_authenticator_key: web.AppKey[Authenticator] = web.AppKey("events_authenticator")
 events_settings_key = web.AppKey("events_settings", GatewaySettings)
 events_connection_key = web.AppKey("events_connection", AbstractRobustConnection)
+feed_binding_key = web.AppKey("feed_binding", FeedBinding)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -268,9 +271,15 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve(subscriber: Subscriber, app: web.Application) -> web.WebSocketResponse:
-    hub = app[event_hub_key]
+    hub, binding = app[event_hub_key], app[feed_binding_key]
     ws = subscriber.ws
     caller = subscriber.session.caller
+    try:
+        await binding.attach()  # before `ready`: every event after it reaches this socket
+    except BROKER_ERRORS as exc:
+        log.warning("events_feed_bind_failed", error=type(exc).__name__)
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"the feed is unavailable; reconnect shortly")
+        return ws
     subscriber.offer(json.dumps({"type": "ready", "user": caller.user_id, "role": caller.role.value}))
     hub.add(subscriber)
     sender = asyncio.create_task(_send_loop(subscriber, app))
@@ -281,8 +290,12 @@ async def _serve(subscriber: Subscriber, app: web.Application) -> web.WebSocketR
     finally:
         hub.remove(subscriber)
         sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        try:
+            # A frame sent just as the client left fails with ConnectionResetError: nothing to report.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+        finally:
+            await binding.detach()
         log.info("events_disconnected", user=caller.user_id, code=ws.close_code, sockets=len(hub))
     return ws
 
@@ -305,7 +318,7 @@ def events_context(settings: GatewaySettings) -> Callable[[web.Application], Asy
             queue = await channel.declare_queue(
                 f"{names.events}.gateway.{replica}", exclusive=True, auto_delete=True, arguments=QUEUE_ARGUMENTS
             )
-            await queue.bind(exchange)
+            app[feed_binding_key] = FeedBinding(queue, exchange)  # bound while a socket is open
 
             async def handle_announcement(announcement: Announcement, _: AbstractIncomingMessage) -> None:
                 message = announcement.root

@@ -12,8 +12,9 @@ import contextlib
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from common.crypto_keys import generate_key_spec
 from common.preflight import check_services
 from common.settings import BaseServiceSettings
+from tests.feed_helpers import GatewayFactory, events_exchange_for, gateway_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -91,3 +93,16 @@ def amqp_prefix(services_up: None) -> str:
 def samples_dir() -> Path:
     """The brief's sample files (checked against SHA256SUMS by a test)."""
     return SAMPLES
+
+
+@pytest.fixture
+async def events_exchange(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    """The prefix's `P.events` exchange, as ingest/processor/results publish to it; deleted afterwards."""
+    async for exchange in events_exchange_for(amqp_prefix):
+        yield exchange
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client: Any, amqp_prefix: str) -> GatewayFactory:
+    """A factory of live-feed gateway replicas (`tests.feed_helpers`)."""
+    return gateway_factory(aiohttp_client, amqp_prefix)

@@ -9,98 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from structlog.testing import capture_logs
 
-from common.broker import TopologyNames, publish
+from common.broker import publish
 from common.identity import Caller
-from common.messages import InstanceStatus, StatusChanges, StatusEvent
+from common.messages import InstanceStatus, StatusChanges
 from common.problems import ServiceUnavailable, Unauthorized
-from common.tokens import InvalidToken, Role, issue_token, verify_token
-from common.web import make_app
-from gateway.events import CLOSE_UNAUTHORIZED, Authenticator, FeedSession, Subscriber, setup_events
+from common.tokens import Role, issue_token
+from gateway.events import CLOSE_UNAUTHORIZED, FeedSession, Subscriber
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.account_helpers import PASSWORD, create_user, unique_email
-
-SECRET = "events-test-secret-" + "x" * 40
-SETTINGS_SECRET = {"auth_secret": SECRET}
-
-
-async def check_token(_: web.Application, token: str) -> FeedSession:
-    try:
-        claims = verify_token(token, SECRET)
-    except InvalidToken as exc:
-        raise Unauthorized(str(exc)) from exc
-    return FeedSession(Caller(claims.sub, claims.role, claims.email), claims.exp)
-
-
-def token_for(user: str, role: Role = Role.USER, ttl: int = 600) -> str:
-    token, _ = issue_token(SECRET, user_id=user, email=f"{user}@example.org", role=role, ttl_seconds=ttl)
-    return token
-
-
-def event(owner: str, status: InstanceStatus = InstanceStatus.QUEUED, instance: str = "i1") -> StatusEvent:
-    return StatusEvent(instance_id=f"{owner}-{instance}", upload_id=f"{owner}-u", owner=owner, status=status)
-
-
-@pytest.fixture
-async def events_exchange(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
-    """The prefix's events exchange, as ingest/processor/results publish to it; deleted afterwards."""
-    connection = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1:5672/")
-    channel = await connection.channel(publisher_confirms=True)
-    name = TopologyNames(amqp_prefix).events
-    exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
-    yield exchange
-    await channel.exchange_delete(name)
-    await connection.close()
-
-
-GatewayFactory = Callable[..., Awaitable[Any]]
-
-
-@pytest.fixture
-def make_gateway(aiohttp_client: Any, amqp_prefix: str) -> GatewayFactory:
-    """A gateway replica (the feed on the shared app factory), started and bound to the events exchange."""
-
-    async def make(authenticate: Authenticator = check_token, **overrides: Any) -> Any:
-        settings = GatewaySettings(amqp_prefix=amqp_prefix, **{**SETTINGS_SECRET, **overrides})
-        app = make_app("gateway")
-        setup_events(app, settings, authenticate)
-        return await aiohttp_client(app)
-
-    return make
-
-
-async def open_feed(client: Any, token: str | None) -> Any:
-    """A socket authenticated with its first frame, after the server said `ready`."""
-    ws = await client.ws_connect("/api/events")
-    await ws.send_str(json.dumps({"type": "auth", "token": token}))
-    ready = await ws.receive_json(timeout=5)
-    assert ready["type"] == "ready"
-    return ws
-
-
-async def next_status(ws: Any) -> dict[str, Any]:
-    frame = await ws.receive_json(timeout=5)
-    assert frame["type"] == "status"
-    body: dict[str, Any] = frame["event"]
-    return body
-
-
-async def assert_closed_with(ws: Any, code: int) -> None:
-    message = await ws.receive(timeout=5)
-    assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING), message
-    assert ws.close_code == code
+from tests.feed_helpers import (
+    SETTINGS_SECRET,
+    GatewayFactory,
+    assert_closed_with,
+    check_token,
+    event,
+    next_status,
+    open_feed,
+    token_for,
+)
 
 
 async def test_every_replica_gets_every_event(make_gateway: GatewayFactory, events_exchange: Any) -> None:
