@@ -120,9 +120,11 @@ async def multipart_files(request: web.Request, meter: BodyMeter) -> AsyncGenera
             if isinstance(part, MultipartReader):
                 yield IncomingFile(fallback, reason="nested multipart bodies are not supported; send the files flat")
                 continue
-            if form and part.filename is None:
+            # `part.filename` parses Content-Disposition, at the cost noted in `single_file`: only when sent.
+            filename = part.filename if CONTENT_DISPOSITION in part.headers else None
+            if form and filename is None:
                 continue  # a plain form field, not a file
-            name = display_name(part.filename or part.headers.get("Content-Location"), fallback)
+            name = display_name(filename or part.headers.get("Content-Location"), fallback)
             part_type = _media_type(part.headers.get(CONTENT_TYPE))
             if not form and part_type not in _RELATED_PART_TYPES:
                 yield IncomingFile(name, reason=f"part of type {part_type!r} is not application/dicom")
