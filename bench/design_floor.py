@@ -6,8 +6,8 @@ a registration with results_service in PostgreSQL, and a confirmed persistent pu
 The floor sums, for each round of one benchmark run:
 
 - the two hops with no work behind them (`bench/hop_floor.py`, measured in the same run);
-- ingest's file work (`file_work_ms`): our validation and blob store on the same files, in one thread
-  here, with no HTTP, no queue and no event loop around them;
+- ingest's file work (`file_work_ms`): ingest's own `store_whole` (validation and blob store) on the
+  same files, in one thread here, with no HTTP, no queue and no event loop around them;
 - what results_service, RabbitMQ and PostgreSQL spent per file in our own round of the same run.
 
 So it is our system with the gateway's and ingest's own overhead set to zero. With the CPUs the limit
@@ -16,22 +16,22 @@ So it is our system with the gateway's and ingest's own overhead set to zero. Wi
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.blobs import BlobStore
 from common.crypto import Keyring
-from common.dicom_validation import validate_file
+from ingest_service.staging import store_whole
 
 SERVICE_PARTS = ("results_service", "rabbitmq", "postgres")
 
 
 def file_work_ms(paths: Sequence[Path], root: Path, keyring: Keyring) -> dict[int, float]:
-    """CPU ms per file (this thread, user + system) of validating and storing each file: round 1 into an empty
-    blob store (hash, seal, O_DIRECT write, fdatasync, rename, directory fsync), round 2 the same files again
-    (hash, found stored). Reading the files from disk is not counted: the hops' floor already receives them."""
+    """CPU ms per file (this thread, user + system) of ingest's own `store_whole` on each file: round 1 into an
+    empty blob store (validate, hash, seal, O_DIRECT write, fdatasync, rename, directory fsync), round 2 the same
+    files again (validate, hash, found stored). Reading the files from disk is not counted: the hops' floor
+    already receives them."""
     store = BlobStore(root, keyring)
     figures: dict[int, float] = {}
     for round_no in (1, 2):
@@ -39,8 +39,7 @@ def file_work_ms(paths: Sequence[Path], root: Path, keyring: Keyring) -> dict[in
         for path in paths:
             data = path.read_bytes()
             started = time.thread_time()
-            validate_file(io.BytesIO(data))
-            store.put_bytes_sync(data)
+            store_whole(store, [data])
             spent += time.thread_time() - started
         figures[round_no] = spent / len(paths) * 1000
     return figures

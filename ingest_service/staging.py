@@ -68,8 +68,11 @@ async def _replay(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterato
         yield chunk
 
 
-def _store_in_one_go(store: BlobStore, pieces: list[bytes]) -> StoredFile:
-    """Validate a whole file held in memory, then write it (encrypted, fsynced, renamed); blocking."""
+def store_whole(store: BlobStore, pieces: list[bytes]) -> StoredFile:
+    """Validate a whole file held in memory, then write it (encrypted, fsynced, renamed); blocking.
+
+    Raises Refused when it is not valid. The benchmark's design floor runs this same function alone.
+    """
     data = b"".join(pieces)
     try:
         metadata = validate_file(io.BytesIO(data))
@@ -102,7 +105,7 @@ async def store_file(
     try:
         head, whole = await _read_head(chunks, memory_limit, max_bytes)
         if whole:
-            return await asyncio.to_thread(_store_in_one_go, store, head)
+            return await asyncio.to_thread(store_whole, store, head)
         return await _store_streamed(store, _replay(head, chunks), max_bytes)
     except UnreadableFile as exc:
         raise Refused(exc.reason) from exc
