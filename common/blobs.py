@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -206,6 +207,12 @@ class BlobStore:
                 write_direct(fd, buffer, size)
             finally:
                 os.close(fd)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            if exc.errno != errno.EINVAL:
+                raise
+            self.direct_io = False  # opened, but its writes refused (an alignment it wants and we cannot know)
+            return None
         except BaseException:
             path.unlink(missing_ok=True)
             raise

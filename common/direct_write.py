@@ -10,8 +10,9 @@ and extents, and the device's write cache).
 
 `O_DIRECT` wants the buffer address, the file offset and the length aligned to the device's logical
 block; 4096 covers 512-byte and 4 KiB devices. The file is written padded to that and truncated
-to its true size before the sync. A filesystem that refuses `O_DIRECT` (EINVAL at open) gets
-`None` from `open_direct`, and the caller writes the usual way.
+to its true size before the sync. A filesystem that refuses `O_DIRECT` gets `None` from
+`open_direct` (EINVAL at open), or an EINVAL OSError from `write_direct`; the caller then writes the
+usual way.
 """
 
 from __future__ import annotations

@@ -98,6 +98,25 @@ async def test_a_filesystem_that_refuses_o_direct_gets_buffered_writes(
     assert list(store.tmp.iterdir()) == []
 
 
+async def test_a_filesystem_that_refuses_direct_writes_after_the_open_gets_buffered_writes(
+    tmp_path: Path, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated too: a device whose logical block is larger than our alignment would refuse the write itself."""
+    real_write = os.write
+
+    def refusing_write(fd: int, data: object) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "write", refusing_write)
+    store = BlobStore(tmp_path / "blobs", keyring)
+    data = os.urandom(300_000)
+    assert await store.read_bytes(await store.put_bytes(data)) == data
+    assert not store.direct_io
+    assert list(store.tmp.iterdir()) == []  # the refused staged file is gone
+
+
 def test_other_open_errors_are_not_mistaken_for_a_refusal(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_direct(tmp_path / "missing-folder" / "file")
