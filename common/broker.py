@@ -50,8 +50,14 @@ JOB_STANDARD = "job.standard"
 JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
 STATUS_PATTERN = "status.#"
-# What a publish raises when the broker is unreachable or did not confirm in time.
-BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError)
+# What a broker call raises when the broker is unreachable, did not confirm in time, or the channel is
+# closed (a RuntimeError in aiormq, raised while a robust channel is being restored after a restart).
+BROKER_ERRORS = (
+    aio_pika.exceptions.AMQPError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    TimeoutError,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[M, AbstractIncomingMessage], Awaitable[None]]

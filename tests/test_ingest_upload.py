@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from common.broker import broker_key
 from common.messages import ProcessJob
 from common.problems import PROBLEM_CONTENT_TYPE
 from common.secret_settings import BlobKeySettings
@@ -236,3 +237,13 @@ async def test_ready_when_broker_and_results_answer(rig: IngestRig) -> None:
     client = await rig.make()
     response = await client.get("/readyz")
     assert response.status == 200
+
+
+async def test_a_closed_broker_channel_is_503_not_500(rig: IngestRig, sample_01: bytes) -> None:
+    client = await rig.make()
+    await client.app[broker_key].channel.close()  # as during a broker restart, before the robust channel returns
+    response = await client.post("/upload", data=io.BytesIO(sample_01), headers=DICOM)
+    assert response.status == 503
+    problem = await response.json()
+    assert "RabbitMQ did not confirm the job" in problem["detail"]
+    assert problem["files"] == []
