@@ -72,6 +72,16 @@ async def upload_records(database_url: str, upload_id: str) -> list[dict[str, An
     return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
 
 
+def accepted_duplicate_rejected(instance_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(action, outcome, detail) of an upload whose files were accepted, a duplicate of it, then rejected."""
+    return [
+        ("upload.create", "success", {}),
+        ("upload.file", "success", {"index": 0, "status": "accepted", "instance_id": instance_id}),
+        ("upload.file", "success", {"index": 1, "status": "duplicate", "instance_id": instance_id}),
+        ("upload.file", "failure", {"index": 2, "status": "rejected"}),
+    ]
+
+
 def who(records: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
     return {(r["actor_id"], r["actor_email"], r["client"], r["correlation_id"]) for r in records}
 
@@ -89,12 +99,7 @@ async def test_registrations_record_the_upload_and_each_file_with_who_and_the_co
     instance_id = answers[0]["instance_id"]
     assert [a["status"] for a in answers] == ["accepted", "duplicate", "rejected"]
     records = await upload_records(database_url, upload_id)
-    assert [(r["action"], r["outcome"], r["detail"]) for r in records] == [
-        ("upload.create", "success", {}),
-        ("upload.file", "success", {"index": 0, "status": "accepted", "instance_id": instance_id}),
-        ("upload.file", "success", {"index": 1, "status": "duplicate", "instance_id": instance_id}),
-        ("upload.file", "failure", {"index": 2, "status": "rejected"}),
-    ]
+    assert [(r["action"], r["outcome"], r["detail"]) for r in records] == accepted_duplicate_rejected(instance_id)
     assert who(records) == {(owner, f"{owner}@example.org", "203.0.113.7", correlation)}
     assert not any("Doe" in str(r) or "DICOM" in str(r) for r in records)  # no file name, no reason
 
@@ -257,12 +262,7 @@ async def test_an_accepted_upload_through_ingest_is_recorded_without_an_audit_ca
     receipt = await response.json()
     records = await upload_records(database_url, receipt["upload_id"])
     instance_id = receipt["files"][0]["instance_id"]
-    assert [(r["action"], r["outcome"], r["detail"]) for r in records] == [
-        ("upload.create", "success", {}),
-        ("upload.file", "success", {"index": 0, "status": "accepted", "instance_id": instance_id}),
-        ("upload.file", "success", {"index": 1, "status": "duplicate", "instance_id": instance_id}),
-        ("upload.file", "failure", {"index": 2, "status": "rejected"}),
-    ]
+    assert [(r["action"], r["outcome"], r["detail"]) for r in records] == accepted_duplicate_rejected(instance_id)
     assert who(records) == {(owner, f"{owner}@example.org", "203.0.113.7", correlation)}
 
 
