@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := common gateway ingest_service processor_service results_service
+PACKAGES := common gateway ingest_service processor_service results_service single_host
 
 .DEFAULT_GOAL := help
 .PHONY: help venv preflight setup up test lint format bench clean
@@ -23,16 +23,16 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP) ## Create .venv and install the pinned dependencies.
 
 preflight: venv ## Check that PostgreSQL and RabbitMQ answer.
-	$(PY) -m common.preflight
+	$(PY) -m single_host.preflight
 
 setup: preflight ## Secrets (var/secrets, if not in the environment), database, migrations, broker topology, first admin.
-	$(PY) -m common.secret_settings
+	$(PY) -m common.app.secret_settings
 	$(PY) -m results_service.migrate
-	$(PY) -m common.broker
+	$(PY) -m common.messaging.broker
 	$(PY) -m results_service.bootstrap_admin
 
 up: setup ## Set up, then run every service in the foreground (Ctrl-C stops them all).
-	$(PY) -m common.supervisor
+	$(PY) -m single_host.supervisor
 
 # The portal's browser test drives Debian's Chromium through Playwright (its own browser download is unreachable).
 CHROMIUM := /usr/bin/chromium

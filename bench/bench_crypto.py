@@ -3,13 +3,13 @@
 Three parts, each written to the `bench_crypto` section of bench/README.md:
 
 * streaming: 64 MiB of random bytes in 64 KiB pieces (the blob store's write path) through
-  `common.crypto`, through the implementation it replaced (`Previous*` below, a copy of
-  common/crypto.py at 96e5776: a growing bytearray, each chunk copied out of it and the output joined
+  `common.storage.crypto`, through the implementation it replaced (`Previous*` below, a copy of
+  common/storage/crypto.py at 96e5776: a growing bytearray, each chunk copied out of it and the output joined
   again) and through sha256, the pass every stored blob pays anyway;
 * whole files (ingest's `put_bytes_sync`): generated instances of the two samples, user and system
   CPU per file, against the floor of sha256 plus ONE `AESGCM.encrypt` of the whole file (what sealing
   cannot go below), the previous implementation alongside; rounds alternate, best round kept. The
-  process tunes malloc as the services do (`common.malloc.tune_malloc`). The whole store
+  process tunes malloc as the services do (`processor_service.malloc.tune_malloc`). The whole store
   (`put_bytes_sync`) is timed writing with O_DIRECT and buffered (`BLOB_DIRECT_IO`), rounds alternating;
 * the processor's read path, in spawned processes as the worker pool starts them (malloc as today,
   untuned, and tuned): CPU per file of `measure_blob` (frame by frame through the decrypting reader)
@@ -36,13 +36,13 @@ import pydicom
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from processor_service.malloc import tune_malloc
 
 from bench.report import write_section
-from common.blobs import BlobStore
-from common.crypto import MAGIC, PREFIX_BYTES, SALT_BYTES, TAG_BYTES, VERSION, Keyring, parse_header
-from common.crypto_keys import generate_key_spec
-from common.imaging import Analysis, analyse
-from common.malloc import tune_malloc
+from common.storage.blobs import BlobStore
+from common.storage.crypto import MAGIC, PREFIX_BYTES, SALT_BYTES, TAG_BYTES, VERSION, Keyring, parse_header
+from common.storage.crypto_keys import generate_key_spec
+from processor_service.imaging import Analysis, analyse
 from processor_service.work import measure_blob
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_mix
 
@@ -56,13 +56,13 @@ STREAM_REPEATS = 8  # passes over the 64 MiB per round: thread CPU time is count
 INTRO = """`python -m bench crypto` (`bench/bench_crypto.py`). Chunks are sealed and opened with
 `AESGCM.encrypt_into`/`decrypt_into` from memoryview slices straight into one output of exact size;
 the baseline "previous" is a copy, inside the benchmark, of the implementation that grew a bytearray,
-copied every chunk out of it and joined the output again (common/crypto.py at 96e5776). The format
+copied every chunk out of it and joined the output again (common/storage/crypto.py at 96e5776). The format
 (version 1) is unchanged: tests/test_crypto.py decrypts a blob written by the previous code and
 checks every new write path byte for byte against the format written from its description."""
 
 
 class PreviousEncryptor:
-    """common.crypto.Encryptor at 96e5776 (the baseline): buffer grown by +=, two copies per chunk, output joined."""
+    """crypto.Encryptor at 96e5776 (the baseline): buffer grown by +=, two copies per chunk, output joined."""
 
     def __init__(self, master: bytes, kid: str, chunk_size: int) -> None:
         salt, self.prefix, kid_bytes = os.urandom(SALT_BYTES), os.urandom(PREFIX_BYTES), kid.encode()
@@ -90,7 +90,7 @@ class PreviousEncryptor:
 
 
 class PreviousDecryptor:
-    """common.crypto.Decryptor at 96e5776 (the baseline), the same copies on the way back."""
+    """common.storage.crypto.Decryptor at 96e5776 (the baseline), the same copies on the way back."""
 
     def __init__(self, ring: Keyring) -> None:
         self.ring, self.buffer, self.index = ring, bytearray(), 0
@@ -330,7 +330,7 @@ def processor(store: BlobStore, root: Path) -> list[str]:
     return [
         "",
         "Processor read path in a spawned process as the worker pool starts them: malloc as today (not tuned in "
-        "the workers) and tuned as in the services (`common.malloc.tune_malloc`); best of "
+        "the workers) and tuned as in the services (`processor_service.malloc.tune_malloc`); best of "
         f"{ROUNDS} alternating rounds for the samples. Whole (the baseline): the plaintext read into memory "
         "through the decrypting reader and parsed once with its pixel data (`analyse(bytes)`). Frame by frame "
         "(`processor_service.work.measure_blob`): pydicom parses the header through the reader, then reads "

@@ -31,10 +31,10 @@ import aio_pika
 import aiohttp
 
 from bench.report import write_section
-from common.broker import delete_topology, open_channel
-from common.crypto_keys import generate_key_spec
-from common.identity import ROLE_HEADER, USER_HEADER
-from common.settings import BaseServiceSettings
+from common.app.settings import BaseServiceSettings
+from common.auth.identity import ROLE_HEADER, USER_HEADER
+from common.messaging.broker import delete_topology, open_channel
+from common.storage.crypto_keys import generate_key_spec
 from results_service.db import apply_migrations, drop_database
 from tests.e2e.conftest import free_port
 

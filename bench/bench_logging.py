@@ -1,6 +1,6 @@
-"""CPU cost of one log line: `common.logs` against the set-up it replaced, measured in the same run.
+"""CPU cost of one log line: `common.app.logs` against the set-up it replaced, measured in the same run.
 
-The baseline (`configure_baseline`) is a copy of `common/logs.py` as it was before structlog's
+The baseline (`configure_baseline`) is a copy of `common/app/logs.py` as it was before structlog's
 native path: structlog through the standard library (`stdlib.LoggerFactory`, `stdlib.BoundLogger`,
 `ProcessorFormatter`, `json.dumps` per line). Both write to a file, flushing each line as a
 service's stdout does, with a correlation id bound through contextvars. Lines are shaped like the
@@ -25,7 +25,7 @@ from typing import Any, TextIO
 import structlog
 
 from bench.report import write_section
-from common.logs import bind_correlation_id, configure_logging, get_logger
+from common.app.logs import bind_correlation_id, configure_logging, get_logger
 
 SERVICE = "ingest_service"
 LINES = 20_000
@@ -33,11 +33,11 @@ ROUNDS = 7
 TIMESTAMP = re.compile(r'"timestamp": "[^"]+"')
 LINES_PER_FILE = 6  # INFO lines per uploaded file across the services (issue 5)
 
-INTRO = """`bench/bench_logging.py`: the CPU cost of one log line written by `common.logs`, against a copy of
+INTRO = """`bench/bench_logging.py`: the CPU cost of one log line written by `common.app.logs`, against a copy of
 the set-up it replaced (structlog routed through the standard library: `stdlib.LoggerFactory`,
 `stdlib.BoundLogger`, `ProcessorFormatter`, `json.dumps` per line) in the same run, rounds alternating.
 Lines go to a file, flushed one by one as a service's stdout is, with a correlation id bound through
-contextvars; our lines have the shapes of the upload path's hot ones. `common.logs` now sends our lines
+contextvars; our lines have the shapes of the upload path's hot ones. `common.app.logs` now sends our lines
 through structlog's filtering bound logger (a level below the configured one is a method that returns
 at once) and writes the rendered line straight to the stream; stdlib lines (aiohttp, aio-pika, aiormq,
 Tortoise, asyncpg) still go through a `ProcessorFormatter`, into the same writer under the same lock.
@@ -71,7 +71,7 @@ HOT: list[tuple[str, dict[str, Any]]] = [
 
 
 def configure_baseline(service: str, stream: TextIO) -> Callable[[str], Any]:
-    """The set-up of `common/logs.py` before this benchmark (kept here as the baseline); its `get_logger`."""
+    """The set-up of `common/app/logs.py` before this benchmark (kept here as the baseline); its `get_logger`."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -103,7 +103,7 @@ def configure_baseline(service: str, stream: TextIO) -> Callable[[str], Any]:
 
 
 def configure_current(service: str, stream: TextIO) -> Callable[[str], Any]:
-    """`common.logs` as the services use it; its `get_logger`."""
+    """`common.app.logs` as the services use it; its `get_logger`."""
     configure_logging(service, "INFO", "json", stream=stream)
     return get_logger
 
@@ -118,7 +118,7 @@ def _add_service_baseline(service: str) -> structlog.types.Processor:
 
 SETUPS: dict[str, Callable[[str, TextIO], Callable[[str], Any]]] = {
     "baseline": configure_baseline,
-    "common.logs": configure_current,
+    "common.app.logs": configure_current,
 }
 
 
@@ -175,21 +175,21 @@ def main() -> None:
                     seconds = run_round(setup, kind, folder / f"{setup}-{kind}.log")
                     best[setup, kind] = min(best.get((setup, kind), float("inf")), seconds)
         compared = sum(
-            same_lines(folder / f"baseline-{kind}.log", folder / f"common.logs-{kind}.log") for kind in kinds
+            same_lines(folder / f"baseline-{kind}.log", folder / f"common.app.logs-{kind}.log") for kind in kinds
         )
     configure_logging("bench", "INFO", "json")
     rows = []
     for kind, label in kinds.items():
-        before, after = best["baseline", kind] * 1e6, best["common.logs", kind] * 1e6
+        before, after = best["baseline", kind] * 1e6, best["common.app.logs", kind] * 1e6
         rows.append(f"| {label} | {before:.2f} | {after:.2f} | {after / before:.2f}x |")
-    info_saved = (best["baseline", "info"] - best["common.logs", "info"]) * 1e6
+    info_saved = (best["baseline", "info"] - best["common.app.logs", "info"]) * 1e6
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs (load average "
         f"{load:.1f} before the run), Python {platform.python_version()}, structlog {structlog.__version__}: "
         f"{LINES} lines per round to a file, flushed per line, best of {ROUNDS} alternating rounds, "
         "process CPU time.",
         "",
-        "| line | baseline (µs CPU) | common.logs (µs CPU) | common.logs / baseline |",
+        "| line | baseline (µs CPU) | common.app.logs (µs CPU) | common.app.logs / baseline |",
         "|---|---|---|---|",
         *rows,
         "",

@@ -45,10 +45,10 @@ from bench.load_generator import UploadTarget, cpu_of, timed_upload
 from bench.orthanc_baseline import Orthanc, orthanc_binary, orthanc_round, require_orthanc
 from bench.pipeline_report import INTRO, OUR_CPU_PARTS, POOL, POOL_DEFAULT, PipelineFigures, report
 from bench.report import write_section
-from common.crypto import Keyring
-from common.crypto_keys import generate_key_spec
-from common.imaging import HISTOGRAM_BINS
-from common.settings import BaseServiceSettings
+from common.app.settings import BaseServiceSettings
+from common.storage.crypto import Keyring
+from common.storage.crypto_keys import generate_key_spec
+from processor_service.imaging import HISTOGRAM_BINS
 from results_service.db import apply_migrations, drop_database
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_mix, write_files
 from tests.e2e.conftest import ROOT, RunningSystem, User, free_port

@@ -91,7 +91,9 @@ def main() -> None:
             check_log(log, json.loads(stdout))
             times.append(elapsed)
         registry = [timed([sys.executable, "-c", PARSER_ONLY])[0] for _ in range(RUNS)]
-        startup = [timed([sys.executable, "-c", PARSER_ONLY + "; import common.json_threads"])[0] for _ in range(RUNS)]
+        startup = [
+            timed([sys.executable, "-c", PARSER_ONLY + "; import common.brief.json_threads"])[0] for _ in range(RUNS)
+        ]
         baseline = [
             timed([sys.executable, "-c", BASELINE, LARGE, Path(scratch) / "baseline.log"])[0]
             for _ in range(BASELINE_RUNS)
@@ -105,7 +107,7 @@ def main() -> None:
             registry_s,
             f"{RUNS}",
         ),
-        ("  of which: the above + the command's own imports (numpy, common.json_threads)", startup_s, f"{RUNS}"),
+        ("  of which: the above + the command's own imports (numpy, common.brief.json_threads)", startup_s, f"{RUNS}"),
         ("  of which: `json.load` of the file (in-process)", load_s, f"{RUNS}"),
         ("  of which: parse + normalise + log, 20 elements in 4 threads (in-process)", threads_s, f"{RUNS}"),
         ("plain Python baseline (str.split + float, 1 thread)", baseline_s, f"{BASELINE_RUNS}"),
@@ -150,7 +152,7 @@ def heaviest_imports(code: str, count: int = 5) -> list[tuple[str, float]]:
 
 def in_process_phases() -> tuple[float, float]:
     """Median seconds of the two phases after start-up: loading the JSON, and the threaded processing."""
-    from common.json_threads import SharedLog, load_elements, process_elements
+    from common.brief.json_threads import SharedLog, load_elements, process_elements
 
     loads, processing = [], []
     with tempfile.TemporaryDirectory() as scratch:

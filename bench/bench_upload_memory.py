@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from common.crypto_keys import generate_key_spec
+from common.storage.crypto_keys import generate_key_spec
 from results_service.db import apply_migrations, drop_database
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.test_upload_memory import MIB, big_dicom_parts, sample_rss, stream_body

@@ -20,8 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.blobs import BlobStore
-from common.crypto import Keyring
+from common.storage.blobs import BlobStore
+from common.storage.crypto import Keyring
 from ingest_service.staging import store_whole
 
 SERVICE_PARTS = ("results_service", "rabbitmq", "postgres")

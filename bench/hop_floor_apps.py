@@ -5,7 +5,7 @@ before any work is done on it. These apps keep exactly that data path and drop t
 the gateway's own streaming proxy (`gateway.proxy.forward_to`, with the gateway's upload timeout and body
 limit) and nothing else (no auth, no rate limit, no request logs); the sink reads the body as ingest does
 (`ingest_service.parts.body_chunks`), counts its bytes and answers 202 with a receipt shaped like ingest's.
-Both are served by `common.web.serve`, like the services: uvloop, the same malloc tuning, the same run_app.
+Both are served by `common.app.web.serve`, like the services: uvloop, the same malloc tuning, the same run_app.
 
     FLOOR_ROLE=sink FLOOR_PORT=9001 python -m bench.hop_floor_apps
     FLOOR_ROLE=proxy FLOOR_PORT=9000 FLOOR_UPSTREAM=http://127.0.0.1:9001 python -m bench.hop_floor_apps
@@ -21,10 +21,10 @@ import aiohttp
 from aiohttp import web
 from pydantic import Field
 
+from common.app.settings import BaseServiceSettings, UploadBodyLimit
+from common.app.web import healthz, serve
 from common.schemas.instances import FileStatus
 from common.schemas.uploads import UploadedFile, UploadReceipt
-from common.settings import BaseServiceSettings, UploadBodyLimit
-from common.web import healthz, serve
 from gateway.proxy import client_session_context, forward_to
 from ingest_service.parts import body_chunks
 

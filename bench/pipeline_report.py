@@ -222,7 +222,7 @@ def processing_lines(f: PipelineFigures) -> list[str]:
         f"- 2 processors / 1 processor: {f.ours[1]['processing'] / f.ours[2]['processing']:.2f}x "
         "(both share the same 2 CPUs, so no gain is expected here: processors scale across machines).",
         "- Why the pipeline beats the bare loop: the bare loop turns all frames into one float64 array "
-        "(200 MB for sample-02) and passes over it several times; common.imaging counts values frame by frame "
+        "(200 MB for sample-02) and passes over it several times; the processor counts values frame by frame "
         "(bincount) and derives exact figures from that table.",
     ]
 
@@ -238,6 +238,6 @@ def decoder_lines(decoders: dict[str, float]) -> list[str]:
             for name, sec in sorted(decoders.items(), key=lambda i: i[1])
         ],
         "",
-        "common.imaging prefers the fastest (Pillow, i.e. libjpeg-turbo) for 8-bit JPEG; its output differs from",
+        "imaging prefers the fastest (Pillow, i.e. libjpeg-turbo) for 8-bit JPEG; its output differs from",
         "pylibjpeg's by at most one grey level on some pixels (both are conformant IDCTs).",
     ]

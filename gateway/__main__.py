@@ -1,6 +1,6 @@
 """`python -m gateway`: serve until SIGINT or SIGTERM."""
 
-from common.web import serve
+from common.app.web import serve
 from gateway.main import init_app
 from gateway.settings import GatewaySettings
 

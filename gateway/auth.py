@@ -22,13 +22,13 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.bodies import read_body_bytes
-from common.identity import CLIENT_HEADER, Caller, caller_key
-from common.logs import CORRELATION_HEADER, get_logger
-from common.problems import PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized
+from common.app.bodies import read_body_bytes
+from common.app.logs import CORRELATION_HEADER, get_logger
+from common.app.problems import PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized
+from common.app.web import correlation_id_key
+from common.auth.identity import CLIENT_HEADER, Caller, caller_key
+from common.auth.tokens import InvalidToken, TokenClaims, verify_token
 from common.schemas.auth import IntrospectRequest, LogoutRequest, TokenIntrospection
-from common.tokens import InvalidToken, TokenClaims, verify_token
-from common.web import correlation_id_key
 from gateway.auth_settings import GatewayAuthSettings
 from gateway.proxy import client_session_key, forward_to
 from gateway.ratelimit import RateLimiter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.secret_settings import AuthSettings
+from common.app.secret_settings import AuthSettings
 
 
 class GatewayAuthSettings(AuthSettings):

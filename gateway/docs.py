@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from common.openapi import ApiSpec
+from common.app.openapi import ApiSpec
 
 api_spec_key = web.AppKey("api_spec", ApiSpec)
 

@@ -35,12 +35,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pamqp.common import FieldTable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.broker import BROKER_ERRORS, TopologyNames, connect, consume, open_channel
-from common.identity import Caller
-from common.logs import get_logger
-from common.messages import Announcement, StatusChanges, StatusEvent
-from common.problems import ProblemError, Unauthorized
-from common.web import readiness_checks_key
+from common.app.logs import get_logger
+from common.app.problems import ProblemError, Unauthorized
+from common.app.web import readiness_checks_key
+from common.auth.identity import Caller
+from common.messaging.broker import BROKER_ERRORS, TopologyNames, connect, consume, open_channel
+from common.messaging.messages import Announcement, StatusChanges, StatusEvent
 from gateway.auth import authenticate_token
 from gateway.feed_binding import FeedBinding
 from gateway.settings import GatewaySettings

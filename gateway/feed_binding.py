@@ -14,8 +14,8 @@ import asyncio
 
 from aio_pika.abc import AbstractExchange, AbstractQueue
 
-from common.broker import BROKER_ERRORS
-from common.logs import get_logger
+from common.app.logs import get_logger
+from common.messaging.broker import BROKER_ERRORS
 
 log = get_logger(__name__)
 

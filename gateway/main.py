@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.web import make_app
+from common.app.web import make_app
 from gateway.auth import setup_auth
 from gateway.proxy import client_session_context
 from gateway.routes import setup_routes

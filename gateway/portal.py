@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common.problems import NotFound
+from common.app.problems import NotFound
 
 STATIC_ROOT = Path(__file__).resolve().parent / "static"
 STATIC_FOLDERS = ("js", "css", "img")

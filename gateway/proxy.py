@@ -15,10 +15,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from common.identity import caller_key
-from common.logs import CORRELATION_HEADER, get_logger
-from common.problems import PayloadTooLarge, ProblemError, ServiceUnavailable
-from common.web import correlation_id_key
+from common.app.logs import CORRELATION_HEADER, get_logger
+from common.app.problems import PayloadTooLarge, ProblemError, ServiceUnavailable
+from common.app.web import correlation_id_key
+from common.auth.identity import caller_key
 
 log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from common.openapi import ApiSpec
+from common.app.openapi import ApiSpec
 from common.schemas.accounts_api import account_operations
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.settings import BaseServiceSettings, ElementsBodyLimit, UploadBodyLimit
+from common.app.settings import BaseServiceSettings, ElementsBodyLimit, UploadBodyLimit
 from gateway.auth_settings import GatewayAuthSettings
 
 

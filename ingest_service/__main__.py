@@ -1,6 +1,6 @@
 """`python -m ingest_service`: serve until SIGINT or SIGTERM."""
 
-from common.web import serve
+from common.app.web import serve
 from ingest_service.main import init_app
 from ingest_service.settings import IngestSettings
 

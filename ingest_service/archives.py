@@ -17,8 +17,8 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import IO
 
-from common.blobs import BlobStore, BlobTooLarge, StagedFile
-from common.problems import BadRequest, PayloadTooLarge
+from common.app.problems import BadRequest, PayloadTooLarge
+from common.storage.blobs import BlobStore, BlobTooLarge, StagedFile
 from ingest_service.parts import CHUNK_SIZE, BodyMeter, IncomingFile, UnreadableFile, display_name
 from ingest_service.settings import IngestSettings
 

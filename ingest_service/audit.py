@@ -15,8 +15,8 @@ from collections import Counter
 
 import aiohttp
 
-from common.identity import Caller
-from common.logs import CORRELATION_HEADER, current_correlation_id, get_logger
+from common.app.logs import CORRELATION_HEADER, current_correlation_id, get_logger
+from common.auth.identity import Caller
 from common.schemas.auth import AuditEventIn, Outcome
 from common.schemas.uploads import UploadedFile
 

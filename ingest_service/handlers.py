@@ -8,10 +8,10 @@ from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
-from common.broker import broker_key
-from common.identity import Caller, caller_from_headers
-from common.logs import get_logger
-from common.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
+from common.app.logs import get_logger
+from common.app.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
+from common.auth.identity import Caller, caller_from_headers
+from common.messaging.broker import broker_key
 from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
 from ingest_service.audit import audit_upload_stop

@@ -15,14 +15,14 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from common.blobs import BlobStore
-from common.broker import BROKER_ERRORS, JOB_LARGE, JOB_STANDARD, Topology, publish
-from common.identity import Caller
-from common.logs import get_logger
-from common.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
-from common.problems import ServiceUnavailable
+from common.app.logs import get_logger
+from common.app.problems import ServiceUnavailable
+from common.auth.identity import Caller
+from common.messaging.broker import BROKER_ERRORS, JOB_LARGE, JOB_STANDARD, Topology, publish
+from common.messaging.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
+from common.storage.blobs import BlobStore
 from ingest_service.parts import IncomingFile
 from ingest_service.registration import Registrar
 from ingest_service.settings import IngestSettings

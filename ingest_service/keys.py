@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from common.blobs import BlobStore
+from common.storage.blobs import BlobStore
 from ingest_service.intake import QueuedInstances
 from ingest_service.registration import Registrar
 from ingest_service.settings import IngestSettings

@@ -8,10 +8,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from common.blobs import BlobStore
-from common.broker import broker_context, broker_ready
-from common.logs import get_logger
-from common.web import make_app, readiness_checks_key
+from common.app.logs import get_logger
+from common.app.web import make_app, readiness_checks_key
+from common.messaging.broker import broker_context, broker_ready
+from common.storage.blobs import BlobStore
 from ingest_service.intake import QueuedInstances
 from ingest_service.keys import blob_store_key, client_session_key, queued_key, registrar_key, settings_key
 from ingest_service.registration import Registrar

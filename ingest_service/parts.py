@@ -17,7 +17,7 @@ from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import parse_content_disposition
 
-from common.problems import BadRequest, PayloadTooLarge
+from common.app.problems import BadRequest, PayloadTooLarge
 
 CHUNK_SIZE = 256 * 1024
 DICOM_TYPE = "application/dicom"

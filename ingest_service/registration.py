@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import aiohttp
 from pydantic import ValidationError
 
-from common.identity import Caller
-from common.logs import CORRELATION_HEADER, current_correlation_id, get_logger
-from common.problems import ServiceUnavailable
+from common.app.logs import CORRELATION_HEADER, current_correlation_id, get_logger
+from common.app.problems import ServiceUnavailable
+from common.auth.identity import Caller
 from common.schemas.instances import FileRegistered, FileRegistration
 from common.schemas.registrations import (
     MAX_BATCH,

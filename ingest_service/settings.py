@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.secret_settings import BlobKeySettings
-from common.settings import BaseServiceSettings, UploadBodyLimit
+from common.app.secret_settings import BlobKeySettings
+from common.app.settings import BaseServiceSettings, UploadBodyLimit
 
 GIB = 1024**3
 MIB = 1024**2

@@ -18,9 +18,9 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from common.blobs import BlobStore, BlobTooLarge, StagedFile
-from common.dicom_validation import InvalidDicom, validate_file
+from common.dicom.validation import InvalidDicom, validate_file
 from common.schemas.instances import DicomMetadata
+from common.storage.blobs import BlobStore, BlobTooLarge, StagedFile
 from ingest_service.parts import UnreadableFile
 
 

@@ -1,6 +1,6 @@
 """`python -m processor_service`: serve until SIGINT or SIGTERM."""
 
-from common.web import serve
+from common.app.web import serve
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
 

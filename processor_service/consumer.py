@@ -19,11 +19,11 @@ import prometheus_client
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
 
-from common.blobs import BlobNotFound, BlobStore, BlobUnreadable
-from common.broker import Broker, broker_key, consume, publish, status_key
-from common.imaging import ImagingError
-from common.logs import get_logger
-from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.app.logs import get_logger
+from common.messaging.broker import Broker, broker_key, consume, publish, status_key
+from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.storage.blobs import BlobNotFound, BlobStore, BlobUnreadable
+from processor_service.imaging import ImagingError
 from processor_service.keys import blob_store_key, pool_key
 from processor_service.pool import WorkerPool
 from processor_service.settings import ProcessorSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.blobs import BlobStore
+from common.storage.blobs import BlobStore
 from processor_service.pool import WorkerPool
 from processor_service.settings import ProcessorSettings
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common.blobs import BlobStore
-from common.broker import broker_context, broker_ready
-from common.web import make_app, readiness_checks_key
+from common.app.web import make_app, readiness_checks_key
+from common.messaging.broker import broker_context, broker_ready
+from common.storage.blobs import BlobStore
 from processor_service.consumer import consumer_context, pool_context, pool_ready
 from processor_service.keys import blob_store_key, settings_key
 from processor_service.settings import ProcessorSettings

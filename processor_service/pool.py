@@ -17,8 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from common.logs import get_logger
-from common.malloc import tune_malloc
+from common.app.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -35,7 +34,7 @@ class WorkerLost(Exception):
 
 def warm_up() -> None:
     """Import the heavy modules once per process so the first job is not slowed by them."""
-    import common.imaging  # noqa: F401
+    import processor_service.imaging  # noqa: F401
 
 
 class WorkerPool:
@@ -51,8 +50,7 @@ class WorkerPool:
         self.closed = False
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        # Spawned workers do not inherit the service's malloc tuning: each frame they decode is a large buffer.
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=tune_malloc)
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
         self._all.add(executor)
         return executor
 

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from common.secret_settings import BlobKeySettings
-from common.settings import BaseServiceSettings
+from common.app.secret_settings import BlobKeySettings
+from common.app.settings import BaseServiceSettings
 
 QueueName = Literal["standard", "large"]
 

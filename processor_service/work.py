@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from common.blobs import BlobStore, BlobUnreadable
-from common.crypto_keys import CryptoError
-from common.imaging import Analysis, analyse
+from common.storage.blobs import BlobStore, BlobUnreadable
+from common.storage.crypto_keys import CryptoError
+from processor_service.imaging import Analysis, analyse
 
 
 def measure_blob(store: BlobStore, sha256: str, worker: str) -> Analysis:

@@ -1,6 +1,6 @@
 """`python -m results_service`: serve until SIGINT or SIGTERM."""
 
-from common.web import serve
+from common.app.web import serve
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 

@@ -7,7 +7,7 @@ import hmac
 
 from pydantic import Field, SecretStr
 
-from common.secret_settings import AuthSettings
+from common.app.secret_settings import AuthSettings
 
 
 class AccountSettings(AuthSettings):

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from common.problems import Conflict, NotFound
+from common.app.problems import Conflict, NotFound
+from common.auth.tokens import Role
 from common.schemas.auth import TokenIntrospection, UserCreate, UserPatch, UserView
-from common.tokens import Role
 from results_service.models.accounts import RevokedToken, User
 from results_service.passwords import Passwords
 

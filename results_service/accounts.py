@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.bodies import read_model
-from common.identity import Caller, caller_from_headers
-from common.logs import get_logger
-from common.problems import Unauthorized
+from common.app.bodies import read_model
+from common.app.logs import get_logger
+from common.app.problems import Unauthorized
+from common.auth.identity import Caller, caller_from_headers
+from common.auth.tokens import Role, issue_token
 from common.schemas.auth import (
     IntrospectRequest,
     LoginRequest,
@@ -26,7 +27,6 @@ from common.schemas.auth import (
     UserList,
     UserPatch,
 )
-from common.tokens import Role, issue_token
 from results_service import account_store
 from results_service.audit import handle_append_audit, handle_list_audit, record_audit
 from results_service.keys import passwords_key, settings_key

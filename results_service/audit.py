@@ -15,13 +15,13 @@ from typing import Any
 from aiohttp import web
 from tortoise.expressions import Q
 
-from common.bodies import read_model, validate
-from common.identity import Caller, caller_from_headers
-from common.logs import current_correlation_id
-from common.pagination import next_page
-from common.problems import ProblemError
+from common.app.bodies import read_model, validate
+from common.app.logs import current_correlation_id
+from common.app.pagination import next_page
+from common.app.problems import ProblemError
+from common.app.web import correlation_id_key
+from common.auth.identity import Caller, caller_from_headers
 from common.schemas.auth import AuditEventIn, AuditEventView, AuditPage, AuditQuery, Outcome
-from common.web import correlation_id_key
 from results_service.keys import settings_key
 from results_service.models.accounts import AuditEvent
 

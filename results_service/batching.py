@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from common.logs import get_logger
+from common.app.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -13,10 +13,10 @@ import sys
 
 from tortoise import Tortoise
 
-from common.logs import configure_logging, get_logger
+from common.app.logs import configure_logging, get_logger
+from common.app.web import load_settings
+from common.auth.tokens import Role
 from common.schemas.auth import UserCreate
-from common.tokens import Role
-from common.web import load_settings
 from results_service import account_store
 from results_service.db import tortoise_config
 from results_service.models.accounts import User

@@ -21,9 +21,9 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
 
-from common.broker import Broker, broker_key, consume, open_channel, publish
-from common.logs import get_logger
-from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
+from common.app.logs import get_logger
+from common.messaging.broker import Broker, broker_key, consume, open_channel, publish
+from common.messaging.messages import InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 from results_service import pipeline_store
 from results_service.batching import Batcher
 from results_service.pipeline_store import Transition

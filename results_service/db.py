@@ -16,7 +16,7 @@ from aiohttp import web
 from tortoise import Tortoise
 from tortoise.connection import get_connections
 
-from common.logs import get_logger
+from common.app.logs import get_logger
 
 log = get_logger(__name__)
 

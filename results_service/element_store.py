@@ -18,9 +18,9 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from common.elements import ElementFigures
-from common.identity import Caller
-from common.problems import Conflict, NotFound
+from common.app.problems import Conflict, NotFound
+from common.auth.identity import Caller
+from common.brief.elements import ElementFigures
 from common.schemas.elements import ElementIn, ElementOut, ElementUpdate
 from results_service.models.elements import Element
 

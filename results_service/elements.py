@@ -11,9 +11,9 @@ import re
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.bodies import read_json, read_model, validate
-from common.identity import caller_from_headers
-from common.pagination import next_page
+from common.app.bodies import read_json, read_model, validate
+from common.app.pagination import next_page
+from common.auth.identity import caller_from_headers
 from common.schemas.elements import (
     ELEMENT_ID_PATTERN,
     ElementDocument,

@@ -14,16 +14,16 @@ import pydicom
 from aiohttp import web
 from pydicom.errors import InvalidDicomError
 
-from common.blobs import BlobError, BlobNotFound, BlobStore, BlobUnreadable
-from common.bodies import validate
-from common.crypto_keys import CryptoError
-from common.deid_stream import plan_deidentified_copy
-from common.identity import caller_from_headers
-from common.logs import get_logger
-from common.problems import NotFound, ProblemError
+from common.app.bodies import validate
+from common.app.logs import get_logger
+from common.app.problems import NotFound, ProblemError
+from common.auth.identity import caller_from_headers
 from common.schemas.instances import InstanceFileQuery, PatientView
+from common.storage.blobs import BlobError, BlobNotFound, BlobStore, BlobUnreadable
+from common.storage.crypto_keys import CryptoError
 from results_service import pipeline_queries
 from results_service.audit import audited
+from results_service.deid_stream import plan_deidentified_copy
 from results_service.keys import blob_store_key, deidentifier_key
 
 log = get_logger(__name__)

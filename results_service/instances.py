@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.blobs import BlobNotFound, BlobUnreadable
-from common.bodies import read_model, validate
-from common.identity import Caller, caller_from_headers
-from common.pagination import next_page
-from common.problems import Conflict, NotFound
+from common.app.bodies import read_model, validate
+from common.app.pagination import next_page
+from common.app.problems import Conflict, NotFound
+from common.auth.identity import Caller, caller_from_headers
 from common.schemas.auth import Outcome
 from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, Page, StudyListQuery
+from common.storage.blobs import BlobNotFound, BlobUnreadable
 from results_service import pipeline_queries, pipeline_registration
 from results_service.audit import audited, record_audit
 from results_service.instance_files import handle_file, read_patient, unreadable

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.blobs import BlobStore
-from common.deid import Deidentifier
+from common.storage.blobs import BlobStore
+from results_service.deid import Deidentifier
 from results_service.passwords import Passwords
 from results_service.settings import ResultsSettings
 

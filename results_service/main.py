@@ -7,12 +7,12 @@ from pathlib import Path
 from aiohttp import web
 from tortoise import connections
 
-from common.blobs import BlobStore
-from common.broker import broker_context, broker_ready
-from common.deid import Deidentifier
-from common.web import make_app, readiness_checks_key
+from common.app.web import make_app, readiness_checks_key
+from common.messaging.broker import broker_context, broker_ready
+from common.storage.blobs import BlobStore
 from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
+from results_service.deid import Deidentifier
 from results_service.keys import blob_store_key, deidentifier_key, settings_key
 from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from common.logs import configure_logging
-from common.web import load_settings
+from common.app.logs import configure_logging
+from common.app.web import load_settings
 from results_service.db import apply_migrations
 from results_service.settings import ResultsSettings
 

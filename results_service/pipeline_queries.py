@@ -12,9 +12,9 @@ from typing import Any
 
 from tortoise import connections
 
-from common.identity import Caller
-from common.messages import PIPELINE_VERSION, ImageResult, InstanceStatus
-from common.problems import NotFound
+from common.app.problems import NotFound
+from common.auth.identity import Caller
+from common.messaging.messages import PIPELINE_VERSION, ImageResult, InstanceStatus
 from common.schemas.instances import (
     FileStatus,
     InstanceListQuery,

@@ -26,9 +26,9 @@ from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from common.logs import get_logger
-from common.messages import InstanceStatus
-from common.problems import Conflict
+from common.app.logs import get_logger
+from common.app.problems import Conflict
+from common.messaging.messages import InstanceStatus
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.models.pipeline import Instance, Upload, UploadFile
 from results_service.pipeline_store import Transition, advance_on, advance_statuses

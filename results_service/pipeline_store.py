@@ -15,8 +15,8 @@ from typing import Any
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from common.logs import get_logger
-from common.messages import InstanceStatus, ProcessResult
+from common.app.logs import get_logger
+from common.messaging.messages import InstanceStatus, ProcessResult
 from results_service.models.pipeline import Instance, Result
 
 log = get_logger(__name__)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.bodies import read_model
-from common.broker import BROKER_ERRORS, broker_key
-from common.logs import get_logger
-from common.problems import Conflict
+from common.app.bodies import read_model
+from common.app.logs import get_logger
+from common.app.problems import Conflict
+from common.messaging.broker import BROKER_ERRORS, broker_key
 from common.schemas.auth import Outcome
 from common.schemas.registrations import (
     MAX_BATCH,

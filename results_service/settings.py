@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.secret_settings import BlobKeySettings
-from common.settings import BaseServiceSettings, ElementsBodyLimit
+from common.app.secret_settings import BlobKeySettings
+from common.app.settings import BaseServiceSettings, ElementsBodyLimit
 from results_service.account_settings import AccountSettings
 
 

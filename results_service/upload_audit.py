@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from common.identity import caller_from_headers
-from common.logs import current_correlation_id
+from common.app.logs import current_correlation_id
+from common.app.web import correlation_id_key
+from common.auth.identity import caller_from_headers
 from common.schemas.auth import AuditEventIn, Outcome
 from common.schemas.instances import FileStatus
-from common.web import correlation_id_key
 from results_service.audit import append_audit
 
 UPLOAD_CREATE = "upload.create"

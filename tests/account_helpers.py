@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from common.identity import ROLE_HEADER, USER_HEADER
-from common.problems import PROBLEM_CONTENT_TYPE
-from common.tokens import Role, issue_token
+from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.auth.identity import ROLE_HEADER, USER_HEADER
+from common.auth.tokens import Role, issue_token
 
 PASSWORD = "correct horse battery staple"
 ADMIN_HEADERS = {USER_HEADER: "admin-under-test", ROLE_HEADER: "admin"}

@@ -19,9 +19,9 @@ from typing import Any
 import aio_pika
 import pytest
 
-from common.crypto_keys import generate_key_spec
-from common.preflight import check_services
-from common.settings import BaseServiceSettings
+from common.app.settings import BaseServiceSettings
+from common.storage.crypto_keys import generate_key_spec
+from single_host.preflight import check_services
 from tests.feed_helpers import GatewayFactory, events_exchange_for, gateway_factory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def database_url(services_up: None, base_settings: BaseServiceSettings) -> Itera
 
 
 async def _delete_session_topology(settings: BaseServiceSettings) -> None:
-    from common.broker import delete_topology, open_channel
+    from common.messaging.broker import delete_topology, open_channel
 
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:

@@ -1,7 +1,7 @@
 """The live feed's test helpers: gateway replicas running the feed alone, real tokens, a socket's frames.
 
 Gateways here are the feed alone (`setup_events` on the shared app factory) with a token check
-that verifies the signature and expiry of real tokens (`common.tokens`). The fixtures
+that verifies the signature and expiry of real tokens (`common.auth.tokens`). The fixtures
 `events_exchange` and `make_gateway` live in `tests/conftest.py` and are built from these.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 import aio_pika
 from aiohttp import WSMsgType, web
 
-from common.broker import TopologyNames
-from common.identity import Caller
-from common.messages import InstanceStatus, StatusEvent
-from common.problems import Unauthorized
-from common.tokens import InvalidToken, Role, issue_token, verify_token
-from common.web import make_app
+from common.app.problems import Unauthorized
+from common.app.web import make_app
+from common.auth.identity import Caller
+from common.auth.tokens import InvalidToken, Role, issue_token, verify_token
+from common.messaging.broker import TopologyNames
+from common.messaging.messages import InstanceStatus, StatusEvent
 from gateway.events import Authenticator, FeedSession, setup_events
 from gateway.settings import GatewaySettings
 

@@ -15,10 +15,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.broker import TopologyNames, delete_topology
+from common.app.settings import BaseServiceSettings
+from common.messaging.broker import TopologyNames, delete_topology
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.registrations import RegistrationAnswer, RegistrationBatch, RegistrationBatchAnswer
-from common.settings import BaseServiceSettings
 from ingest_service.main import init_app
 from ingest_service.settings import IngestSettings
 

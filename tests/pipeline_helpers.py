@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from common.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
-from common.identity import USER_HEADER
-from common.messages import InstanceStatus, StatusChanges, StatusEvent
-from common.problems import PROBLEM_CONTENT_TYPE
+from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.auth.identity import USER_HEADER
+from common.messaging.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
+from common.messaging.messages import InstanceStatus, StatusChanges, StatusEvent
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.queue_helpers import take

@@ -28,9 +28,9 @@ import aio_pika
 import aiohttp
 import pytest
 
-from common.broker import delete_topology
-from common.problems import PROBLEM_CONTENT_TYPE
-from common.tokens import Role, issue_token
+from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.auth.tokens import Role, issue_token
+from common.messaging.broker import delete_topology
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
 from ingest_service.main import init_app as init_ingest

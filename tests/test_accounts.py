@@ -10,8 +10,8 @@ import pytest
 from argon2 import PasswordHasher
 from structlog.testing import capture_logs
 
-from common.identity import CLIENT_HEADER, ROLE_HEADER, USER_HEADER
-from common.tokens import Role, verify_token
+from common.auth.identity import CLIENT_HEADER, ROLE_HEADER, USER_HEADER
+from common.auth.tokens import Role, verify_token
 from results_service.keys import passwords_key
 from results_service.main import init_app
 from results_service.settings import ResultsSettings

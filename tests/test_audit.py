@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from common.identity import ROLE_HEADER, USER_HEADER
+from common.auth.identity import ROLE_HEADER, USER_HEADER
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.account_helpers import ADMIN_HEADERS, assert_problem, audit_rows

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from bench.design_floor import design_floor_ms, file_work_ms
 from bench.pipeline_report import PipelineFigures, design_floor_lines
-from common.blobs import BlobStore
-from common.crypto import Keyring
-from common.crypto_keys import generate_key_spec
+from common.storage.blobs import BlobStore
+from common.storage.crypto import Keyring
+from common.storage.crypto_keys import generate_key_spec
 
 
 def test_file_work_validates_and_stores_every_file_then_finds_them_stored(tmp_path: Path, samples_dir: Path) -> None:

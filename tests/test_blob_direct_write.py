@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from common.blobs import BlobStore
-from common.crypto import Keyring
-from common.crypto_keys import CryptoError, generate_key_spec
-from common.direct_write import ALIGNMENT, aligned_buffer, open_direct, padded_size, write_direct
+from common.storage.blobs import BlobStore
+from common.storage.crypto import Keyring
+from common.storage.crypto_keys import CryptoError, generate_key_spec
+from common.storage.direct_write import ALIGNMENT, aligned_buffer, open_direct, padded_size, write_direct
 from ingest_service.settings import IngestSettings
 
 
@@ -89,7 +89,7 @@ async def test_a_filesystem_that_refuses_o_direct_gets_buffered_writes(
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_open(path, flags, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(os, "open", refusing_open)  # common.direct_write calls os.open
+    monkeypatch.setattr(os, "open", refusing_open)  # common.storage.direct_write calls os.open
     store = BlobStore(tmp_path / "blobs", keyring)
     first, second = os.urandom(70_000), os.urandom(5)
     assert await store.read_bytes(await store.put_bytes(first)) == first

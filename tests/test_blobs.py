@@ -10,10 +10,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from common.blobs import BlobNotFound, BlobStore, BlobTooLarge, BlobUnreadable
-from common.crypto import Keyring
-from common.crypto_keys import DecryptionError, generate_key_spec
-from common.dicom_validation import validate_file
+from common.dicom.validation import validate_file
+from common.storage.blobs import BlobNotFound, BlobStore, BlobTooLarge, BlobUnreadable
+from common.storage.crypto import Keyring
+from common.storage.crypto_keys import DecryptionError, generate_key_spec
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:

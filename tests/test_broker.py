@@ -10,7 +10,9 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import PublishError
 
-from common.broker import (
+from common.app.logs import bind_correlation_id, current_correlation_id
+from common.app.settings import BaseServiceSettings
+from common.messaging.broker import (
     CORRELATION_AMQP_HEADER,
     JOB_STANDARD,
     RejectMessage,
@@ -21,9 +23,7 @@ from common.broker import (
     open_channel,
     publish,
 )
-from common.logs import bind_correlation_id, current_correlation_id
-from common.messages import ProcessJob
-from common.settings import BaseServiceSettings
+from common.messaging.messages import ProcessJob
 from tests.queue_helpers import take
 
 LIMIT = 2

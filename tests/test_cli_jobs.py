@@ -8,11 +8,11 @@ import json
 import aio_pika
 import pytest
 
-from common.broker import JOB_LARGE, JOB_STANDARD, declare_topology, delete_topology, open_channel, publish
+from common.app.settings import BaseServiceSettings
 from common.cli.cmd_jobs import list_parked
 from common.cli.main import main
-from common.messages import ProcessJob
-from common.settings import BaseServiceSettings
+from common.messaging.broker import JOB_LARGE, JOB_STANDARD, declare_topology, delete_topology, open_channel, publish
+from common.messaging.messages import ProcessJob
 
 
 def make_job(instance_id: str) -> ProcessJob:

@@ -13,10 +13,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from common.crypto import MAGIC, TAG_BYTES, Keyring, is_encrypted
-from common.crypto_keys import CryptoError, DecryptionError, KeyConfigError, UnknownKeyId, generate_key_spec, parse_keys
-from common.crypto_reader import open_decrypting
-from common.secret_settings import AuthSettings, BlobKeySettings, ensure_local_secrets
+from common.app.secret_settings import AuthSettings, BlobKeySettings, ensure_local_secrets
+from common.storage.crypto import MAGIC, TAG_BYTES, Keyring, is_encrypted
+from common.storage.crypto_keys import (
+    CryptoError,
+    DecryptionError,
+    KeyConfigError,
+    UnknownKeyId,
+    generate_key_spec,
+    parse_keys,
+)
+from common.storage.crypto_reader import open_decrypting
 
 CHUNK = 1024  # small chunks so that multi-chunk cases stay fast
 
@@ -30,7 +37,7 @@ def pieces(data: bytes, size: int) -> list[bytes]:
 
 
 def reference_blob(master: bytes, kid: bytes, salt: bytes, prefix: bytes, chunk_size: int, plaintext: bytes) -> bytes:
-    """Format version 1 written from its description (common/crypto.py docstring) with one AESGCM.encrypt per chunk."""
+    """Format version 1 written from its description (crypto.py docstring) with one AESGCM.encrypt per chunk."""
     header = MAGIC + bytes([1, len(kid)]) + kid + salt + prefix + chunk_size.to_bytes(4, "big")
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"dicomflow-blob-v1:" + kid).derive(master)
     chunks = pieces(plaintext, chunk_size) or [b""]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.csvstats import CsvEmpty, CsvNotFound, CsvRaggedRows, NotCsv, csv_stats
+from common.brief.csvstats import CsvEmpty, CsvNotFound, CsvRaggedRows, NotCsv, csv_stats
 
 
 def _expected_columns(path: Path) -> tuple[list[str], list[list[str]]]:

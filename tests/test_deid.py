@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from structlog.testing import capture_logs
 
-from common.deid import METHOD, Deidentifier
+from results_service.deid import METHOD, Deidentifier
 
 SAMPLES = ("sample-01-dicom.dcm", "sample-02-dicom.dcm")
 KEY = b"k" * 32

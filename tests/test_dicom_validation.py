@@ -10,7 +10,7 @@ import pytest
 from pydicom import uid as uids
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from common.dicom_validation import InvalidDicom, validate_file
+from common.dicom.validation import InvalidDicom, validate_file
 
 SAMPLE_01 = "sample-01-dicom.dcm"
 SAMPLE_02 = "sample-02-dicom.dcm"

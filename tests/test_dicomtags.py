@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from pydicom.tag import Tag
 
-from common.dicomtags import (
+from common.dicom.tags import (
     DicomNotFound,
     NotDicom,
     TagSpecError,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.elements import ElementDataError, normalise, parse_data, summarise
+from common.brief.elements import ElementDataError, normalise, parse_data, summarise
 
 
 def _python_figures(data: list[str]) -> tuple[float, float, int, float]:

@@ -20,7 +20,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from common.problems import PROBLEM_CONTENT_TYPE
+from common.app.problems import PROBLEM_CONTENT_TYPE
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
 from results_service.main import init_app as init_results

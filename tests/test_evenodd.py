@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.evenodd import EVEN_THREAD, ODD_THREAD, EvenOdd
+from common.brief.evenodd import EVEN_THREAD, ODD_THREAD, EvenOdd
 
 
 class Recorder:

@@ -14,8 +14,8 @@ import aio_pika
 import pytest
 from aio_pika.exceptions import DeliveryError
 
-from common.broker import TopologyNames, to_amqp
-from common.messages import InstanceStatus
+from common.messaging.broker import TopologyNames, to_amqp
+from common.messaging.messages import InstanceStatus
 from tests.feed_helpers import GatewayFactory, event, next_status, open_feed, token_for
 
 

@@ -1,7 +1,7 @@
 """The live status feed against the real RabbitMQ: replicas, per-owner delivery, admins, refusals, shutdown.
 
 Gateways here are the feed alone (`setup_events` on the shared app factory) with a token check
-that verifies the signature and expiry of real tokens (`common.tokens`); the full gateway with
+that verifies the signature and expiry of real tokens (`common.auth.tokens`); the full gateway with
 the API's own token check is covered by the browser test and `test_feed_uses_the_api_token_check`.
 """
 
@@ -17,11 +17,11 @@ import pytest
 from aiohttp import WSMsgType, web
 from structlog.testing import capture_logs
 
-from common.broker import publish
-from common.identity import Caller
-from common.messages import InstanceStatus, StatusChanges
-from common.problems import ServiceUnavailable, Unauthorized
-from common.tokens import Role, issue_token
+from common.app.problems import ServiceUnavailable, Unauthorized
+from common.auth.identity import Caller
+from common.auth.tokens import Role, issue_token
+from common.messaging.broker import publish
+from common.messaging.messages import InstanceStatus, StatusChanges
 from gateway.events import CLOSE_UNAUTHORIZED, FeedSession, Subscriber
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.files import FolderEntry, FolderError, list_folder
+from common.brief.files import FolderEntry, FolderError, list_folder
 
 
 def test_lists_every_entry_sorted_with_its_kind(tmp_path: Path) -> None:

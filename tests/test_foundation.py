@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.problems import PROBLEM_CONTENT_TYPE
+from common.app.problems import PROBLEM_CONTENT_TYPE
 
 SERVICES = ["gateway", "ingest_service", "processor_service", "results_service"]
 

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from common.identity import EMAIL_HEADER, ROLE_HEADER, USER_HEADER
-from common.tokens import Role, issue_token
+from common.auth.identity import EMAIL_HEADER, ROLE_HEADER, USER_HEADER
+from common.auth.tokens import Role, issue_token
 from gateway.main import init_app as init_gateway
 from gateway.proxy import forward_to
 from gateway.settings import GatewaySettings

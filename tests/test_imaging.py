@@ -1,4 +1,4 @@
-"""common.imaging: decoding every supported transfer syntax and figures equal to numpy on the whole array."""
+"""processor_service.imaging: decoding every supported transfer syntax and figures equal to numpy on the whole array."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from common.imaging import (
+from common.messaging.messages import ImageResult, Statistics
+from processor_service.imaging import (
     HISTOGRAM_BINS,
     NO_PIXEL_DATA,
     ImagingError,
@@ -25,7 +26,6 @@ from common.imaging import (
     normalize,
     preferred_plugin,
 )
-from common.messages import ImageResult, Statistics
 
 
 def _bundled(name: str) -> Path:

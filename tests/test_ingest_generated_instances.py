@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 
-from common.dicom_validation import validate_file
+from common.dicom.validation import validate_file
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_mix, main, write_files, write_zip
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from common.blobs import BlobStore
-from common.crypto import Keyring
-from common.crypto_keys import generate_key_spec
+from common.storage.blobs import BlobStore
+from common.storage.crypto import Keyring
+from common.storage.crypto_keys import generate_key_spec
 from ingest_service.parts import UnreadableFile
 from ingest_service.staging import Refused, store_file
 

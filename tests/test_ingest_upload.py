@@ -11,10 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from common.broker import broker_key
-from common.messages import ProcessJob
-from common.problems import PROBLEM_CONTENT_TYPE
-from common.secret_settings import BlobKeySettings
+from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.app.secret_settings import BlobKeySettings
+from common.messaging.broker import broker_key
+from common.messaging.messages import ProcessJob
 from tests.ingest_fakes import IngestRig, blob_files, drain, rig_fixture  # noqa: F401  (fixture, used by name)
 
 DICOM = {"Content-Type": "application/dicom"}

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from common.messages import ProcessJob
+from common.messaging.messages import ProcessJob
 from samples.make_instances import SAMPLE_01, iter_instances
 from tests.ingest_fakes import IngestRig, blob_files, drain, rig_fixture  # noqa: F401  (fixture, used by name)
 

@@ -16,14 +16,14 @@ import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
-from common.blobs import BlobStore
-from common.broker import Topology, publish
-from common.deid import Deidentifier
-from common.identity import ROLE_HEADER, USER_HEADER
-from common.messages import ImageResult, InstanceStatus, ProcessResult
-from common.problems import PROBLEM_CONTENT_TYPE
+from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.auth.identity import ROLE_HEADER, USER_HEADER
+from common.messaging.broker import Topology, publish
+from common.messaging.messages import ImageResult, InstanceStatus, ProcessResult
+from common.storage.blobs import BlobStore
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
+from results_service.deid import Deidentifier
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     channel_fixture,

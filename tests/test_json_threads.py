@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from common.json_threads import (
+from common.brief.json_threads import (
     WORKER_PREFIX,
     JsonFileError,
     SharedLog,

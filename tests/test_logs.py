@@ -1,4 +1,4 @@
-"""common.logs: what operators read in the log stream, written by structlog's native path and by stdlib logging."""
+"""common.app.logs: what operators read in the log stream, written by structlog's native path and by stdlib logging."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from common.logs import bind_correlation_id, configure_logging, get_logger
+from common.app.logs import bind_correlation_id, configure_logging, get_logger
 
 EXPECTED_KEYS = ["event", "request_id", "level", "logger", "timestamp", "service"]
 

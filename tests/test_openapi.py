@@ -8,7 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from common.openapi import ApiSpec, Operation, Reply
+from common.app.openapi import ApiSpec, Operation, Reply
 from common.schemas.elements import ElementOut
 from gateway.main import init_app
 from gateway.settings import GatewaySettings

@@ -15,7 +15,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from common.broker import TopologyNames
+from common.messaging.broker import TopologyNames
 from gateway.main import init_app
 from gateway.portal import CONTENT_TYPES, STATIC_ROOT
 from gateway.settings import GatewaySettings

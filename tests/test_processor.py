@@ -16,8 +16,8 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from PIL import Image
 
-from common.blobs import BlobStore, BlobUnreadable
-from common.broker import (
+from common.app.secret_settings import BlobKeySettings
+from common.messaging.broker import (
     JOB_STANDARD,
     STATUS_PATTERN,
     Topology,
@@ -26,9 +26,9 @@ from common.broker import (
     open_channel,
     publish,
 )
-from common.imaging import analyse
-from common.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
-from common.secret_settings import BlobKeySettings
+from common.messaging.messages import InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.storage.blobs import BlobStore, BlobUnreadable
+from processor_service.imaging import analyse
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
 from processor_service.work import measure_blob

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from common.problems import PROBLEM_CONTENT_TYPE
-from common.web import make_app
+from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.app.web import make_app
 from gateway.proxy import client_session_context, forward_to
 
 MiB = 1024**2

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from structlog.testing import capture_logs
 
-from common.dicomtags import DicomNotFound
-from common.records import PatientRecord, RecordValueError, StudyRecord
+from common.brief.records import PatientRecord, RecordValueError, StudyRecord
+from common.dicom.tags import DicomNotFound
 
 
 def test_a_patient_keeps_valid_values() -> None:

@@ -6,9 +6,9 @@ import asyncio
 import uuid
 from typing import Any
 
-from common.broker import Topology, publish
-from common.identity import ROLE_HEADER
-from common.messages import ImageResult, InstanceStatus, ProcessResult, Statistics
+from common.auth.identity import ROLE_HEADER
+from common.messaging.broker import Topology, publish
+from common.messaging.messages import ImageResult, InstanceStatus, ProcessResult, Statistics
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     channel_fixture,
     client_fixture,

@@ -8,8 +8,8 @@ from typing import Any
 
 from aio_pika.abc import AbstractQueue
 
-from common.broker import JOB_STANDARD, Topology, publish, status_key, to_amqp
-from common.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.messaging.broker import JOB_STANDARD, Topology, publish, status_key, to_amqp
+from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     LIMIT,
     announced,

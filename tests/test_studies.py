@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from common.identity import ROLE_HEADER
-from common.messages import InstanceStatus
+from common.auth.identity import ROLE_HEADER
+from common.messaging.messages import InstanceStatus
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from common.tokens import InvalidToken, Role, issue_token, verify_token
+from common.auth.tokens import InvalidToken, Role, issue_token, verify_token
 
 SECRET = "s" * 64
 

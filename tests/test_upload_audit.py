@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from common.identity import CLIENT_HEADER, EMAIL_HEADER, USER_HEADER
+from common.auth.identity import CLIENT_HEADER, EMAIL_HEADER, USER_HEADER
 from ingest_service.main import init_app as init_ingest
 from ingest_service.settings import IngestSettings
 from results_service.settings import ResultsSettings

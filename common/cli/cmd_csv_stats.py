@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from common.app.logs import get_logger
 from common.cli.support import add_file_argument, add_json_flag, file_path, number, print_json, print_table
-from common.logs import get_logger
 
 log = get_logger("dicomflow.cli")
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the table's figures; exit 1 (after printing the rest) when a column mixes numbers and text."""
-    from common.csvstats import csv_stats
+    from common.brief.csvstats import csv_stats
 
     stats = csv_stats(file_path(args))
     for mixed in stats.mixed_columns:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the three fields, then one line per requested tag."""
-    from common.dicomtags import summarise_dicom
+    from common.dicom.tags import summarise_dicom
 
     summary = summarise_dicom(args.folder / args.filename, args.tags)
     if args.json:

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the numbers as they come; with --json, one document at the end."""
-    from common.evenodd import EvenOdd, print_number
+    from common.brief.evenodd import EvenOdd, print_number
 
     printed = EvenOdd(args.upto, args.interval, emit=_silent if args.json else print_number).run()
     if args.json:

@@ -20,10 +20,10 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity
 
-from common.broker import TopologyNames, open_channel
+from common.app.logs import get_logger
+from common.app.settings import BaseServiceSettings
 from common.cli.support import add_json_flag, print_json, print_table
-from common.logs import get_logger
-from common.settings import BaseServiceSettings
+from common.messaging.broker import TopologyNames, open_channel
 
 log = get_logger("dicomflow.cli.jobs")
 

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the number of entries, then their names (folders end with `/`)."""
-    from common.files import list_folder
+    from common.brief.files import list_folder
 
     entries = list_folder(args.folder)
     if args.json:

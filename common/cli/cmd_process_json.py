@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Process the file; exit 1 when some element failed (the others are still reported)."""
-    from common.json_threads import print_line, process_json_file
+    from common.brief.json_threads import print_line, process_json_file
 
     summary = process_json_file(
         file_path(args), args.log, max_threads=args.max_threads, emit=None if args.json else print_line

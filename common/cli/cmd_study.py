@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the `StudyRecord` loaded from the file."""
-    from common.records import StudyRecord
+    from common.brief.records import StudyRecord
 
     record = StudyRecord.from_dicom(file_path(args))
     if args.json:

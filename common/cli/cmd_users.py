@@ -16,8 +16,8 @@ import os
 import sys
 from typing import Any
 
+from common.app.logs import get_logger
 from common.cli.support import add_json_flag, print_json, print_table
-from common.logs import get_logger
 
 log = get_logger("dicomflow.cli")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
-from common.logs import configure_logging, get_logger
+from common.app.logs import configure_logging, get_logger
 
 log = get_logger("dicomflow.cli")
 

@@ -3,7 +3,7 @@ audit answered by results_service), and the bearer-token replies every protected
 
 from __future__ import annotations
 
-from common.openapi import Operation, Param, Reply, json_reply, query_params
+from common.app.openapi import Operation, Param, Reply, json_reply, query_params
 from common.schemas.auth import (
     AuditPage,
     AuditQuery,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from common.tokens import Role
+from common.auth.tokens import Role
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 ACTION_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"

@@ -1,6 +1,6 @@
 """Bodies of the elements API: the brief's element and document in, stored elements out.
 
-The numbers inside `data` are checked by `common.elements.summarise` (one function for the
+The numbers inside `data` are checked by `common.brief.elements.summarise` (one function for the
 whole system); :func:`summarise_elements` runs it over a batch and reports every bad element.
 """
 
@@ -11,8 +11,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from common.elements import ElementDataError, ElementFigures, summarise
-from common.problems import FieldError, Unprocessable
+from common.app.problems import FieldError, Unprocessable
+from common.brief.elements import ElementDataError, ElementFigures, summarise
 
 ELEMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEVICE_NAME_MAX = 255

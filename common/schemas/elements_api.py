@@ -5,7 +5,7 @@ Every path also answers without its trailing slash; only the slash form is docum
 
 from __future__ import annotations
 
-from common.openapi import Operation, Param, Reply, json_reply, query_params
+from common.app.openapi import Operation, Param, Reply, json_reply, query_params
 from common.schemas.elements import (
     ELEMENT_ID_PATTERN,
     ElementDocument,

@@ -12,7 +12,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.messages import ImageResult, InstanceStatus
+from common.messaging.messages import ImageResult, InstanceStatus
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"

@@ -4,7 +4,7 @@ instance is a 404, exactly like a missing one."""
 
 from __future__ import annotations
 
-from common.openapi import Operation, Param, Reply, json_reply, query_params
+from common.app.openapi import Operation, Param, Reply, json_reply, query_params
 from common.schemas.instances import (
     ID_PATTERN,
     InstanceFileQuery,

@@ -3,7 +3,7 @@ ingest_service, the feed by the gateway itself)."""
 
 from __future__ import annotations
 
-from common.openapi import Operation, Reply, json_reply
+from common.app.openapi import Operation, Reply, json_reply
 from common.schemas.accounts_api import RATE_LIMITED, UNAUTHORIZED
 from common.schemas.uploads import UploadReceipt
 

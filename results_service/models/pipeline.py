@@ -10,7 +10,7 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-from common.messages import InstanceStatus
+from common.messaging.messages import InstanceStatus
 from common.schemas.instances import FileStatus
 
 

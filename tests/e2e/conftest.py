@@ -33,7 +33,7 @@ import aiohttp
 import psutil
 import pytest
 
-from common.broker import delete_topology
+from common.messaging.broker import delete_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("results_service", "ingest_service", "processor_service", "gateway")

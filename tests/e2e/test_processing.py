@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from pydicom.pixels.utils import pixel_array
 
-from common.imaging import HISTOGRAM_BINS
+from processor_service.imaging import HISTOGRAM_BINS
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_instances
 from tests.e2e.conftest import RunningSystem, User
 

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pydicom
 
-from common.blobs import BlobStore
-from common.secret_settings import BlobKeySettings
+from common.app.secret_settings import BlobKeySettings
+from common.storage.blobs import BlobStore
 from samples.make_instances import SAMPLE_01
 from tests.e2e.conftest import RunningSystem
 

@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from common.messages import InstanceStatus
+from common.messaging.messages import InstanceStatus
 from common.schemas.instances import FileStatus
 from json import dumps, loads
 from tortoise.fields.base import OnDelete

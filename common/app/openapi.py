@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from common.problems import PROBLEM_CONTENT_TYPE, Problem
+from common.app.problems import PROBLEM_CONTENT_TYPE, Problem
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]

@@ -16,7 +16,7 @@ Every name starts with the settings' `amqp_prefix` (P):
   travels with the message, so a replay goes back where it came from.
 
 Declaring is idempotent, so every service declares the whole topology at start-up.
-`python -m common.broker` does the same for `make setup`.
+`python -m common.messaging.broker` does the same for `make setup`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
-from common.logs import bind_correlation_id, current_correlation_id, get_logger
-from common.settings import BaseServiceSettings
+from common.app.logs import bind_correlation_id, current_correlation_id, get_logger
+from common.app.settings import BaseServiceSettings
 
 log = get_logger(__name__)
 
@@ -200,7 +200,7 @@ async def delete_topology(channel: AbstractChannel, prefix: str) -> None:
 
 
 class Publishable(Protocol):
-    """A message model: every `common.messages.Message` subclass qualifies."""
+    """A message model: every `common.messaging.messages.Message` subclass qualifies."""
 
     @property
     def message_id(self) -> str: ...

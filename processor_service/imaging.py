@@ -37,8 +37,8 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
-from common.crypto_keys import CryptoError
-from common.messages import Histogram, ImageResult, Statistics
+from common.messaging.messages import Histogram, ImageResult, Statistics
+from common.storage.crypto_keys import CryptoError
 
 HISTOGRAM_BINS = 64
 PREVIEW_MAX_SIDE = 256

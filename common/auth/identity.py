@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from common.problems import Forbidden
-from common.tokens import Role
+from common.app.problems import Forbidden
+from common.auth.tokens import Role
 
 USER_HEADER = "X-Authenticated-User"
 ROLE_HEADER = "X-Authenticated-Role"

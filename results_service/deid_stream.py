@@ -1,7 +1,7 @@
 """A de-identified copy of a stored DICOM file, planned from its header so the pixel data can be streamed.
 
 Only the attributes before the pixel data are read and de-identified (PS3.15 basic profile,
-`common.deid`); the pixel data element is then copied byte for byte from the original (the
+`results_service.deid`); the pixel data element is then copied byte for byte from the original (the
 transfer syntax is unchanged, so its encoding still fits), so a multi-GB file goes out without
 ever being held in memory. Attributes after the pixel data (trailing padding, signatures) are
 left out. A deflated data set cannot be cut at a byte offset and is de-identified whole.
@@ -17,8 +17,8 @@ from typing import BinaryIO
 import pydicom
 from pydicom import uid as uids
 
-from common.deid import Deidentifier
-from common.dicom_validation import PIXEL_TAGS, element_end
+from common.dicom.validation import PIXEL_TAGS, element_end
+from results_service.deid import Deidentifier
 
 
 @dataclass(frozen=True, slots=True)

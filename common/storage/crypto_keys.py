@@ -1,6 +1,6 @@
 """Blob keys: the errors of blob encryption, and the `BLOB_KEYS` format (`kid:base64key,...`).
 
-Kept apart from the cipher (`common.crypto`) so that settings and set-up code can read and make
+Kept apart from the cipher (`common.storage.crypto`) so that settings and set-up code can read and make
 key specs without the streaming machinery.
 """
 

@@ -13,8 +13,8 @@ import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from common.crypto import MAX_HEADER_BYTES, TAG_BYTES, BlobHeader, body_layout, parse_header
-from common.crypto_keys import DecryptionError
+from common.storage.crypto import MAX_HEADER_BYTES, TAG_BYTES, BlobHeader, body_layout, parse_header
+from common.storage.crypto_keys import DecryptionError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

@@ -24,8 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from common.elements import ElementDataError, ElementFigures, summarise
-from common.logs import get_logger
+from common.app.logs import get_logger
+from common.brief.elements import ElementDataError, ElementFigures, summarise
 
 log = get_logger(__name__)
 

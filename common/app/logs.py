@@ -22,7 +22,7 @@ import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 if TYPE_CHECKING:  # keeps pydantic out of the CLI's start-up time
-    from common.settings import LogFormat
+    from common.app.settings import LogFormat
 
 CORRELATION_HEADER = "X-Request-ID"
 CORRELATION_KEY = "request_id"

@@ -14,10 +14,9 @@ import uvloop
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.logs import CORRELATION_HEADER, bind_correlation_id, configure_logging, get_logger
-from common.malloc import tune_malloc
-from common.problems import ProblemError, problem_response
-from common.settings import BaseServiceSettings
+from common.app.logs import CORRELATION_HEADER, bind_correlation_id, configure_logging, get_logger
+from common.app.problems import ProblemError, problem_response
+from common.app.settings import BaseServiceSettings
 
 log = get_logger(__name__)
 
@@ -157,7 +156,6 @@ def serve(
     port: Callable[[S], int],
 ) -> None:
     """Entry point of `python -m <service>`: settings, logging, then serve until SIGINT/SIGTERM."""
-    tune_malloc()
     settings = load_settings(settings_cls)
     configure_logging(service, settings.log_level, settings.log_format)
     app = init_app(settings)

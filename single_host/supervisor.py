@@ -1,4 +1,4 @@
-"""`python -m common.supervisor`: run every service as a local process, in the foreground.
+"""`python -m single_host.supervisor`: run every service as a local process, in the foreground.
 
 Their JSON log lines go to this terminal, interleaved (each line names its service). Ctrl-C
 (SIGINT) or SIGTERM stops them all cleanly: each child gets SIGTERM and
@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 
-from common.logs import configure_logging, get_logger
-from common.settings import BaseServiceSettings
-from common.web import load_settings
+from common.app.logs import configure_logging, get_logger
+from common.app.settings import BaseServiceSettings
+from common.app.web import load_settings
 
 log = get_logger(__name__)
 

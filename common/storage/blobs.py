@@ -1,11 +1,11 @@
 """Content-addressed blob store: files kept under their SHA-256, encrypted at rest, written atomically, never twice.
 
 Uploads are streamed into a temporary file while they are hashed and encrypted (AES-256-GCM,
-`common.crypto`, under the keyring's active key), so no file is ever held whole in memory and
+`common.storage.crypto`, under the keyring's active key), so no file is ever held whole in memory and
 no plaintext ever reaches the disk, not even in `tmp/`; `commit` then moves the file under its
 key. The key is the SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one
 blob (each encryption has its own salt, so ciphertexts differ). A file held whole (`put_bytes`) is
-sealed into this thread's aligned buffer and written from it with O_DIRECT (`common.direct_write`:
+sealed into this thread's aligned buffer and written from it with O_DIRECT (`common.storage.direct_write`:
 no page-cache copy), or, where the filesystem refuses O_DIRECT, sealed into one buffer and written
 with `os.write`. Every read
 decrypts: whole into one buffer (`read_bytes`, for small blobs such as previews) or through a
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from common.crypto import Bytes, Encryptor, Keyring, is_encrypted
-from common.crypto_keys import CryptoError
-from common.crypto_reader import open_decrypting
-from common.direct_write import MAX_DIRECT_BYTES, aligned_buffer, open_direct, write_direct
+from common.storage.crypto import Bytes, Encryptor, Keyring, is_encrypted
+from common.storage.crypto_keys import CryptoError
+from common.storage.crypto_reader import open_decrypting
+from common.storage.direct_write import MAX_DIRECT_BYTES, aligned_buffer, open_direct, write_direct
 
 _HEX = frozenset("0123456789abcdef")
 READ_CHUNK = 64 * 1024

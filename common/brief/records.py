@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from common.logs import get_logger
+from common.app.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -322,7 +322,7 @@ class StudyRecord(PatientRecord):
     @classmethod
     def from_dicom(cls, path: str | os.PathLike[str]) -> StudyRecord:
         """Every patient and study field the file holds; pixel data is never loaded."""
-        from common.dicomtags import read_dataset, text_value
+        from common.dicom.tags import read_dataset, text_value
 
         dataset = read_dataset(path)
         record = cls()

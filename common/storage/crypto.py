@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from common.crypto_keys import KEY_BYTES, CryptoError, DecryptionError, KeyConfigError, UnknownKeyId, parse_keys
+from common.storage.crypto_keys import KEY_BYTES, CryptoError, DecryptionError, KeyConfigError, UnknownKeyId, parse_keys
 
 MAGIC = b"DFEB"
 VERSION = 1

@@ -1,6 +1,6 @@
 """Where secrets come from: environment variables, or files that `make setup` generates under `var/secrets/`.
 
-No secret has a default in the repository. `python -m common.secret_settings` (run by
+No secret has a default in the repository. `python -m common.app.secret_settings` (run by
 `make setup`) writes a random token-signing secret and a random blob key into git-ignored,
 owner-only files when the environment does not provide them; a service started without either
 refuses to start with a message naming the variable. The settings mixins below are combined
@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.crypto import Keyring
-from common.crypto_keys import KeyConfigError, generate_key_spec
+from common.storage.crypto import Keyring
+from common.storage.crypto_keys import KeyConfigError, generate_key_spec
 
 SECRETS_DIR = Path("var/secrets")
 AUTH_SECRET_FILE = SECRETS_DIR / "auth_secret"
@@ -119,7 +119,7 @@ def ensure_local_secrets(environ: dict[str, str] | Any = os.environ) -> list[Pat
 
 
 def main() -> None:
-    """`python -m common.secret_settings`: create missing local secret files (never prints them)."""
+    """`python -m common.app.secret_settings`: create missing local secret files (never prints them)."""
     for path in ensure_local_secrets():
         sys.stdout.write(f"generated {path} (owner-only; keep it out of version control)\n")
 

@@ -1,6 +1,6 @@
 """Check that PostgreSQL and RabbitMQ answer before set-up or tests, and say how to start them.
 
-`python -m common.preflight` exits non-zero with one line per missing service; the test suite
+`python -m single_host.preflight` exits non-zero with one line per missing service; the test suite
 calls :func:`check_services` and fails (never skips) with the same message.
 """
 
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import aio_pika
 import asyncpg
 
-from common.settings import BaseServiceSettings
+from common.app.settings import BaseServiceSettings
 
 HOW_TO_START = {
     "PostgreSQL": "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "

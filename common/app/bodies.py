@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from common.problems import BadRequest, FieldError, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from common.app.problems import BadRequest, FieldError, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 M = TypeVar("M", bound=BaseModel)
 
