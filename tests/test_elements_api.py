@@ -596,21 +596,6 @@ async def test_admin_sees_every_owner_and_names_one_with_owner_when_an_id_is_amb
     assert created["owner"] == others["admin_id"]
 
 
-async def test_elements_stored_before_ownership_belong_to_local_operators(
-    client: Any, others: dict[str, Any], database_url: str
-) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO elements (element_id, device_name, average_before, average_after, data_size, raw_data,"
-            " created_at, updated_at) VALUES ('legacy', 'RX', 2, 0.5, 2, '[\"1 3\"]', now(), now())"
-        )
-    finally:
-        await conn.close()
-    await assert_problem(await client.get("/api/elements/legacy/"), 404)
-    assert (await (await others["admin"].get("/api/elements/legacy/")).json())["owner"] == "local"
-
-
 async def test_every_element_call_is_audited_with_its_outcome(
     client: Any, others: dict[str, Any], database_url: str
 ) -> None:

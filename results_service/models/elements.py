@@ -12,11 +12,11 @@ class Element(Model):
     The primary key is a surrogate (`row_id`) so that renaming an element changes one column of
     one row; `row_id` also gives the listing a stable, unique order. Element ids are unique per
     owner, not globally: a global constraint would tell a user (by a 409) that someone else
-    already uses an id. Rows from before ownership belong to `local` (operators; admins see them).
+    already uses an id.
     """
 
     row_id = fields.BigIntField(primary_key=True)
-    owner = fields.CharField(max_length=128, db_default="local")
+    owner = fields.CharField(max_length=128)
     element_id = fields.CharField(max_length=64)
     device_name = fields.CharField(max_length=255, db_index=True)
     average_before = fields.FloatField()

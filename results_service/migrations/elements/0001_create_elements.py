@@ -3,6 +3,7 @@ from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
 from tortoise import fields
+from tortoise.indexes import Index
 
 
 class Migration(migrations.Migration):
@@ -13,7 +14,8 @@ class Migration(migrations.Migration):
             name="Element",
             fields=[
                 ("row_id", fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
-                ("element_id", fields.CharField(unique=True, max_length=64)),
+                ("owner", fields.CharField(max_length=128)),
+                ("element_id", fields.CharField(max_length=64)),
                 ("device_name", fields.CharField(db_index=True, max_length=255)),
                 ("average_before", fields.FloatField()),
                 ("average_after", fields.FloatField()),
@@ -25,9 +27,11 @@ class Migration(migrations.Migration):
             options={
                 "table": "elements",
                 "app": "elements",
+                "unique_together": (("owner", "element_id"),),
                 "pk_attr": "row_id",
-                "table_description": "One element: its own id (the key in URLs), device, the figures and the raw data.",
+                "table_description": "One element of one owner: its own id (the key in URLs), device, the figures and the raw data.",
             },
             bases=["Model"],
         ),
+        ops.AddIndex(model_name="Element", index=Index(fields=["owner", "row_id"])),
     ]
