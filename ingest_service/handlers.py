@@ -16,7 +16,7 @@ from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
 from ingest_service.audit import audit_upload_stop
 from ingest_service.intake import Intake
-from ingest_service.keys import blob_store_key, client_session_key, queued_key, registrar_key, settings_key
+from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key
 from ingest_service.parts import (
     DICOM_TYPE,
     BodyMeter,
@@ -87,7 +87,6 @@ async def handle_upload(request: web.Request) -> web.Response:
         store=app[blob_store_key],
         topology=app[broker_key].topology,
         registrar=app[registrar_key],
-        queued=app[queued_key],
         upload_id=uuid.uuid4().hex,
         caller=caller,
     )

@@ -1,25 +1,26 @@
-"""Take one file of an upload: validate and store it (`staging`), register, queue — then report it.
+"""Take one file of an upload: validate and store it (`staging`), register it, publish its job.
 
-A file is `accepted` only once its job is confirmed by the broker. The confirmed instance is then
-reported to results_service with the registrar's next call (`Registrar.confirmed`), which moves it
-to `queued` and announces it: nothing more to wait for before the answer, and never a `queued`
-instance without a job. A file that fails validation is rejected and the next one is
-taken; results_service or RabbitMQ failing stops the upload with a 503 (the files before it keep
-their outcomes, nothing is half-written: a registered instance whose job was not confirmed stays
-`received` and is queued again when the same bytes are uploaded again).
+A file is `accepted` once its registration is committed by results_service and its job confirmed
+by the broker, so the 202 means: blob fsynced, registration durable, job durable. ingest decides
+no instance's state: the broker routes a copy of the job to results_service, which moves the
+instance to `queued` when it consumes it. A job is published only for a new instance; if ingest
+dies (or the broker fails) between the registration and the confirm, results_service's reconciler
+republishes the job of the instance it finds still `received`. A file that fails validation is
+rejected and the next one is taken; results_service or RabbitMQ failing stops the upload with a
+503 (the files before it keep their outcomes).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from common.app.logs import get_logger
 from common.app.problems import ServiceUnavailable
 from common.auth.identity import Caller
-from common.messaging.broker import BROKER_ERRORS, JOB_LARGE, JOB_STANDARD, Topology, publish
-from common.messaging.messages import PIPELINE_VERSION, InstanceStatus, ProcessJob
+from common.messaging.broker import BROKER_ERRORS, Topology
+from common.messaging.jobs import job_message_id, publish_job
+from common.messaging.messages import ProcessJob
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
 from common.storage.blobs import BlobStore
@@ -32,25 +33,7 @@ log = get_logger(__name__)
 
 
 class BrokerUnavailable(ServiceUnavailable):
-    """A job or event was not confirmed by RabbitMQ; the file is not accepted."""
-
-
-class QueuedInstances:
-    """Instance ids this process queued recently, so a duplicate arriving before results_service has
-    applied the `queued` event does not queue the same instance twice (bounded, oldest forgotten first)."""
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, instance_id: object) -> bool:
-        return instance_id in self._ids
-
-    def add(self, instance_id: str) -> None:
-        self._ids[instance_id] = None
-        self._ids.move_to_end(instance_id)
-        while len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+    """A job was not confirmed by RabbitMQ; the file is not accepted."""
 
 
 @dataclass
@@ -61,7 +44,6 @@ class Intake:
     store: BlobStore
     topology: Topology
     registrar: Registrar
-    queued: QueuedInstances
     upload_id: str
     caller: Caller
     files: list[UploadedFile] = field(default_factory=list)
@@ -128,7 +110,7 @@ class Intake:
             dicom=stored.metadata,
         )
         registered = await self._register(registration)
-        if registered.instance_id is not None and self._needs_job(registered):
+        if registered.status is FileStatus.ACCEPTED and registered.instance_id is not None:
             await self._queue(registered.instance_id, stored)
         return UploadedFile(
             name=name,
@@ -138,23 +120,13 @@ class Intake:
             reason=registered.reason,
         )
 
-    def _needs_job(self, registered: FileRegistered) -> bool:
-        """New instances, and duplicates whose first job was never confirmed (still `received`)."""
-        if registered.status is FileStatus.ACCEPTED:
-            return True
-        return (
-            registered.status is FileStatus.DUPLICATE
-            and registered.instance_status is InstanceStatus.RECEIVED
-            and registered.instance_id not in self.queued
-        )
-
     async def _register(self, registration: FileRegistration) -> FileRegistered:
         return await self.registrar.register(self.upload_id, registration, self.caller)
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:
-        """Publish the job, confirmed by the broker; then report it, so that the instance becomes `queued`."""
+        """Publish the new instance's job and wait for the broker's confirm."""
         job = ProcessJob(
-            message_id=f"{instance_id}.job.{PIPELINE_VERSION}",
+            message_id=job_message_id(instance_id),
             instance_id=instance_id,
             upload_id=self.upload_id,
             owner=self.owner,
@@ -163,14 +135,13 @@ class Intake:
             sop_class_uid=stored.metadata.sop_class_uid,
             transfer_syntax_uid=stored.metadata.transfer_syntax_uid,
         )
-        routing_key = JOB_LARGE if stored.size > self.settings.large_job_bytes else JOB_STANDARD
         try:
-            await asyncio.wait_for(publish(self.topology.exchange, job, routing_key), self.settings.results_timeout)
+            routing_key = await asyncio.wait_for(
+                publish_job(self.topology.exchange, job, self.settings.large_job_bytes), self.settings.results_timeout
+            )
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(
                 f"RabbitMQ did not confirm the job of file {stored.sha256[:12]}… ({type(exc).__name__}); "
                 "retry the files not yet accepted"
             ) from exc
-        self.queued.add(instance_id)
-        self.registrar.confirmed(instance_id)
         log.info("job_published", instance_id=instance_id, routing_key=routing_key, message_id=job.message_id)

@@ -6,12 +6,10 @@ import aiohttp
 from aiohttp import web
 
 from common.storage.blobs import BlobStore
-from ingest_service.intake import QueuedInstances
 from ingest_service.registration import Registrar
 from ingest_service.settings import IngestSettings
 
 settings_key = web.AppKey("settings", IngestSettings)
 blob_store_key = web.AppKey("blob_store", BlobStore)
 client_session_key = web.AppKey("client_session", aiohttp.ClientSession)
-queued_key = web.AppKey("queued_instances", QueuedInstances)
 registrar_key = web.AppKey("registrar", Registrar)

@@ -12,8 +12,7 @@ from common.app.logs import get_logger
 from common.app.web import make_app, readiness_checks_key
 from common.messaging.broker import broker_context, broker_ready
 from common.storage.blobs import BlobStore
-from ingest_service.intake import QueuedInstances
-from ingest_service.keys import blob_store_key, client_session_key, queued_key, registrar_key, settings_key
+from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key
 from ingest_service.registration import Registrar
 from ingest_service.routes import setup_routes
 from ingest_service.settings import IngestSettings
@@ -58,7 +57,6 @@ def init_app(settings: IngestSettings) -> web.Application:
     """Build the ingest_service application from its settings."""
     app = make_app("ingest_service")
     app[settings_key] = settings
-    app[queued_key] = QueuedInstances()
     app.cleanup_ctx.append(blob_store_context)
     app.cleanup_ctx.append(client_session_context)
     app.cleanup_ctx.append(broker_context(settings, "ingest_service"))

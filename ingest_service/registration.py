@@ -6,9 +6,8 @@ the service is quiet); under load, files gather while `max_in_flight` calls are 
 together in the next, so results_service pays one request and one commit for many files. Each
 item carries the caller's identity and the correlation id of the upload that brought it, since
 results_service writes that upload's audit records in the registration's own transaction.
-(upload_id, index) keeps a retried registration harmless. The same calls report the instances
-whose jobs the broker confirmed (`confirmed`), which results_service then moves to `queued`; a
-report whose call failed is kept for the next call (up to MAX_UNREPORTED).
+(upload_id, index) keeps a retried registration harmless. The registrar holds only the files
+waiting for a call: nothing in it decides an instance's state.
 """
 
 from __future__ import annotations
@@ -23,17 +22,9 @@ from common.app.logs import CORRELATION_HEADER, current_correlation_id, get_logg
 from common.app.problems import ServiceUnavailable
 from common.auth.identity import Caller
 from common.schemas.instances import FileRegistered, FileRegistration
-from common.schemas.registrations import (
-    MAX_BATCH,
-    MAX_QUEUED,
-    RegistrationBatch,
-    RegistrationBatchAnswer,
-    RegistrationItem,
-)
+from common.schemas.registrations import MAX_BATCH, RegistrationBatch, RegistrationBatchAnswer, RegistrationItem
 
 log = get_logger(__name__)
-
-MAX_UNREPORTED = 100_000
 
 
 class ResultsUnavailable(ServiceUnavailable):
@@ -57,8 +48,7 @@ class Registrar:
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self._waiting: list[_Pending] = []
-        self._confirmed: list[str] = []
-        self._calls: set[asyncio.Task[bool]] = set()
+        self._calls: set[asyncio.Task[None]] = set()
 
     async def register(self, upload_id: str, registration: FileRegistration, caller: Caller) -> FileRegistered:
         """Register one file as `caller`; raises ResultsUnavailable when results_service did not."""
@@ -75,42 +65,30 @@ class Registrar:
         # Cancelling this wait (the client went away) cancels only this file's future, not the call.
         return await pending.answer
 
-    def confirmed(self, instance_id: str) -> None:
-        """The broker confirmed this instance's job: report it (with the next call) so it becomes `queued`."""
-        self._confirmed.append(instance_id)
-        self._send_waiting()
-
-    def _send_waiting(self, *, reports_alone: bool = True) -> None:
-        """Start calls while slots are free; `reports_alone=False` (after a failed call) sends reports only
-        along with registrations, so a results_service that is down is not called in a loop."""
-        while (self._waiting or (reports_alone and self._confirmed)) and len(self._calls) < self.max_in_flight:
+    def _send_waiting(self) -> None:
+        """Start calls while slots are free, each with up to MAX_BATCH of the files waiting."""
+        while self._waiting and len(self._calls) < self.max_in_flight:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            queued, self._confirmed = self._confirmed[:MAX_QUEUED], self._confirmed[MAX_QUEUED:]
-            task = asyncio.create_task(self._call(batch, queued))
+            task = asyncio.create_task(self._call(batch))
             self._calls.add(task)
             task.add_done_callback(self._call_done)
 
-    def _report_later(self, queued: list[str]) -> None:
-        """A call that carried these reports failed: keep them for the next one (the newest, if too many)."""
-        self._confirmed = (queued + self._confirmed)[-MAX_UNREPORTED:]
-
-    def _call_done(self, task: asyncio.Task[bool]) -> None:
+    def _call_done(self, task: asyncio.Task[None]) -> None:
         self._calls.discard(task)
-        self._send_waiting(reports_alone=not task.cancelled() and task.result())
+        self._send_waiting()
 
-    async def _call(self, batch: list[_Pending], queued: list[str]) -> bool:
-        """One call; True when results_service answered it."""
+    async def _call(self, batch: list[_Pending]) -> None:
+        """One call; every file of it is settled, with its answer or with ResultsUnavailable."""
         try:
-            answers = await self._post([pending.item for pending in batch], queued)
+            answers = await self._post([pending.item for pending in batch])
         except Exception as exc:  # ResultsUnavailable, or a bug: fail these files, never leave them waiting
             failure = exc
             if not isinstance(exc, ResultsUnavailable):
                 log.exception("registration_batch_failed", size=len(batch))
                 failure = ResultsUnavailable("registering the file failed; retry it")
-            self._report_later(queued)
             for pending in batch:
                 _settle(pending.answer, failure)
-            return False
+            return
         for pending, answer in zip(batch, answers.items, strict=True):
             if answer.registered is not None:
                 _settle(pending.answer, answer.registered)
@@ -123,13 +101,12 @@ class Registrar:
                         f"({registration.name!r}): {answer.detail}; retry the files not yet accepted"
                     ),
                 )
-        return True
 
-    async def _post(self, items: list[RegistrationItem], queued: list[str]) -> RegistrationBatchAnswer:
+    async def _post(self, items: list[RegistrationItem]) -> RegistrationBatchAnswer:
         headers = {"Content-Type": "application/json"}
         if len(items) == 1 and items[0].correlation_id is not None:
             headers[CORRELATION_HEADER] = items[0].correlation_id
-        body = RegistrationBatch(items=items, queued=queued).model_dump_json()
+        body = RegistrationBatch(items=items).model_dump_json()
         try:
             async with self.session.post(
                 self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)

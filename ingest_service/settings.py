@@ -6,12 +6,13 @@ from pydantic import Field
 
 from common.app.secret_settings import BlobKeySettings
 from common.app.settings import BaseServiceSettings, UploadBodyLimit
+from common.messaging.jobs import JobRoutingSettings
 
 GIB = 1024**3
 MIB = 1024**2
 
 
-class IngestSettings(BaseServiceSettings, BlobKeySettings, UploadBodyLimit):
+class IngestSettings(BaseServiceSettings, BlobKeySettings, UploadBodyLimit, JobRoutingSettings):
     """Settings of ingest_service."""
 
     ingest_port: int = Field(default=8082, ge=1, le=65535, description="TCP port of ingest_service (`INGEST_PORT`).")
@@ -36,11 +37,6 @@ class IngestSettings(BaseServiceSettings, BlobKeySettings, UploadBodyLimit):
             "are streamed to disk (memory per file in flight stays below this plus one chunk) "
             "(`INGEST_MEMORY_FILE_BYTES`)."
         ),
-    )
-    large_job_bytes: int = Field(
-        default=256 * MIB,
-        ge=1,
-        description="Files larger than this go to the large-jobs queue (`LARGE_JOB_BYTES`).",
     )
     results_timeout: float = Field(
         default=10.0, gt=0, description="Seconds to wait for results_service to register a file (`RESULTS_TIMEOUT`)."

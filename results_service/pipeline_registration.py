@@ -17,7 +17,7 @@ batch is rolled back and every file is registered on its own as above.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,6 @@ from common.app.problems import Conflict
 from common.messaging.messages import InstanceStatus
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.models.pipeline import Instance, Upload, UploadFile
-from results_service.pipeline_store import Transition, advance_on, advance_statuses
 from results_service.upload_audit import AUDIT_CTE, UploadAuditContext, append_upload_records
 
 log = get_logger(__name__)
@@ -144,12 +143,9 @@ def _parameters(upload_id: str, registration: FileRegistration, context: UploadA
     return [*common, uuid.uuid4().hex, *(dicom[column] for column in DICOM_COLUMNS)]
 
 
-async def register_files(
-    items: Sequence[RegistrationRequest], queued: Collection[str] = ()
-) -> tuple[list[Registration | Conflict], list[Transition]]:
-    """Record many files (of any uploads) and move the instances whose jobs were confirmed to `queued`,
-    with one commit: each file's one statement and the move, all in one transaction. Returns the
-    answers, in order, and the instances that moved (to announce).
+async def register_files(items: Sequence[RegistrationRequest]) -> list[Registration | Conflict]:
+    """Record many files (of any uploads) with one commit: each file's one statement, all in one
+    transaction. Returns the answers, in order.
 
     If any file is unusual (see the module docstring), or the batch deadlocks with a concurrent one on
     twin instances, the whole transaction is rolled back and every file takes `register_file` on its
@@ -158,17 +154,16 @@ async def register_files(
     """
     try:
         async with connections.get("default").acquire_connection() as connection, connection.transaction():
-            answers: list[Registration | Conflict] = [await _register_on(connection, *item) for item in items]
-            return answers, await advance_on(connection, InstanceStatus.QUEUED, queued)
+            return [await _register_on(connection, *item) for item in items]
     except (_Unusual, DeadlockDetectedError) as exc:
         log.info("registration_batch_split", size=len(items), why=type(exc).__name__)
-    answers = []
+    answers: list[Registration | Conflict] = []
     for item in items:
         try:
             answers.append(await register_file(*item))
         except Conflict as exc:
             answers.append(exc)
-    return answers, await advance_statuses({InstanceStatus.QUEUED: queued})
+    return answers
 
 
 async def _register_in_one_statement(

@@ -1,9 +1,7 @@
 """`POST /internal/registrations`: the batched registration call of ingest (see common/schemas/registrations).
 
 Every item is answered as the single-file call would answer it; a file for another owner's upload
-is a 409 item (audited as denied, with that item's identity) and does not stop the others. The
-instances reported `queued` move there in the same transaction, and the moves are announced on the
-live feeds once committed (best effort: a broker hiccup never fails a registration).
+is a 409 item (audited as denied, with that item's identity) and does not stop the others.
 """
 
 from __future__ import annotations
@@ -13,11 +11,9 @@ from aiohttp import web
 from common.app.bodies import read_model
 from common.app.logs import get_logger
 from common.app.problems import Conflict
-from common.messaging.broker import BROKER_ERRORS, broker_key
 from common.schemas.auth import Outcome
 from common.schemas.registrations import (
     MAX_BATCH,
-    MAX_QUEUED,
     RegistrationAnswer,
     RegistrationBatch,
     RegistrationBatchAnswer,
@@ -25,13 +21,12 @@ from common.schemas.registrations import (
 )
 from results_service import pipeline_registration
 from results_service.audit import append_audit
-from results_service.consumers import announce
 from results_service.pipeline_registration import Registration
 from results_service.upload_audit import UPLOAD_FILE, UploadAuditContext
 
 log = get_logger(__name__)
 
-BATCH_MAX_BYTES = MAX_BATCH * 8 * 1024 + MAX_QUEUED * 80
+BATCH_MAX_BYTES = MAX_BATCH * 8 * 1024
 
 
 def _context(item: RegistrationItem) -> UploadAuditContext:
@@ -52,14 +47,10 @@ async def _answer(item: RegistrationItem, outcome: Registration | Conflict) -> R
 async def handle_register_files(request: web.Request) -> web.Response:
     """Register every item of the batch; 200 with one answer per item, in order."""
     batch = await read_model(request, RegistrationBatch, max_bytes=BATCH_MAX_BYTES)
-    outcomes, queued = await pipeline_registration.register_files(
-        [(item.upload_id, item.registration, _context(item)) for item in batch.items], batch.queued
+    outcomes = await pipeline_registration.register_files(
+        [(item.upload_id, item.registration, _context(item)) for item in batch.items]
     )
     answers = [await _answer(item, outcome) for item, outcome in zip(batch.items, outcomes, strict=True)]
-    try:
-        await announce(request.app[broker_key], queued)
-    except BROKER_ERRORS as exc:
-        log.warning("queued_announcement_failed", count=len(queued), error=type(exc).__name__)
-    log.debug("registrations_batch", size=len(answers), queued=len(queued))
+    log.debug("registrations_batch", size=len(answers))
     body = RegistrationBatchAnswer(items=answers).model_dump_json().encode()
     return web.Response(body=body, content_type="application/json")

@@ -2,15 +2,18 @@
 
 Every name starts with the settings' `amqp_prefix` (P):
 
-- exchange `P` (topic): jobs `job.standard` → quorum queue `P.jobs`, `job.large` → `P.jobs.large`;
-  results `result.<status>` → quorum queue `P.results`; status events of the workers
-  (`status.<status>`) → quorum queue `P.status` (results_service). That a job is queued, ingest
-  reports itself once the broker confirmed it (with its next registration call), so a job goes to
-  its jobs queue only: no copy to store, deliver and ack per file.
+- exchange `P` (topic): jobs `job.standard` → quorum queue `P.jobs`, `job.large` → `P.jobs.large`,
+  and both keys also → quorum queue `P.queued`, results_service's copy of every job: one confirmed
+  publish puts the job in its jobs queue and the copy beside it, so results_service moves the
+  instance to `queued` from a fact the broker holds, never from what the publisher remembers.
+  `P.queued` has no dead-letter exchange: a copy that cannot be applied is dropped after the
+  delivery limit (a dead copy says nothing about processing), and the reconciler republishes the job
+  of an instance still `received`. Results `result.<status>` → quorum queue `P.results`; status
+  events of the workers (`status.<status>`) → quorum queue `P.status` (results_service).
 - exchange `P.events` (fanout): the status changes results_service has committed, announced for
   the live feeds; each gateway replica binds its own exclusive queue. Nothing of results_service
   reads it, so its announcements never come back to it.
-- exchange `P.dlx` (fanout): whatever a quorum queue dead-letters (rejected without requeue, or
+- exchange `P.dlx` (fanout): whatever the other quorum queues dead-letter (rejected without requeue, or
   redelivered more than `job_delivery_limit` times) → `P.parked` (operators list and replay it)
   and `P.deadletters` (results_service marks the instance failed). The original routing key
   travels with the message, so a replay goes back where it came from.
@@ -94,6 +97,10 @@ class TopologyNames:
         return f"{self.prefix}.jobs.large"
 
     @property
+    def queued(self) -> str:
+        return f"{self.prefix}.queued"
+
+    @property
     def results(self) -> str:
         return f"{self.prefix}.results"
 
@@ -115,7 +122,7 @@ class TopologyNames:
 
     @property
     def queues(self) -> list[str]:
-        return [self.jobs, self.jobs_large, self.results, self.status, self.parked, self.deadletters]
+        return [self.jobs, self.jobs_large, self.queued, self.results, self.status, self.parked, self.deadletters]
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class Topology:
     events: AbstractExchange
     jobs: AbstractQueue
     jobs_large: AbstractQueue
+    queued: AbstractQueue
     results: AbstractQueue
     status: AbstractQueue
     parked: AbstractQueue
@@ -173,21 +181,22 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
     }
     jobs = await channel.declare_queue(names.jobs, durable=True, arguments=quorum)
     jobs_large = await channel.declare_queue(names.jobs_large, durable=True, arguments=quorum)
+    # No dead-letter exchange: a copy past its delivery limit is dropped, not parked (see the module docstring).
+    copies = {key: value for key, value in quorum.items() if key != "x-dead-letter-exchange"}
+    queued = await channel.declare_queue(names.queued, durable=True, arguments=copies)
     results = await channel.declare_queue(names.results, durable=True, arguments=quorum)
     status = await channel.declare_queue(names.status, durable=True, arguments=quorum)
     parked = await channel.declare_queue(names.parked, durable=True)
     deadletters = await channel.declare_queue(names.deadletters, durable=True)
     await jobs.bind(exchange, JOB_STANDARD)
     await jobs_large.bind(exchange, JOB_LARGE)
+    for job_key in (JOB_STANDARD, JOB_LARGE):
+        await queued.bind(exchange, job_key)
     await results.bind(exchange, RESULT_PATTERN)
     await status.bind(exchange, STATUS_PATTERN)
-    # Bindings of earlier releases: jobs copied into P.status, and announcements echoed back into it.
-    for job_key in (JOB_STANDARD, JOB_LARGE):
-        await status.unbind(exchange, job_key)
-    await status.unbind(events)
     await parked.bind(dlx)
     await deadletters.bind(dlx)
-    return Topology(names, exchange, dlx, events, jobs, jobs_large, results, status, parked, deadletters)
+    return Topology(names, exchange, dlx, events, jobs, jobs_large, queued, results, status, parked, deadletters)
 
 
 async def delete_topology(channel: AbstractChannel, prefix: str) -> None:

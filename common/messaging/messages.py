@@ -63,7 +63,10 @@ class Message(BaseModel):
 
 
 class ProcessJob(Message):
-    """ingest_service → processor_service: process one stored instance."""
+    """ingest_service (or results_service's reconciler) → processor_service: process one stored instance.
+
+    The broker also routes a copy to results_service (`P.queued`), which moves the instance to `queued`.
+    Built and published only through `common.messaging.jobs` (one message id, one routing rule)."""
 
     kind: Literal["process_job"] = "process_job"
     version: Literal[1] = 1

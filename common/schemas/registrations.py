@@ -6,24 +6,15 @@ that arrive while one call is in flight and sends them together (`RegistrationBa
 answers one `RegistrationAnswer` per item, in order, each as the single-file call
 (`POST /internal/uploads/{id}/files`) would have. Every item carries who asked (email, client
 address, correlation id), because the audit records written with it name them.
-
-The same call reports the instances whose jobs the broker has confirmed since the previous call
-(`queued`): results_service moves them to `queued` (forward only) in the registrations' own
-transaction and announces the move. A file is `accepted` only once its job is confirmed, so an
-instance is never `queued` without a job; a report lost with a failed call leaves the instance
-`received` until its worker's `processing` event moves it on.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.schemas.instances import ID_PATTERN, FileRegistered, FileRegistration
 
 MAX_BATCH = 256
-MAX_QUEUED = 1024
 
 
 class RegistrationItem(BaseModel):
@@ -39,20 +30,11 @@ class RegistrationItem(BaseModel):
 
 
 class RegistrationBatch(BaseModel):
-    """ingest → results: `POST /internal/registrations`: files to register and instances whose jobs were confirmed."""
+    """ingest → results: `POST /internal/registrations`: the files to register."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    items: list[RegistrationItem] = Field(default_factory=list, max_length=MAX_BATCH)
-    queued: list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] = Field(
-        default_factory=list, max_length=MAX_QUEUED, description="Instances whose jobs the broker confirmed."
-    )
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> RegistrationBatch:
-        if not self.items and not self.queued:
-            raise ValueError("a registration call carries files to register or confirmed jobs, or both")
-        return self
+    items: list[RegistrationItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class RegistrationAnswer(BaseModel):
