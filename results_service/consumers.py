@@ -1,12 +1,13 @@
-"""results_service's consumers: results in batches, status changes in batches, and dead-lettered jobs.
+"""results_service's consumers: results in batches, status changes and job copies in batches, dead-lettered jobs.
 
 - `P.results`: results are collected for up to `results_batch_size` messages or `results_batch_ms`,
   stored in one transaction, and each message is acked only after that commit; the done/failed
   status events are published after the commit (so a client that sees `done` can read the result).
-- `P.status`: the workers' status events (`processing`), applied in batches (one UPDATE per target
-  status, forward only) and announced on `P.events` once committed. Late or repeated ones change
-  nothing. `queued` comes from ingest's registration calls (`registration_batch`); final states
-  only from results and dead letters, never from here.
+- `P.queued`: the broker's copy of every job published (by ingest, or by the reconciler): the job
+  is durable, so its instance moves to `queued`. Applied in batches, forward only (a late copy
+  never moves an instance back), announced on `P.events` once committed.
+- `P.status`: the workers' status events (`processing`), applied the same way. Late or repeated
+  ones change nothing; final states come only from results and dead letters, never from here.
 - `P.deadletters`: a job the broker gave up on (delivery limit, rejection) fails its instance with a
   reason a person can act on.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -61,6 +62,13 @@ def result_store(broker: Broker) -> Callable[[list[ProcessResult]], Awaitable[No
     return store
 
 
+async def apply_moves(broker: Broker, moves: Mapping[InstanceStatus, Collection[str]]) -> int:
+    """Move instances forward in one transaction, then announce the moves made; how many moved."""
+    moved = await pipeline_store.advance_statuses(moves)
+    await announce(broker, moved)
+    return len(moved)
+
+
 def status_store(broker: Broker) -> Callable[[list[StatusEvent]], Awaitable[None]]:
     """Apply a batch of workers' status events; announce the moves it made, once committed."""
 
@@ -69,9 +77,18 @@ def status_store(broker: Broker) -> Callable[[list[StatusEvent]], Awaitable[None
         for item in items:
             if item.status.rank < InstanceStatus.DONE.rank:
                 moves.setdefault(item.status, set()).add(item.instance_id)
-        moved = await pipeline_store.advance_statuses(moves)
-        await announce(broker, moved)
-        log.debug("status_batch_applied", size=len(items), moved=len(moved))
+        moved = await apply_moves(broker, moves)
+        log.debug("status_batch_applied", size=len(items), moved=moved)
+
+    return store
+
+
+def queued_store(broker: Broker) -> Callable[[list[ProcessJob]], Awaitable[None]]:
+    """Move the instances of a batch of job copies to `queued` (their jobs are durable); announce the moves."""
+
+    async def store(jobs: list[ProcessJob]) -> None:
+        moved = await apply_moves(broker, {InstanceStatus.QUEUED: {job.instance_id for job in jobs}})
+        log.debug("job_copies_applied", size=len(jobs), moved=moved)
 
     return store
 
@@ -89,28 +106,10 @@ def dead_letter_reason(headers: Mapping[str, Any], delivery_limit: int) -> str:
     return f"the job was dead-lettered by the broker ({why}); {replay}"
 
 
-def died_in(headers: Mapping[str, Any]) -> str | None:
-    """The queue a dead-lettered message died in (from the broker's `x-death` header), if known."""
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
-        queue = deaths[0].get("queue")
-        return str(queue) if queue is not None else None
-    return None
-
-
 def deadletter_handler(broker: Broker, delivery_limit: int) -> Callable[[ProcessJob, AbstractIncomingMessage], Any]:
-    """Consumer handler of `P.deadletters`: fail the job's instance with the reason (forward-only).
-
-    A copy of a job dead in `P.status` (earlier releases copied every job there; on upgrade the
-    copies left in it are rejected) says nothing about processing: the job itself is still queued,
-    so the instance is left alone.
-    """
-    status_queue = broker.topology.names.status
+    """Consumer handler of `P.deadletters`: fail the job's instance with the reason (forward-only)."""
 
     async def handle_dead_job(job: ProcessJob, message: AbstractIncomingMessage) -> None:
-        if died_in(message.headers or {}) == status_queue:
-            log.warning("job_copy_dead_lettered", instance_id=job.instance_id, queue=status_queue)
-            return
         reason = dead_letter_reason(message.headers or {}, delivery_limit)
         transition = await pipeline_store.fail_instance(job.instance_id, reason)
         log.warning("job_dead_lettered", instance_id=job.instance_id, reason=reason, moved=transition is not None)
@@ -127,7 +126,7 @@ async def _consume_on(channel: AbstractChannel, queue: AbstractQueue, handler: A
 
 
 def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Run the three consumers for the app's lifetime; on stop, stop consuming and let the last batches finish."""
+    """Run the four consumers for the app's lifetime; on stop, stop consuming and let the last batches finish."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         broker = app[broker_key]
@@ -136,6 +135,7 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
             "results", result_store(broker), settings.results_batch_size, settings.results_batch_ms
         )
         statuses: Batcher[StatusEvent] = Batcher("statuses", status_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS)
+        copies: Batcher[ProcessJob] = Batcher("job_copies", queued_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS)
 
         async def handle_result(result: ProcessResult, _: AbstractIncomingMessage) -> None:
             await results.submit(result)
@@ -143,13 +143,19 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
         async def handle_status(event: StatusEvent, _: AbstractIncomingMessage) -> None:
             await statuses.submit(event)
 
-        tasks = [asyncio.create_task(results.run()), asyncio.create_task(statuses.run())]
+        async def handle_job_copy(job: ProcessJob, _: AbstractIncomingMessage) -> None:
+            await copies.submit(job)
+
+        batchers = (results, statuses, copies)
+        tasks = [asyncio.create_task(batcher.run()) for batcher in batchers]
         results_channel = await open_channel(broker.connection, prefetch=settings.results_batch_size)
         status_channel = await open_channel(broker.connection, prefetch=STATUS_PREFETCH)
+        queued_channel = await open_channel(broker.connection, prefetch=STATUS_PREFETCH)
         dead_channel = await open_channel(broker.connection, prefetch=DEADLETTER_PREFETCH)
         consumers = [
             await _consume_on(results_channel, topology.results, handle_result, ProcessResult),
             await _consume_on(status_channel, topology.status, handle_status, StatusEvent),
+            await _consume_on(queued_channel, topology.queued, handle_job_copy, ProcessJob),
             await _consume_on(
                 dead_channel, topology.deadletters, deadletter_handler(broker, settings.job_delivery_limit), ProcessJob
             ),
@@ -162,13 +168,13 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
                     await queue.cancel(tag)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    asyncio.gather(results.idle.wait(), statuses.idle.wait()), settings.shutdown_timeout
+                    asyncio.gather(*(batcher.idle.wait() for batcher in batchers)), settings.shutdown_timeout
                 )
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for channel in (results_channel, status_channel, dead_channel):
+            for channel in (results_channel, status_channel, queued_channel, dead_channel):
                 await channel.close()
 
     return context

@@ -14,6 +14,7 @@ from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
 from results_service.deid import Deidentifier
 from results_service.keys import blob_store_key, deidentifier_key, settings_key
+from results_service.reconciler import reconciler_context
 from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings
 
@@ -32,6 +33,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     app.cleanup_ctx.append(tortoise_context(settings.database_url))
     app.cleanup_ctx.append(broker_context(settings, "results_service"))
     app.cleanup_ctx.append(consumers_context(settings))
+    app.cleanup_ctx.append(reconciler_context(settings))
     app[readiness_checks_key].append(database)
     app[readiness_checks_key].append(broker_ready)
     setup_routes(app)

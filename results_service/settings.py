@@ -6,10 +6,11 @@ from pydantic import Field
 
 from common.app.secret_settings import BlobKeySettings
 from common.app.settings import BaseServiceSettings, ElementsBodyLimit
+from common.messaging.jobs import JobRoutingSettings
 from results_service.account_settings import AccountSettings
 
 
-class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings, ElementsBodyLimit):
+class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings, ElementsBodyLimit, JobRoutingSettings):
     """Settings of results_service."""
 
     results_port: int = Field(default=8081, ge=1, le=65535, description="TCP port of results_service (`RESULTS_PORT`).")
@@ -18,4 +19,17 @@ class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings, Ele
     )
     results_batch_ms: float = Field(
         default=50.0, gt=0, description="Longest wait in ms to fill a batch of results (`RESULTS_BATCH_MS`)."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between two rounds of the reconciler (`RECONCILE_INTERVAL_SECONDS`).",
+    )
+    reconcile_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "An instance `received` for longer than this has its job published again by the reconciler "
+            "(`RECONCILE_AFTER_SECONDS`)."
+        ),
     )
