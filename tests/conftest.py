@@ -39,6 +39,9 @@ os.environ.setdefault("PASSWORD_PARALLELISM", "1")
 # queues (`make up` may be running): they get this run's own prefix, whose topology is deleted at the end.
 SESSION_AMQP_PREFIX = f"test_{RUN_ID}_default"
 os.environ.setdefault("AMQP_PREFIX", SESSION_AMQP_PREFIX)
+# Every app of the run shares the run's database: one test's reconciler must never republish the
+# instances other tests left `received`. The reconciler's tests set their own interval and bound.
+os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", str(365 * 24 * 3600))
 
 
 @pytest.fixture(scope="session")
