@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
@@ -59,17 +58,12 @@ async def advance_statuses(moves: Mapping[InstanceStatus, Collection[str]]) -> l
     moved: list[Transition] = []
     async with connections.get("default").acquire_connection() as connection, connection.transaction():
         for status in sorted(moves, key=lambda s: s.rank):
-            moved += await advance_on(connection, status, moves[status])
+            if not moves[status]:
+                continue
+            earlier = [s.value for s in earlier_statuses(status)]
+            rows = await connection.fetch(_ADVANCE_SQL, status.value, sorted(set(moves[status])), earlier)
+            moved += [Transition(row["id"], row["upload_id"], row["owner"], status, None) for row in rows]
     return moved
-
-
-async def advance_on(connection: Any, status: InstanceStatus, ids: Collection[str]) -> list[Transition]:
-    """Move these instances forward to `status` inside the caller's transaction; those that moved."""
-    if not ids:
-        return []
-    earlier = [s.value for s in earlier_statuses(status)]
-    rows = await connection.fetch(_ADVANCE_SQL, status.value, sorted(set(ids)), earlier)
-    return [Transition(row["id"], row["upload_id"], row["owner"], status, None) for row in rows]
 
 
 async def save_results(results: Sequence[ProcessResult]) -> list[Transition]:
