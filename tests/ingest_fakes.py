@@ -32,7 +32,6 @@ class FakeResults:
     registrations: list[tuple[str, FileRegistration]] = field(default_factory=list)
     instances: dict[tuple[str, str], str] = field(default_factory=dict)
     batch_sizes: list[int] = field(default_factory=list)
-    queued_reports: list[str] = field(default_factory=list)
     calls: int = 0
     fail_calls: int = 0  # answer the next this many calls with a 500
     batch_delay: float = 0.0
@@ -59,7 +58,6 @@ class FakeResults:
             return web.json_response({"title": "Internal Server Error"}, status=500)
         if batch.items:
             self.batch_sizes.append(len(batch.items))
-        self.queued_reports += batch.queued
         answers = [
             RegistrationAnswer(status=201, registered=self.register(item.upload_id, item.registration))
             for item in batch.items

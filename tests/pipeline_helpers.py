@@ -18,7 +18,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from common.app.problems import PROBLEM_CONTENT_TYPE
 from common.auth.identity import USER_HEADER
 from common.messaging.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
-from common.messaging.messages import InstanceStatus, StatusChanges, StatusEvent
+from common.messaging.jobs import job_message_id, publish_job
+from common.messaging.messages import InstanceStatus, ProcessJob, StatusChanges, StatusEvent
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.queue_helpers import take
@@ -199,8 +200,21 @@ async def announced(queue: AbstractQueue, expected: int, timeout: float = 10.0) 
     return [event for message in messages for event in events_in(message)]
 
 
-async def report_queued(client: Any, instance_ids: list[str]) -> None:
-    """Report confirmed jobs as ingest does, with a registration call that carries no file."""
-    response = await client.post("/internal/registrations", json={"queued": instance_ids})
-    assert response.status == 200, await response.text()
-    assert (await response.json()) == {"items": []}
+def job_for(instance_id: str, owner: str, *, size: int = 1) -> ProcessJob:
+    """An instance's job as ingest builds it (its blob fields are not read by results_service)."""
+    return ProcessJob(
+        message_id=job_message_id(instance_id),
+        instance_id=instance_id,
+        upload_id="u",
+        owner=owner,
+        sha256="a" * 64,
+        size=size,
+        sop_class_uid="1.2",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )
+
+
+async def publish_jobs(topology: Topology, owner: str, instance_ids: list[str]) -> None:
+    """Publish the instances' jobs as ingest does (confirmed; the broker routes results_service its copies)."""
+    for instance_id in instance_ids:
+        await publish_job(topology.exchange, job_for(instance_id, owner), large_job_bytes=1024)

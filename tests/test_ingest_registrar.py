@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
-from aiohttp.test_utils import TestServer
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from ingest_service.registration import Registrar
-from tests.ingest_fakes import FakeResults, IngestRig, rig_fixture  # noqa: F401  (fixture, used by name)
+from tests.ingest_fakes import IngestRig, rig_fixture  # noqa: F401  (fixture, used by name)
 
 UPLOADS = 12
 
@@ -62,36 +58,3 @@ async def test_a_failed_batch_call_fails_every_upload_in_it_with_a_503(rig: Inge
     assert response.status == 503
     assert response.content_type == "application/problem+json"
     assert "retry" in (await response.json())["detail"]
-
-
-async def test_a_confirmed_job_is_reported_queued_with_a_registration_call(rig: IngestRig, samples_dir: Path) -> None:
-    client = await rig.make()
-    [data] = distinct_copies(samples_dir / "sample-01-dicom.dcm", 1)
-    response = await client.post(
-        "/upload", data=io.BytesIO(data), headers={"Content-Type": "application/dicom", "X-Authenticated-User": "u"}
-    )
-    [accepted] = (await response.json())["files"]
-    for _ in range(100):  # reported after the answer, with the next call (sent at once when none is out)
-        if rig.fake.queued_reports:
-            break
-        await asyncio.sleep(0.02)
-    assert rig.fake.queued_reports == [accepted["instance_id"]]
-
-
-async def test_reports_of_a_failed_call_go_with_the_next_one_without_calling_in_a_loop(
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
-) -> None:
-    """results_service fails a call that carried confirmed jobs: they are kept, not retried alone in a loop,
-    and go with the next call."""
-    fake = FakeResults(fail_calls=1)
-    server = await aiohttp_server(fake.app())
-    async with aiohttp.ClientSession() as session:
-        registrar = Registrar(session, str(server.make_url("")), timeout=5)
-        registrar.confirmed("i-1")
-        await registrar.close()
-        assert (fake.calls, fake.queued_reports) == (1, [])
-        await asyncio.sleep(0.2)
-        assert fake.calls == 1  # no hot loop against a failing service
-        registrar.confirmed("i-2")
-        await registrar.close()
-    assert (fake.calls, fake.queued_reports) == (2, ["i-1", "i-2"])

@@ -67,9 +67,10 @@ async def test_single_dicom_file_is_stored_registered_and_queued(rig: IngestRig,
         len(sample_01),
     )
     assert job_message.headers["x-correlation-id"] == "req-77"
-    # The job goes to its jobs queue only; that it is queued is reported with a registration call.
-    assert await drain(rig.channel, topology.status, settle=0.05) == []
-    assert rig.fake.queued_reports == [instance_id]
+    assert job_message.message_id == job.message_id == f"{instance_id}.job.1"
+    # The same confirmed publish put results_service's copy beside the job: the copy is what makes it `queued`.
+    [copy] = await drain(rig.channel, topology.queued)
+    assert ProcessJob.model_validate_json(copy.body) == job
     assert await drain(rig.channel, topology.jobs_large, settle=0.05) == []
 
 
@@ -124,7 +125,7 @@ async def test_multipart_related_without_dicom_type_is_refused(rig: IngestRig, s
 async def test_same_bytes_twice_are_a_duplicate_without_a_second_job(rig: IngestRig, sample_01: bytes) -> None:
     client = await rig.make()
     first = await (await client.post("/upload", data=io.BytesIO(sample_01), headers=DICOM)).json()
-    rig.fake.duplicate_status = "received"  # results_service has not applied the `queued` event yet
+    rig.fake.duplicate_status = "received"  # results_service has not consumed the job's copy yet
     second = await client.post("/upload", data=io.BytesIO(sample_01), headers=DICOM)
     assert second.status == 202
     [dup] = (await second.json())["files"]
@@ -133,15 +134,19 @@ async def test_same_bytes_twice_are_a_duplicate_without_a_second_job(rig: Ingest
     assert len(await drain(rig.channel, rig.names.jobs)) == 1
 
 
-async def test_duplicate_whose_job_was_never_confirmed_is_queued_again(rig: IngestRig, sample_01: bytes) -> None:
+async def test_a_duplicate_whose_instance_is_still_received_gets_no_job_from_ingest(
+    rig: IngestRig, sample_01: bytes
+) -> None:
+    """Whether the first job ever reached the broker is not ingest's to know: the reconciler republishes it."""
     client = await rig.make()
     rig.fake.duplicate_status = "received"
     rig.fake.instances[("local", hashlib.sha256(sample_01).hexdigest())] = "first-instance"
     response = await client.post("/upload", data=io.BytesIO(sample_01), headers=DICOM)
+    assert response.status == 202
     [dup] = (await response.json())["files"]
     assert (dup["status"], dup["instance_id"]) == ("duplicate", "first-instance")
-    [job] = await drain(rig.channel, rig.names.jobs)
-    assert ProcessJob.model_validate_json(job.body).instance_id == "first-instance"
+    assert await drain(rig.channel, rig.names.jobs, settle=0.05) == []
+    assert await drain(rig.channel, rig.names.queued, settle=0.05) == []
 
 
 async def test_large_file_goes_to_the_large_queue(rig: IngestRig, sample_01: bytes) -> None:
@@ -150,6 +155,7 @@ async def test_large_file_goes_to_the_large_queue(rig: IngestRig, sample_01: byt
     assert response.status == 202
     assert len(await drain(rig.channel, rig.names.jobs_large)) == 1
     assert await drain(rig.channel, rig.names.jobs, settle=0.05) == []
+    assert len(await drain(rig.channel, rig.names.queued)) == 1  # results_service's copy, whatever the size
 
 
 async def _chunked(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
@@ -230,7 +236,7 @@ async def test_unconfirmed_job_is_503_and_the_file_not_accepted(rig: IngestRig, 
     problem = await response.json()
     assert "RabbitMQ did not confirm the job" in problem["detail"]
     assert problem["files"] == []
-    assert await drain(rig.channel, rig.names.status, settle=0.05) == []  # never `queued` without its job
+    assert await drain(rig.channel, rig.names.queued, settle=0.05) == []  # never `queued` without its job
 
 
 async def test_ready_when_broker_and_results_answer(rig: IngestRig) -> None:

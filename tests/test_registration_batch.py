@@ -134,24 +134,14 @@ async def test_a_malformed_batch_is_a_problem_and_registers_nothing(client: Any,
     assert rows[0][0] == 0
 
 
-async def test_one_call_registers_files_and_moves_confirmed_instances_to_queued(
+async def test_a_registration_leaves_its_instance_received_and_carries_no_queued_reports(
     client: Any, owner: str, database_url: str
 ) -> None:
-    _, earlier = await register(client, owner)
-    response = await client.post(
-        "/internal/registrations",
-        json={"items": [item(owner, uuid.uuid4().hex, 0, "with-report")], "queued": [earlier["instance_id"]]},
-    )
-    assert response.status == 200
-    [answer] = (await response.json())["items"]
-    rows = await fetch(
-        database_url,
-        "SELECT id, status FROM instances WHERE id = ANY($1::varchar[])",
-        [earlier["instance_id"], answer["registered"]["instance_id"]],
-    )
-    assert {row["id"]: row["status"] for row in rows} == {
-        earlier["instance_id"]: "queued",
-        answer["registered"]["instance_id"]: "received",  # its own job is confirmed later
-    }
-    bad = await client.post("/internal/registrations", json={"queued": ["not an id!"]})
-    assert bad.status == 422 and bad.content_type == "application/problem+json"
+    """Only the broker's copy of the job moves an instance to `queued`: a registration call cannot."""
+    [answer] = await post_batch(client, [item(owner, uuid.uuid4().hex, 0, "no-report")])
+    instance_id = answer["registered"]["instance_id"]
+    body = {"items": [item(owner, uuid.uuid4().hex, 0, "with-report")], "queued": [instance_id]}
+    response = await client.post("/internal/registrations", json=body)
+    assert response.status == 422 and response.content_type == "application/problem+json"
+    rows = await fetch(database_url, "SELECT status FROM instances WHERE owner = $1", owner)
+    assert [row["status"] for row in rows] == ["received"]

@@ -1,5 +1,5 @@
 """results_service's consumers against the real RabbitMQ and PostgreSQL: batched idempotent results,
-forward-only status events, dead-lettered jobs failing their instance with a reason."""
+forward-only status events and job copies, dead-lettered jobs failing their instance with a reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractQueue
 
-from common.messaging.broker import JOB_STANDARD, Topology, publish, status_key, to_amqp
+from common.messaging.broker import JOB_STANDARD, Topology, publish, status_key
 from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     LIMIT,
@@ -20,9 +20,10 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     fetch,
     get_json,
     instance_moved_to,
+    job_for,
     owner_fixture,
+    publish_jobs,
     register,
-    report_queued,
     results_settings_fixture,
     status_of,
     topology_fixture,
@@ -109,25 +110,13 @@ async def test_a_result_for_an_unknown_instance_is_dropped(client: Any, topology
     assert (await fetch(database_url, "SELECT count(*) FROM results WHERE instance_id = $1", "f" * 32))[0][0] == 0
 
 
-def job_for(instance_id: str, owner: str) -> ProcessJob:
-    return ProcessJob(
-        instance_id=instance_id,
-        upload_id="u",
-        owner=owner,
-        sha256="a" * 64,
-        size=1,
-        sop_class_uid="1.2",
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-    )
-
-
 async def test_a_job_past_its_delivery_limit_fails_its_instance_with_a_reason(
     client: Any, topology: Topology, events: AbstractQueue, owner: str
 ) -> None:
     _, body = await register(client, owner)
     instance_id = body["instance_id"]
-    await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
-    await report_queued(client, [instance_id])  # as ingest does once the job is confirmed
+    await publish_jobs(topology, owner, [instance_id])
+    await wait_status(client, owner, instance_id, "queued")  # its copy was consumed
     for _ in range(LIMIT + 1):  # a worker that dies each time
         message = await topology.jobs.get(timeout=5)
         await message.reject(requeue=True)
@@ -157,47 +146,48 @@ async def test_a_rejected_job_fails_its_instance_but_never_a_done_one(
     assert await status_of(client, owner, ids[1]) == "done"
 
 
-async def test_instances_reported_queued_become_queued_and_are_announced_once(
-    client: Any, topology: Topology, events: AbstractQueue, owner: str
+async def test_the_copy_of_a_published_job_moves_its_instance_to_queued_and_is_announced_once(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str, database_url: str
 ) -> None:
     ids = [(await register(client, owner))[1]["instance_id"] for _ in range(30)]
-    await report_queued(client, ids)
-    for instance_id in ids:
-        assert await status_of(client, owner, instance_id) == "queued"  # moved before the call answered
+    rows = await fetch(database_url, "SELECT DISTINCT status FROM instances WHERE owner = $1", owner)
+    assert [row["status"] for row in rows] == ["received"]  # a registration alone queues nothing
+    await publish_jobs(topology, owner, ids)
     queued = await announced(events, 30)
     assert sorted(e.instance_id for e in queued) == sorted(ids)
     assert {(e.status, e.owner) for e in queued} == {(InstanceStatus.QUEUED, owner)}
-    await report_queued(client, ids)  # reported again: nothing moves, nothing is announced
+    rows = await fetch(database_url, "SELECT id, status FROM instances WHERE owner = $1", owner)
+    assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(ids, "queued")
+    await take(topology.queued, 0, timeout=1)  # every copy acked
+    await publish_jobs(topology, owner, ids)  # published again (the reconciler): nothing moves, nothing announced
     await announced(events, 0, timeout=1)
+    await take(topology.queued, 0, timeout=1)
 
 
-async def test_a_queued_report_after_processing_began_changes_nothing_and_announces_nothing(
-    client: Any, topology: Topology, events: AbstractQueue, owner: str
+async def test_a_late_job_copy_never_moves_an_instance_back(
+    client: Any, topology: Topology, events: AbstractQueue, owner: str, database_url: str
 ) -> None:
-    instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
-    await report_queued(client, [instance_id])  # its report arrives late
-    assert await status_of(client, owner, instance_id) == "processing"
-    [only] = await announced(events, 1)  # the processing move itself; no `queued` after it
-    assert only.status is InstanceStatus.PROCESSING
-
-
-async def test_a_job_copy_dead_in_the_status_queue_leaves_its_instance_alone(
-    client: Any, topology: Topology, owner: str
-) -> None:
-    """Only a job that died in a jobs queue says processing failed; its copy dying in `P.status` does not."""
+    processing, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
+    done, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
+    await publish(topology.exchange, done_result(done, owner), "result.done")
+    await wait_status(client, owner, done, "done")
     _, body = await register(client, owner)
-    instance_id = body["instance_id"]
-    death = {
-        "queue": topology.names.status,
-        "reason": "delivery_limit",
-        "count": 2,
-        "exchange": topology.names.exchange,
-    }
-    message = to_amqp(job_for(instance_id, owner), headers={"x-death": [death]})
-    await topology.dlx.publish(message, routing_key=JOB_STANDARD)
-    await take(topology.deadletters, 0, timeout=2)  # consumed and acked
-    await asyncio.sleep(0.1)
-    assert await status_of(client, owner, instance_id) == "received"
+    witness = body["instance_id"]
+    await publish_jobs(topology, owner, [processing, done, witness])  # the late copies, then one that moves
+    await wait_status(client, owner, witness, "queued")  # the copies before it were consumed too (one queue)
+    await take(topology.queued, 0, timeout=1)
+    rows = await fetch(database_url, "SELECT id, status FROM instances WHERE owner = $1", owner)
+    assert {row["id"]: row["status"] for row in rows} == {processing: "processing", done: "done", witness: "queued"}
+    announcements = await announced(events, 4)  # processing twice, done, then the witness's queued only
+    assert [(e.instance_id, e.status) for e in announcements][-1] == (witness, InstanceStatus.QUEUED)
+
+
+async def test_a_job_copy_for_an_unknown_instance_is_acked_and_changes_nothing(
+    client: Any, topology: Topology, owner: str, database_url: str
+) -> None:
+    await publish_jobs(topology, owner, ["f" * 32])
+    await take(topology.queued, 0, timeout=2)  # consumed and acked, not redelivered
+    assert (await fetch(database_url, "SELECT count(*) FROM instances WHERE id = $1", "f" * 32))[0][0] == 0
 
 
 async def test_a_workers_processing_event_is_announced_once_applied(
@@ -226,9 +216,10 @@ async def test_status_changes_are_applied_when_no_live_feed_listens(
 ) -> None:
     """No gateway replica bound to the events exchange: the announcements go nowhere and nothing is retried."""
     ids = [(await register(client, owner))[1]["instance_id"] for _ in range(3)]
-    await report_queued(client, ids)
+    await publish_jobs(topology, owner, ids)
     instance_id, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
     for queued in ids:
-        assert await status_of(client, owner, queued) == "queued"
+        await wait_status(client, owner, queued, "queued")
     assert await status_of(client, owner, instance_id) == "processing"
     await take(topology.status, 0, timeout=1)  # nothing left behind or requeued
+    await take(topology.queued, 0, timeout=1)
