@@ -14,7 +14,7 @@ from common.auth.identity import Caller, caller_from_headers
 from common.messaging.broker import broker_key
 from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
-from ingest_service.audit import audit_upload_stop
+from ingest_service.audit import report_upload_stop
 from ingest_service.intake import Intake
 from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key
 from ingest_service.parts import (
@@ -60,10 +60,10 @@ def _check_length(request: web.Request, limit: int) -> None:
         raise BadRequest("The body is empty.")
 
 
-async def _audit_stop(request: web.Request, caller: Caller, intake: Intake, status: int) -> None:
-    """A 202 needs no call: its records are written with each registration. A problem is recorded here."""
+async def _report_stop(request: web.Request, caller: Caller, intake: Intake, status: int) -> None:
+    """A 202 needs no call: its records are written with each registration. A problem is reported here."""
     settings = request.app[settings_key]
-    await audit_upload_stop(
+    await report_upload_stop(
         request.app[client_session_key],
         settings.results_url,
         caller,
@@ -98,7 +98,7 @@ async def handle_upload(request: web.Request) -> web.Response:
             raise BadRequest("The body holds no files.")
     except ProblemError as exc:
         log.info("upload_stopped", upload_id=intake.upload_id, status=exc.status, taken=len(intake.files))
-        await _audit_stop(request, caller, intake, exc.status)
+        await _report_stop(request, caller, intake, exc.status)
         return problem_response(
             exc.status,
             exc.detail,

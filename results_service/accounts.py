@@ -28,7 +28,7 @@ from common.schemas.auth import (
     UserPatch,
 )
 from results_service import account_store
-from results_service.audit import handle_append_audit, handle_list_audit, record_audit
+from results_service.audit import handle_list_audit, record_audit
 from results_service.keys import passwords_key, settings_key
 from results_service.passwords import Passwords
 
@@ -151,7 +151,6 @@ def setup_accounts(app: web.Application) -> None:
     router.add_post("/internal/auth/login", handle_login)
     router.add_post("/internal/auth/logout", handle_logout)
     router.add_post("/internal/auth/introspect", handle_introspect)
-    router.add_post("/internal/audit", handle_append_audit)
     router.add_get("/api/audit", handle_list_audit)
     for base in ("/api/users", "/internal/users"):
         router.add_post(base, handle_create_user)

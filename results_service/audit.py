@@ -1,4 +1,4 @@
-"""The audit trail: append a record (`record_audit`), and the admin/internal HTTP handlers.
+"""The audit trail: append a record (`record_audit`), and the admin's listing of it (`GET /api/audit`).
 
 Every read and write of patient data and every login appends one row to `audit_events`,
 which PostgreSQL keeps append-only. A handler that cannot write its audit row fails: an
@@ -15,14 +15,13 @@ from typing import Any
 from aiohttp import web
 from tortoise.expressions import Q
 
-from common.app.bodies import read_model, validate
+from common.app.bodies import validate
 from common.app.logs import current_correlation_id
 from common.app.pagination import next_page
 from common.app.problems import ProblemError
 from common.app.web import correlation_id_key
 from common.auth.identity import Caller, caller_from_headers
 from common.schemas.auth import AuditEventIn, AuditEventView, AuditPage, AuditQuery, Outcome
-from results_service.keys import settings_key
 from results_service.models.accounts import AuditEvent
 
 
@@ -143,11 +142,3 @@ async def handle_list_audit(request: web.Request) -> web.Response:
     await record_audit(request, "audit.read", Outcome.SUCCESS, resource_type="audit", detail={"count": len(items)})
     page = AuditPage(items=items, total=total, limit=query.limit, offset=query.offset, next=next_link)
     return web.json_response(text=page.model_dump_json())
-
-
-async def handle_append_audit(request: web.Request) -> web.Response:
-    """POST /internal/audit: another service (gateway, ingest) appends a record; 201 with its id."""
-    event = await read_model(request, AuditEventIn, max_bytes=request.app[settings_key].max_auth_body)
-    if event.correlation_id is None:
-        event = event.model_copy(update={"correlation_id": request.get(correlation_id_key)})
-    return web.json_response({"id": await append_audit(event)}, status=201)

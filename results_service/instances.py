@@ -1,5 +1,5 @@
-"""HTTP handlers of the pipeline: the internal registration call and the read API of uploads,
-instances, previews and studies (thin over `pipeline_store` and `pipeline_queries`)."""
+"""HTTP handlers of the pipeline's read API: uploads, instances, previews and studies (thin over
+`pipeline_queries`)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,19 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.app.bodies import read_model, validate
+from common.app.bodies import validate
 from common.app.pagination import next_page
-from common.app.problems import Conflict, NotFound
+from common.app.problems import NotFound
 from common.auth.identity import Caller, caller_from_headers
-from common.schemas.auth import Outcome
-from common.schemas.instances import ID_PATTERN, FileRegistration, InstanceListQuery, Page, StudyListQuery
+from common.schemas.instances import ID_PATTERN, InstanceListQuery, Page, StudyListQuery
 from common.storage.blobs import BlobNotFound, BlobUnreadable
-from results_service import pipeline_queries, pipeline_registration
-from results_service.audit import audited, record_audit
+from results_service import pipeline_queries
+from results_service.audit import audited
 from results_service.instance_files import handle_file, read_patient, unreadable
 from results_service.keys import blob_store_key
-from results_service.upload_audit import UPLOAD_FILE, UploadAuditContext
 
 _ID = re.compile(ID_PATTERN)
 PageT = TypeVar("PageT", bound=Page[Any])
-REGISTRATION_MAX_BYTES = 64 * 1024
 
 
 def _json(model: BaseModel, *, status: int = 200) -> web.Response:
@@ -38,22 +35,6 @@ def _path_id(request: web.Request, name: str, what: str) -> str:
     if not _ID.match(value):
         raise NotFound(f"{what} {value} was not found.")
     return value
-
-
-async def handle_register_file(request: web.Request) -> web.Response:
-    """POST /internal/uploads/{upload_id}/files: record one file and its audit records in one transaction
-    (201 new, 200 replay of the same index); a file for another owner's upload is a 409, audited as denied."""
-    upload_id = _path_id(request, "upload_id", "Upload")
-    registration = await read_model(request, FileRegistration, max_bytes=REGISTRATION_MAX_BYTES)
-    try:
-        outcome = await pipeline_registration.register_file(upload_id, registration, UploadAuditContext.of(request))
-    except Conflict:
-        detail = {"index": registration.index, "status": 409}
-        await record_audit(
-            request, UPLOAD_FILE, Outcome.DENIED, resource_type="upload", resource_id=upload_id, detail=detail
-        )
-        raise
-    return _json(outcome.body, status=201 if outcome.created else 200)
 
 
 def _caller(request: web.Request) -> Caller:
@@ -124,7 +105,6 @@ async def handle_list_studies(request: web.Request) -> web.Response:
 
 def setup_pipeline_routes(app: web.Application) -> None:
     """Register the pipeline's routes (called from `routes.setup_routes`)."""
-    app.router.add_post("/internal/uploads/{upload_id}/files", handle_register_file)
     app.router.add_get("/api/uploads/{upload_id}", handle_get_upload)
     for path in ("/api/instances", "/api/instances/"):
         app.router.add_get(path, handle_list_instances)

@@ -1,7 +1,8 @@
 """`POST /internal/registrations`: the batched registration call of ingest (see common/schemas/registrations).
 
-Every item is answered as the single-file call would answer it; a file for another owner's upload
-is a 409 item (audited as denied, with that item's identity) and does not stop the others.
+Every item gets its own answer: 201 registered now, 200 a replay of a registered (upload, index),
+409 a file for another owner's upload (audited as denied, with that item's identity, by the
+registration statement itself); a 409 does not stop the others.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from aiohttp import web
 from common.app.bodies import read_model
 from common.app.logs import get_logger
 from common.app.problems import Conflict
-from common.schemas.auth import Outcome
 from common.schemas.registrations import (
     MAX_BATCH,
     RegistrationAnswer,
@@ -20,9 +20,8 @@ from common.schemas.registrations import (
     RegistrationItem,
 )
 from results_service import pipeline_registration
-from results_service.audit import append_audit
 from results_service.pipeline_registration import Registration
-from results_service.upload_audit import UPLOAD_FILE, UploadAuditContext
+from results_service.upload_audit import UploadAuditContext
 
 log = get_logger(__name__)
 
@@ -33,14 +32,9 @@ def _context(item: RegistrationItem) -> UploadAuditContext:
     return UploadAuditContext(email=item.email, client=item.client, correlation_id=item.correlation_id)
 
 
-async def _answer(item: RegistrationItem, outcome: Registration | Conflict) -> RegistrationAnswer:
+def _answer(outcome: Registration | Conflict) -> RegistrationAnswer:
     if isinstance(outcome, Registration):
         return RegistrationAnswer(status=201 if outcome.created else 200, registered=outcome.body)
-    detail: dict[str, object] = {"index": item.registration.index, "status": 409}
-    denied = _context(item).event(
-        UPLOAD_FILE, Outcome.DENIED, upload_id=item.upload_id, owner=item.registration.owner, detail=detail
-    )
-    await append_audit(denied)
     return RegistrationAnswer(status=409, detail=outcome.detail)
 
 
@@ -50,7 +44,7 @@ async def handle_register_files(request: web.Request) -> web.Response:
     outcomes = await pipeline_registration.register_files(
         [(item.upload_id, item.registration, _context(item)) for item in batch.items]
     )
-    answers = [await _answer(item, outcome) for item, outcome in zip(batch.items, outcomes, strict=True)]
+    answers = [_answer(outcome) for outcome in outcomes]
     log.debug("registrations_batch", size=len(answers))
     body = RegistrationBatchAnswer(items=answers).model_dump_json().encode()
     return web.Response(body=body, content_type="application/json")

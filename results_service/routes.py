@@ -8,6 +8,7 @@ from results_service import elements
 from results_service.accounts import setup_accounts
 from results_service.instances import setup_pipeline_routes
 from results_service.registration_batch import handle_register_files
+from results_service.upload_audit import handle_upload_stop
 
 
 def setup_routes(app: web.Application) -> None:
@@ -15,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     setup_accounts(app)
     setup_pipeline_routes(app)
     app.router.add_post("/internal/registrations", handle_register_files)
+    app.router.add_post("/internal/uploads/{upload_id}/stop", handle_upload_stop)
     for path in ("/api/elements", "/api/elements/"):
         app.router.add_get(path, elements.handle_list)
         app.router.add_post(path, elements.handle_create)

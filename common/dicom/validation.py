@@ -276,8 +276,6 @@ def _metadata(ds: Dataset, transfer_syntax: uids.UID) -> DicomMetadata:
         series_instance_uid=_raw_text(ds, "SeriesInstanceUID") or "",
         modality=_text(ds, "Modality", 16),
         transfer_syntax_uid=str(transfer_syntax),
-        patient_name=_text(ds, "PatientName", 324),
-        patient_id=_text(ds, "PatientID", 64),
         study_date=_text(ds, "StudyDate", 16),
         number_of_frames=_integer(ds, "NumberOfFrames") or (1 if "Rows" in ds else None),
         rows=_integer(ds, "Rows"),

@@ -27,9 +27,10 @@ class FileStatus(StrEnum):
 
 
 class DicomMetadata(BaseModel):
-    """The identifying attributes ingest read from a valid file (indexing and display only)."""
+    """The identifying attributes ingest read from a valid file (indexing and display only). No patient name
+    or id: those stay in the encrypted blob, so an unknown field is refused rather than dropped."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     sop_class_uid: str = Field(min_length=1, max_length=128)
     sop_instance_uid: str = Field(min_length=1, max_length=128)
@@ -37,8 +38,6 @@ class DicomMetadata(BaseModel):
     series_instance_uid: str = Field(min_length=1, max_length=128)
     modality: str | None = Field(default=None, max_length=16)
     transfer_syntax_uid: str = Field(min_length=1, max_length=128)
-    patient_name: str | None = Field(default=None, max_length=324)
-    patient_id: str | None = Field(default=None, max_length=64)
     study_date: str | None = Field(default=None, max_length=16)
     number_of_frames: int | None = Field(default=None, ge=0)
     rows: int | None = Field(default=None, ge=0)

@@ -1,4 +1,5 @@
-"""The answer of `POST /api/uploads`: one outcome per file, in the order the files arrived."""
+"""The answer of `POST /api/uploads` (one outcome per file, in the order the files arrived), and the report
+of an upload that ingest answered with a problem."""
 
 from __future__ import annotations
 
@@ -24,3 +25,19 @@ class UploadReceipt(BaseModel):
 
     upload_id: str
     files: list[UploadedFile]
+
+
+class UploadStopped(BaseModel):
+    """ingest → results: `POST /internal/uploads/{upload_id}/stop`: an upload answered with a problem, for its
+    `upload.stop` audit record. Counts only: never a file name, which may carry a patient's name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner: str = Field(min_length=1, max_length=128, description="The uploader.")
+    status: int = Field(ge=400, le=599, description="The problem's HTTP status.")
+    accepted: int = Field(default=0, ge=0)
+    duplicate: int = Field(default=0, ge=0)
+    rejected: int = Field(default=0, ge=0)
+    email: str | None = Field(default=None, max_length=320)
+    client: str | None = Field(default=None, max_length=128)
+    correlation_id: str | None = Field(default=None, max_length=128)

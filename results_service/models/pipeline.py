@@ -47,8 +47,6 @@ class Instance(Model):
     series_instance_uid = fields.CharField(max_length=128)
     modality = fields.CharField(max_length=16, null=True, db_index=True)
     transfer_syntax_uid = fields.CharField(max_length=128)
-    patient_name = fields.CharField(max_length=324, null=True)
-    patient_id = fields.CharField(max_length=64, null=True)
     study_date = fields.CharField(max_length=16, null=True)
     number_of_frames = fields.IntField(null=True)
     rows = fields.IntField(null=True)

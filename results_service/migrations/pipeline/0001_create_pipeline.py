@@ -62,8 +62,6 @@ class Migration(migrations.Migration):
                 ("series_instance_uid", fields.CharField(max_length=128)),
                 ("modality", fields.CharField(null=True, db_index=True, max_length=16)),
                 ("transfer_syntax_uid", fields.CharField(max_length=128)),
-                ("patient_name", fields.CharField(null=True, max_length=324)),
-                ("patient_id", fields.CharField(null=True, max_length=64)),
                 ("study_date", fields.CharField(null=True, max_length=16)),
                 ("number_of_frames", fields.IntField(null=True)),
                 ("rows", fields.IntField(null=True)),
