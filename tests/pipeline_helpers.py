@@ -97,7 +97,8 @@ async def register(
     name: str = "a.dcm",
     **dicom: str,
 ) -> tuple[int, dict[str, Any]]:
-    """Register one accepted file; returns (HTTP status, body)."""
+    """Register one accepted file with a registration call of one item; returns (the item's status, its
+    registration, or the problem detail for a 409)."""
     body = {
         "index": index,
         "name": name,
@@ -107,8 +108,11 @@ async def register(
         "outcome": "accepted",
         "dicom": dicom_fields(**dicom),
     }
-    response = await client.post(f"/internal/uploads/{upload_id or uuid.uuid4().hex}/files", json=body)
-    return response.status, await response.json()
+    item = {"upload_id": upload_id or uuid.uuid4().hex, "registration": body}
+    response = await client.post("/internal/registrations", json={"items": [item]})
+    assert response.status == 200, await response.text()
+    [answer] = (await response.json())["items"]
+    return answer["status"], answer["registered"] or {"detail": answer["detail"]}
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

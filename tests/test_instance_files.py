@@ -60,9 +60,12 @@ async def store_instance(client: Any, settings: ResultsSettings, owner: str, pat
             "transfer_syntax_uid": str(header.file_meta.TransferSyntaxUID),
         },
     }
-    response = await client.post(f"/internal/uploads/{uuid.uuid4().hex}/files", json=body)
-    assert response.status == 201, await response.text()
-    return str((await response.json())["instance_id"])
+    item = {"upload_id": uuid.uuid4().hex, "registration": body}
+    response = await client.post("/internal/registrations", json={"items": [item]})
+    assert response.status == 200, await response.text()
+    [answer] = (await response.json())["items"]
+    assert answer["status"] == 201, answer
+    return str(answer["registered"]["instance_id"])
 
 
 def as_user(user: str, role: str = "user", **extra: str) -> dict[str, str]:

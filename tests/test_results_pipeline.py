@@ -1,8 +1,7 @@
-"""results_service's pipeline HTTP side: idempotent registration and the owner-scoped read API."""
+"""results_service's pipeline HTTP side: the owner-scoped read API (registration: test_results_registration)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -23,76 +22,6 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     topology_fixture,
     wait_status,
 )
-
-
-async def test_registration_creates_an_instance_and_a_replay_answers_the_same(client: Any, owner: str) -> None:
-    upload_id = uuid.uuid4().hex
-    status, first = await register(client, owner, upload_id=upload_id, content="x")
-    assert status == 201
-    assert first["status"] == "accepted" and first["instance_status"] == "received" and first["reason"] is None
-    status, again = await register(client, owner, upload_id=upload_id, content="x")
-    assert status == 200 and again == first
-
-
-async def test_same_bytes_from_the_same_owner_are_a_duplicate_of_the_first(
-    client: Any, owner: str, database_url: str
-) -> None:
-    _, first = await register(client, owner, content="same")
-    status, second = await register(client, owner, content="same")
-    assert status == 201
-    assert second["status"] == "duplicate" and second["instance_id"] == first["instance_id"]
-    _, other = await register(client, f"{owner}-b", content="same")
-    assert other["status"] == "accepted" and other["instance_id"] != first["instance_id"]
-    rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE sha256 = $1", sha_of("same"))
-    assert rows[0][0] == 2
-
-
-async def test_concurrent_uploads_of_the_same_bytes_make_one_instance(
-    client: Any, owner: str, database_url: str
-) -> None:
-    answers = await asyncio.gather(*(register(client, owner, content="race") for _ in range(8)))
-    assert sorted(body["status"] for _, body in answers) == ["accepted"] + ["duplicate"] * 7
-    assert len({body["instance_id"] for _, body in answers}) == 1
-    rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE owner = $1", owner)
-    assert rows[0][0] == 1
-
-
-async def test_concurrent_replays_of_one_file_record_it_once(client: Any, owner: str, database_url: str) -> None:
-    upload_id = uuid.uuid4().hex
-    answers = await asyncio.gather(*(register(client, owner, upload_id=upload_id, content="r") for _ in range(6)))
-    assert sorted(status for status, _ in answers).count(201) >= 1
-    assert len({body["instance_id"] for _, body in answers}) == 1
-    rows = await fetch(database_url, "SELECT count(*) FROM upload_files WHERE upload_id = $1", upload_id)
-    assert rows[0][0] == 1
-
-
-async def test_rejected_file_is_recorded_with_its_reason(client: Any, owner: str) -> None:
-    upload_id = uuid.uuid4().hex
-    body = {"index": 0, "name": "notes.txt", "owner": owner, "outcome": "rejected", "reason": "not a DICOM file"}
-    response = await client.post(f"/internal/uploads/{upload_id}/files", json=body)
-    assert response.status == 201
-    assert await response.json() == {
-        "instance_id": None,
-        "status": "rejected",
-        "instance_status": None,
-        "reason": "not a DICOM file",
-    }
-    status, upload = await get_json(client, f"/api/uploads/{upload_id}", owner)
-    assert status == 200 and upload["rejected"] == 1 and upload["files"][0]["reason"] == "not a DICOM file"
-
-
-async def test_registration_errors_are_problems(client: Any, owner: str) -> None:
-    upload_id = uuid.uuid4().hex
-    bad = await client.post(f"/internal/uploads/{upload_id}/files", json={"index": 0, "outcome": "accepted"})
-    assert bad.status == 422
-    assert {e["field"] for e in (await bad.json())["errors"]} >= {"name", "owner"}
-    no_dicom = {"index": 0, "name": "a", "owner": owner, "sha256": "a" * 64, "size": 1, "outcome": "accepted"}
-    assert (await client.post(f"/internal/uploads/{upload_id}/files", json=no_dicom)).status == 422
-    assert (await client.post(f"/internal/uploads/{upload_id}/files", data=b"{")).status in (400, 415)
-    await register(client, owner, upload_id=upload_id)
-    status, _ = await register(client, "intruder", upload_id=upload_id, index=1)
-    assert status == 409
-    assert (await client.post("/internal/uploads/bad id!/files", json=no_dicom)).status == 404
 
 
 async def _done(client: Any, topology: Topology, owner: str, body: dict[str, Any], mean: float = 2.0) -> None:
