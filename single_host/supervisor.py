@@ -1,69 +1,50 @@
 """`python -m single_host.supervisor`: run every service as a local process, in the foreground.
 
 Their JSON log lines go to this terminal, interleaved (each line names its service). Ctrl-C
-(SIGINT) or SIGTERM stops them all cleanly: each child gets SIGTERM and
+(SIGINT) or SIGTERM stops them all cleanly, the gateway first: each child gets SIGTERM and
 SHUTDOWN_TIMEOUT seconds to finish its in-flight work before it is killed. If any service dies
 on its own, the others are stopped too and the supervisor exits with that service's code, so
-a broken start is never half-running.
+a broken start is never half-running. Starting and stopping are `single_host.processes`'s, the
+same code the end-to-end tests and benchmarks run the services with.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
-import sys
+import threading
 
 from common.app.logs import configure_logging, get_logger
 from common.app.settings import BaseServiceSettings
 from common.app.web import load_settings
+from single_host.processes import SERVICES, ChildProcess, service_argv
 
 log = get_logger(__name__)
 
-SERVICES = ("results_service", "ingest_service", "processor_service", "gateway")
+POLL_SECONDS = 0.2
 
 
-async def _start(service: str) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", service, start_new_session=True)
-    log.info("service_spawned", child=service, pid=process.pid)
-    return process
-
-
-async def _stop(processes: dict[str, asyncio.subprocess.Process], timeout: float) -> None:
-    for process in processes.values():
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-    for service, process in processes.items():
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            log.warning("service_killed", child=service, pid=process.pid)
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-
-async def supervise(services: tuple[str, ...], timeout: float) -> int:
+def supervise(services: tuple[str, ...], timeout: float) -> int:
     """Run `services` until a signal arrives or one of them exits; return the exit code."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    processes = {service: await _start(service) for service in services}
-    waits = {asyncio.ensure_future(p.wait()): s for s, p in processes.items()}
-    stopper = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
+        signal.signal(sig, lambda *_: stop.set())
+    children = {name: ChildProcess(name) for name in services}
+    for name, child in children.items():
+        child.start(service_argv(name))
+        log.info("service_spawned", child=name, pid=child.pid)
+    exited: str | None = None
+    while exited is None and not stop.wait(POLL_SECONDS):
+        exited = next((name for name, child in children.items() if child.returncode is not None), None)
     code = 0
-    if stopper not in done:
-        first = next(task for task in done if task in waits)
-        code = first.result() or 1
-        log.error("service_exited", child=waits[first], code=first.result())
+    if exited is not None:
+        code = children[exited].returncode or 1
+        log.error("service_exited", child=exited, code=children[exited].returncode)
     else:
         log.info("stopping_services")
-    stopper.cancel()
-    await _stop(processes, timeout)
+    for name in reversed(services):
+        if children[name].stop(timeout=timeout):
+            log.warning("service_killed", child=name)
     log.info("all_services_stopped")
     return code
 
@@ -73,7 +54,7 @@ def main() -> None:
     settings = load_settings(BaseServiceSettings)
     configure_logging("supervisor", settings.log_level, settings.log_format)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    raise SystemExit(asyncio.run(supervise(SERVICES, settings.shutdown_timeout + 2)))
+    raise SystemExit(supervise(SERVICES, settings.shutdown_timeout + 2))
 
 
 if __name__ == "__main__":

@@ -9,66 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import os
-import struct
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pydicom
 
 from common.app.secret_settings import BlobKeySettings
 from common.storage.blobs import BlobStore
-from samples.make_instances import SAMPLE_01
-from tests.e2e.conftest import RunningSystem
+from samples.big_instance import MIB, big_instance_parts, stream_instance
+from single_host.processes import RunningSystem
 
-MIB = 1024 * 1024
-FRAME_BYTES = 512 * 512 * 2  # sample-01: 512 x 512, 16 bits allocated
 FRAMES = 1024  # 512 MiB of pixel data
-CHUNK = 256 * 1024
 MAX_GROWTH = 100 * MIB
-
-
-def big_dicom_parts(frames: int) -> tuple[bytes, bytes]:
-    """(header up to and including the pixel data element's header, one frame) of a `frames`-frame copy of sample-01."""
-    ds = pydicom.dcmread(SAMPLE_01)
-    frame = ds.PixelData
-    del ds.PixelData
-    ds.NumberOfFrames = frames
-    ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    element = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, frames * len(frame))
-    return buffer.getvalue() + element, frame
-
-
-async def stream_body(header: bytes, frame: bytes, frames: int, digest: hashlib._Hash) -> AsyncIterator[bytes]:
-    digest.update(header)
-    yield header
-    for _ in range(frames):
-        for start in range(0, len(frame), CHUNK):
-            chunk = frame[start : start + CHUNK]
-            digest.update(chunk)
-            yield chunk
-
-
-async def sample_rss(system: RunningSystem, peaks: dict[str, int], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        for name in peaks:
-            peaks[name] = max(peaks[name], system.rss(name))
-        await asyncio.sleep(0.05)
 
 
 async def test_512_mib_upload_leaves_gateway_and_ingest_memory_flat(start_system) -> None:
     system: RunningSystem = start_system()
     user = await system.create_user("big")
-    header, frame = big_dicom_parts(FRAMES)
+    header, frame = big_instance_parts(FRAMES)
     size = len(header) + FRAMES * len(frame)
     services = ("gateway", "ingest_service")
     before = {name: system.rss(name) for name in services}
     peaks = dict(before)
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(system, peaks, stop))
+    sampler = asyncio.create_task(system.sample_rss(peaks, stop))
     digest = hashlib.sha256()
     headers = {**user.headers, "Content-Type": "application/dicom"}
     try:
@@ -76,7 +39,7 @@ async def test_512_mib_upload_leaves_gateway_and_ingest_memory_flat(start_system
             aiohttp.ClientSession() as session,
             session.post(
                 f"{system.gateway_url}/api/uploads",
-                data=stream_body(header, frame, FRAMES, digest),
+                data=stream_instance(header, frame, FRAMES, digest),
                 headers=headers,
             ) as response,
         ):
