@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
 from results_service.db import apply_migrations, drop_database
 from samples.make_instances import SAMPLE_01, iter_instances
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.freezable_proxy import Direction, FreezableProxy
+from tests.pipeline_helpers import fetch
 
 RECONCILE = {"RECONCILE_AFTER_SECONDS": "2", "RECONCILE_INTERVAL_SECONDS": "0.2", "RESULTS_TIMEOUT": "120"}
 SETTLE_TIMEOUT = 120.0  # a deadline for conditions polled in the database, never a wait in itself
@@ -84,23 +84,13 @@ async def upload(system: RunningSystem, owner: str, data: bytes) -> tuple[int, A
 
 async def statuses(database: str, owner: str) -> dict[str, str]:
     """What results_service recorded: every instance of `owner` and its status."""
-    conn = await asyncpg.connect(database)
-    try:
-        rows = await conn.fetch("SELECT id, status FROM instances WHERE owner = $1", owner)
-    finally:
-        await conn.close()
+    rows = await fetch(database, "SELECT id, status FROM instances WHERE owner = $1", owner)
     return {row["id"]: row["status"] for row in rows}
 
 
 async def result_count(database: str, owner: str) -> int:
-    conn = await asyncpg.connect(database)
-    try:
-        count = await conn.fetchval(
-            "SELECT count(*) FROM results JOIN instances ON instances.id = results.instance_id WHERE owner = $1", owner
-        )
-    finally:
-        await conn.close()
-    return int(count)
+    query = "SELECT count(*) FROM results JOIN instances ON instances.id = results.instance_id WHERE owner = $1"
+    return int((await fetch(database, query, owner))[0][0])
 
 
 async def until(check: Callable[[], Any], what: str) -> Any:
@@ -199,7 +189,11 @@ async def test_ingest_killed_twice_during_a_stream_of_uploads_leaves_no_instance
 
     async def killer() -> None:
         for after in (15, 35):
-            await until(lambda after=after: _at_least(answered, after), f"{after} files answered")
+
+            async def reached(count: int = after) -> bool:
+                return len(answered) >= count
+
+            await until(reached, f"{after} files answered")
             restarted.clear()
             await kill_ingest(system)
             await restart_ingest(system)
@@ -212,7 +206,3 @@ async def test_ingest_killed_twice_during_a_stream_of_uploads_leaves_no_instance
     found = await all_processed(own_database, owner, 50)
     assert list(found.values()).count("done") == 50
     assert await result_count(own_database, owner) == 50
-
-
-async def _at_least(items: list[str], count: int) -> bool:
-    return len(items) >= count
