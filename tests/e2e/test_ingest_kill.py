@@ -25,7 +25,7 @@ import pytest
 
 from results_service.db import apply_migrations, drop_database
 from samples.make_instances import SAMPLE_01, iter_instances
-from tests.e2e.conftest import RunningSystem
+from single_host.processes import RunningSystem
 from tests.e2e.freezable_proxy import Direction, FreezableProxy
 from tests.pipeline_helpers import fetch
 
