@@ -1,4 +1,5 @@
-"""Zip uploads: entries streamed out one at a time, limits, no zip-slip, bad entries reported not crashed on."""
+"""Zip uploads: entries streamed out one at a time, limits, no zip-slip, bad entries reported not crashed on
+(ingest in front of the real results_service: the rows are checked in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import pytest
 
 from common.messaging.messages import ProcessJob
 from samples.make_instances import SAMPLE_01, iter_instances
-from tests.ingest_fakes import IngestRig, blob_files, drain, rig_fixture  # noqa: F401  (fixture, used by name)
+from tests.ingest_rig import IngestRig, blob_files, drain, rig_fixture, uploader  # noqa: F401  (fixture, by name)
+from tests.pipeline_helpers import channel_fixture, owner_fixture, results_settings_fixture  # noqa: F401
 
 ZIP = {"Content-Type": "application/zip"}
+
+
+def as_zip(owner: str) -> dict[str, str]:
+    return {**ZIP, **uploader(owner)}
 
 
 def make_zip(entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -25,7 +31,7 @@ def make_zip(entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP
     return buffer.getvalue()
 
 
-async def test_zip_entries_are_taken_in_order_and_bad_ones_reported(rig: IngestRig) -> None:
+async def test_zip_entries_are_taken_in_order_and_bad_ones_reported(rig: IngestRig, owner: str) -> None:
     good = list(iter_instances(SAMPLE_01, 3))
     archive = make_zip(
         [
@@ -40,9 +46,10 @@ async def test_zip_entries_are_taken_in_order_and_bad_ones_reported(rig: IngestR
         ]
     )
     client = await rig.make()
-    response = await client.post("/upload", data=io.BytesIO(archive), headers=ZIP)
+    response = await client.post("/upload", data=io.BytesIO(archive), headers=as_zip(owner))
     assert response.status == 202
-    files = (await response.json())["files"]
+    body = await response.json()
+    files = body["files"]
     assert [(f["name"], f["status"]) for f in files] == [
         ("study/" + good[0][0], "accepted"),
         ("../../etc/evil.dcm", "rejected"),
@@ -58,30 +65,35 @@ async def test_zip_entries_are_taken_in_order_and_bad_ones_reported(rig: IngestR
     assert reasons[3].startswith("DICOMDIR is a media index")
     assert reasons[4] == "not a DICOM file: no DICM marker at byte 128"
     assert reasons[5].startswith("zip entry expands ") and reasons[5].endswith("over the limit of 100:1 (zip bomb?)")
-    assert [r.index for _, r in rig.fake.registrations] == list(range(7))
+    rows = await rig.files_of(body["upload_id"])
+    assert [(row["index"], row["status"], row["reason"]) for row in rows] == [
+        (n, f["status"], f["reason"]) for n, f in enumerate(files)
+    ]
     assert len(blob_files(rig.blob_dir)) == 2  # only the two accepted instances were kept
     assert list((rig.blob_dir / "tmp").iterdir()) == []  # the staged archive is gone
     jobs = [ProcessJob.model_validate_json(m.body) for m in await drain(rig.channel, rig.names.jobs)]
     assert len(jobs) == 2
 
 
-async def test_zip_of_100_generated_instances(rig: IngestRig) -> None:
+async def test_zip_of_100_generated_instances(rig: IngestRig, owner: str) -> None:
     archive = make_zip(list(iter_instances(SAMPLE_01, 100)), compression=zipfile.ZIP_STORED)
     client = await rig.make()
-    response = await client.post("/upload", data=io.BytesIO(archive), headers=ZIP)
+    response = await client.post("/upload", data=io.BytesIO(archive), headers=as_zip(owner))
     assert response.status == 202
     files = (await response.json())["files"]
     assert [f["status"] for f in files] == ["accepted"] * 100
     assert len({f["instance_id"] for f in files}) == 100
+    rows = await rig.rows("SELECT id FROM instances WHERE owner = $1", owner)
+    assert {row["id"] for row in rows} == {f["instance_id"] for f in files}
     assert len(await drain(rig.channel, rig.names.jobs)) == 100
 
 
-async def test_corrupt_entry_is_rejected_alone(rig: IngestRig) -> None:
+async def test_corrupt_entry_is_rejected_alone(rig: IngestRig, owner: str) -> None:
     [(name, data)] = list(iter_instances(SAMPLE_01, 1))
     archive = bytearray(make_zip([("broken.dcm", data), (name, data)], compression=zipfile.ZIP_STORED))
     archive[30 + len("broken.dcm") + 1000] ^= 0xFF  # flip a byte inside the first entry's data: CRC mismatch
     client = await rig.make()
-    response = await client.post("/upload", data=io.BytesIO(bytes(archive)), headers=ZIP)
+    response = await client.post("/upload", data=io.BytesIO(bytes(archive)), headers=as_zip(owner))
     assert response.status == 202
     files = (await response.json())["files"]
     assert [(f["name"], f["status"]) for f in files] == [("broken.dcm", "rejected"), (name, "accepted")]
@@ -95,13 +107,16 @@ async def test_corrupt_entry_is_rejected_alone(rig: IngestRig) -> None:
         ({"zip_max_total_bytes": 10}, "The zip archive's entries total 12 bytes uncompressed; the limit is 10."),
     ],
 )
-async def test_archive_over_its_limits_is_refused_whole(rig: IngestRig, settings: dict, detail: str) -> None:
+async def test_archive_over_its_limits_is_refused_whole(
+    rig: IngestRig, owner: str, settings: dict, detail: str
+) -> None:
     client = await rig.make(**settings)
     archive = make_zip([("a", b"1234"), ("b", b"1234"), ("c", b"1234")])
-    response = await client.post("/upload", data=io.BytesIO(archive), headers=ZIP)
+    response = await client.post("/upload", data=io.BytesIO(archive), headers=as_zip(owner))
     assert response.status == 413
-    assert (await response.json())["detail"] == detail
-    assert rig.fake.registrations == []
+    problem = await response.json()
+    assert problem["detail"] == detail
+    assert await rig.files_of(problem["upload_id"]) == []
 
 
 async def test_archive_without_files_is_refused(rig: IngestRig) -> None:

@@ -1,0 +1,115 @@
+"""The surroundings of the ingest tests: the real results_service app (this run's database, the test's own
+broker prefix and blob folder) served on a local port, ingest apps pointed at it, a broker channel, and
+readers of what they left (queues, blobs, rows)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiohttp.test_utils import TestClient, TestServer
+
+from common.app.secret_settings import BlobKeySettings
+from common.auth.identity import CLIENT_HEADER, EMAIL_HEADER, USER_HEADER
+from common.messaging.broker import TopologyNames
+from common.storage.blobs import BlobStore
+from ingest_service.main import init_app as init_ingest
+from ingest_service.settings import IngestSettings
+from results_service.main import init_app as init_results
+from results_service.settings import ResultsSettings
+from tests.pipeline_helpers import eventually, fetch
+
+
+def uploader(owner: str, correlation_id: str | None = None) -> dict[str, str]:
+    """The headers ingest receives from the gateway: who uploads (and the request's correlation id)."""
+    headers = {USER_HEADER: owner, EMAIL_HEADER: f"{owner}@example.org", CLIENT_HEADER: "203.0.113.7"}
+    if correlation_id is not None:
+        headers["X-Request-ID"] = correlation_id
+    return headers
+
+
+@dataclass
+class IngestRig:
+    """ingest's real neighbours in a test: results_service (`results`, a client of its server), the broker, the
+    blob folder."""
+
+    results: TestClient
+    channel: AbstractChannel
+    names: TopologyNames
+    blob_dir: Path
+    database_url: str
+    make: Callable[..., Awaitable[TestClient]]
+
+    async def rows(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """Rows of the run's database, as results_service left them."""
+        return await fetch(self.database_url, query, *args)
+
+    async def files_of(self, upload_id: str) -> list[asyncpg.Record]:
+        """The upload's file rows, by index."""
+        return await self.rows('SELECT * FROM upload_files WHERE upload_id = $1 ORDER BY "index"', upload_id)
+
+    async def read_blob(self, sha256: str) -> bytes:
+        """A stored file's bytes, decrypted with the run's keys."""
+        return await BlobStore(self.blob_dir, BlobKeySettings().keyring()).read_bytes(sha256)
+
+    async def wait_status(self, instance_id: str, status: str) -> None:
+        """Wait until results_service has moved the instance to `status` (its consumers work asynchronously)."""
+
+        async def reached() -> bool:
+            rows = await self.rows("SELECT status FROM instances WHERE id = $1", instance_id)
+            return bool(rows) and rows[0]["status"] == status
+
+        await eventually(reached)
+
+
+@pytest.fixture(name="rig")
+async def rig_fixture(
+    channel: AbstractChannel,
+    results_settings: ResultsSettings,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+) -> AsyncIterator[IngestRig]:
+    """Serve results_service; `make(**settings)` builds an ingest client in front of it (same broker prefix,
+    delivery limit and blob folder). The apps stop (ingest first) before `channel` deletes the topology."""
+    server = await aiohttp_server(init_results(results_settings))
+    results = await aiohttp_client(server)
+
+    async def make(**overrides: object) -> TestClient:
+        fields: dict[str, object] = {
+            "amqp_prefix": results_settings.amqp_prefix,
+            "job_delivery_limit": results_settings.job_delivery_limit,
+            "blob_dir": results_settings.blob_dir,
+            "results_url": str(server.make_url("")).rstrip("/"),
+        }
+        fields.update(overrides)
+        return await aiohttp_client(init_ingest(IngestSettings(**fields)))
+
+    names = TopologyNames(results_settings.amqp_prefix)
+    yield IngestRig(results, channel, names, Path(results_settings.blob_dir), results_settings.database_url, make)
+
+
+async def drain(channel: AbstractChannel, queue_name: str, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
+    """Every message in a queue no consumer reads (acked), until none has arrived for `settle` seconds."""
+    queue = await channel.get_queue(queue_name, ensure=False)
+    messages: list[AbstractIncomingMessage] = []
+    deadline = asyncio.get_running_loop().time() + settle
+    while asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False, timeout=5)
+        if message is None:
+            await asyncio.sleep(0.02)
+            continue
+        await message.ack()
+        messages.append(message)
+        deadline = asyncio.get_running_loop().time() + settle  # wait `settle` after the last one
+    return messages
+
+
+def blob_files(blob_dir: Path) -> list[Path]:
+    """Committed blobs (not staged temporaries)."""
+    return [p for p in blob_dir.rglob("*") if p.is_file() and p.parent.name != "tmp"]
