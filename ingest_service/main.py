@@ -23,7 +23,7 @@ log = get_logger(__name__)
 async def blob_store_context(app: web.Application) -> AsyncIterator[None]:
     """Open the blob store; staged files left by a crash are swept once at start-up."""
     settings = app[settings_key]
-    store = BlobStore(Path(settings.blob_dir), settings.keyring(), direct_io=settings.blob_direct_io)
+    store = BlobStore(Path(settings.blob_dir), settings.keyring())
     swept = store.sweep_tmp()
     if swept:
         log.info("staged_files_swept", count=swept)

@@ -18,7 +18,7 @@ def init_app(settings: ProcessorSettings) -> web.Application:
     """Build the processor_service application from its settings."""
     app = make_app("processor_service")
     app[settings_key] = settings
-    app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring(), direct_io=settings.blob_direct_io)
+    app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
     # Cleanup runs in reverse: stop consuming and drain first, then the workers, then the broker.
     app.cleanup_ctx.append(broker_context(settings, "processor_service", prefetch=settings.processor_concurrency))
     app.cleanup_ctx.append(pool_context(settings))

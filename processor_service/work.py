@@ -10,10 +10,9 @@ from processor_service.imaging import Analysis, analyse
 def measure_blob(store: BlobStore, sha256: str, worker: str) -> Analysis:
     """Measure the pixel data of one stored file, read frame by frame through its decrypting reader.
 
-    Neither the ciphertext nor the plaintext is ever held whole: memory stays about one frame and one
-    64 KiB chunk whatever the file's size, at the CPU cost of reading it whole (bench/README.md,
-    bench_crypto). Raises BlobNotFound, BlobUnreadable (also for a chunk that fails authentication
-    mid-way) or ImagingError.
+    Neither the ciphertext nor the plaintext is ever held whole: memory stays about one frame and the
+    reader's window whatever the file's size, and the file is decrypted once, front to back. Raises
+    BlobNotFound, BlobUnreadable (also for a segment that fails authentication mid-way) or ImagingError.
     """
     with store.open(sha256) as reader:
         try:

@@ -68,7 +68,7 @@ def read_patient(store: BlobStore, sha256: str) -> PatientView | None:
 
 
 def _open_checked(store: BlobStore, key: str) -> BinaryIO:
-    """Open the blob and authenticate its first chunk, so a bad file is a problem before any byte is sent."""
+    """Open the blob and authenticate its first segment, so a bad file is a problem before any byte is sent."""
     fp = store.open(key)
     try:
         fp.read(1)

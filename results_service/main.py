@@ -28,7 +28,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     """Build the results_service application from its settings."""
     app = make_app("results_service")
     app[settings_key] = settings
-    app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring(), direct_io=settings.blob_direct_io)
+    app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
     app[deidentifier_key] = Deidentifier(settings.deid_uid_key())
     app.cleanup_ctx.append(tortoise_context(settings.database_url))
     app.cleanup_ctx.append(broker_context(settings, "results_service"))

@@ -1,9 +1,10 @@
-"""The blob store: streamed, hashed, encrypted, atomic, idempotent, content-addressed writes."""
+"""The blob store: one write path, streamed or whole: hashed, sealed as written, atomic, idempotent, by content."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import pytest
 
 from common.dicom.validation import validate_file
 from common.storage.blobs import BlobNotFound, BlobStore, BlobTooLarge, BlobUnreadable
-from common.storage.crypto import Keyring
-from common.storage.crypto_keys import DecryptionError, generate_key_spec
+from common.storage.crypto import MAGIC, SEGMENT_SIZE, Keyring
+from common.storage.crypto_keys import generate_key_spec
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -140,7 +141,7 @@ async def test_blobs_on_disk_do_not_contain_the_plaintext_dicom(
     for stored in (staged_bytes, on_disk):
         for what, run in distinctive_runs(path).items():
             assert run not in stored, what
-    assert len(on_disk) > len(data)  # header and one tag per 64 KiB chunk
+    assert len(on_disk) > len(data)  # our header, Tink's header and one tag per segment
     assert await store.read_bytes(key) == data
 
 
@@ -181,21 +182,38 @@ async def test_tampered_or_truncated_blobs_are_unreadable_not_wrong(store: BlobS
         async for _ in store.iter_chunks(reader):
             pass
     sealed[100_000] ^= 1
-    path.write_bytes(bytes(sealed[: 64 * 1024 + 16 + 40]))  # cut at a chunk boundary (after the header)
-    with pytest.raises(BlobUnreadable):
+    header = len(MAGIC) + 2 + len("k1")  # then segments of SEGMENT_SIZE bytes, the first holding Tink's header
+    path.write_bytes(bytes(sealed[: header + 10 * SEGMENT_SIZE]))  # cut at a segment boundary
+    with pytest.raises(BlobUnreadable, match="truncated"):
         await store.read_bytes(key)
 
 
-async def test_a_plaintext_blob_from_before_encryption_is_replaced_by_the_next_copy(store: BlobStore) -> None:
-    data = b"stored before encryption was switched on"
+async def test_a_blob_is_invisible_under_its_key_until_committed(store: BlobStore) -> None:
+    data = os.urandom(300_000)
     key = hashlib.sha256(data).hexdigest()
-    store.path(key).parent.mkdir(parents=True)
-    store.path(key).write_bytes(data)
-    with pytest.raises(BlobUnreadable):
-        await store.read_bytes(key)
-    assert await store.commit(await store.write_stream(_chunks(data))) == key
-    assert data not in store.path(key).read_bytes()
-    assert await store.read_bytes(key) == data
+
+    async def watched() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 50_000):
+            yield data[at : at + 50_000]
+            assert not store.exists(key)  # sealed into tmp/ as it arrives, nothing under the final name
+
+    staged = await store.write_stream(watched())
+    assert staged.path.parent == store.tmp and not store.exists(key)
+    assert data[1000:1100] not in staged.path.read_bytes()  # the staged copy is sealed too
+    assert await store.commit(staged) == key
+    assert store.exists(key) and not staged.path.exists()
+
+
+async def test_storing_a_whole_file_copies_none_of_it(store: BlobStore) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        key = store.put_bytes_sync(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024  # Tink takes the bytes as they are and seals them segment by segment
+    assert store.read_bytes_sync(key) == data
 
 
 async def test_readers_seek_anywhere_and_stream_ranges(store: BlobStore) -> None:
@@ -216,38 +234,12 @@ async def test_readers_seek_anywhere_and_stream_ranges(store: BlobStore) -> None
         store.open("0" * 64)
 
 
-async def test_reader_reads_across_chunks_into_any_buffer(store: BlobStore) -> None:
-    chunk = 64 * 1024
-    data = os.urandom(5 * chunk + 99)
-    key = await store.put_bytes(memoryview(data))  # any buffer is stored as its bytes
-    assert key == hashlib.sha256(data).hexdigest()
-    with store.open(key) as reader:
-        buffer = bytearray(3 * chunk)
-        assert reader.readinto(buffer) == chunk  # a whole chunk, decrypted straight into the buffer
-        assert reader.readinto(memoryview(buffer)[10:]) == chunk  # the next one likewise
-        assert buffer[:10] == data[:10] and buffer[10 : 10 + chunk] == data[chunk : 2 * chunk]
-        for offset, size in [(0, 3 * chunk), (chunk - 5, 2 * chunk + 10), (3, 4), (4 * chunk, 2 * chunk), (1, -1)]:
-            reader.seek(offset)
-            assert reader.read(size) == data[offset : offset + size if size >= 0 else None]
-            assert reader.tell() == min(len(data), offset + size if size >= 0 else len(data))
-
-
-async def test_a_chunk_that_fails_authentication_fails_on_every_read(store: BlobStore) -> None:
-    chunk = 64 * 1024
-    data = os.urandom(3 * chunk)
-    key = await store.put_bytes(data)
-    path = store.path(key)
-    sealed = bytearray(path.read_bytes())
-    sealed[-chunk] ^= 1  # inside the last chunk
-    path.write_bytes(sealed)
-    with store.open(key) as reader:
-        assert reader.read(2 * chunk) == data[: 2 * chunk]
-        for _ in range(2):  # the failed chunk is not kept: the second read fails the same way
-            reader.seek(2 * chunk + 7)
-            with pytest.raises(DecryptionError):
-                reader.read(10)
-        reader.seek(0)
-        assert reader.read(10) == data[:10]
+async def test_any_buffer_is_stored_as_its_bytes(store: BlobStore) -> None:
+    for kind in (memoryview, bytearray):
+        data = os.urandom(100_000)
+        key = await store.put_bytes(kind(data))
+        assert key == hashlib.sha256(data).hexdigest()
+        assert await store.read_bytes(key) == data
 
 
 async def test_an_empty_blob_round_trips(store: BlobStore) -> None:

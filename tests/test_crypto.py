@@ -1,261 +1,274 @@
-"""AES-256-GCM blob encryption: the version 1 format, round trips, wrong keys, tampering, truncation, rotation."""
+"""Blob encryption (Tink streaming AEAD under named keys) and its seekable reader; the key settings."""
 
 from __future__ import annotations
 
-import base64
 import io
-import os
-from collections.abc import AsyncIterator
+import pickle
+import random
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydicom.pixels.utils import iter_pixels
 
 from common.app.secret_settings import AuthSettings, BlobKeySettings, ensure_local_secrets
-from common.storage.crypto import MAGIC, TAG_BYTES, Keyring, is_encrypted
-from common.storage.crypto_keys import (
-    CryptoError,
-    DecryptionError,
-    KeyConfigError,
-    UnknownKeyId,
-    generate_key_spec,
-    parse_keys,
-)
-from common.storage.crypto_reader import open_decrypting
+from common.dicom.validation import validate_file
+from common.storage.crypto import MAGIC, SEGMENT_SIZE, TAG_BYTES, TINK_HEADER_BYTES, VERSION, Keyring, plaintext_size
+from common.storage.crypto_keys import DecryptionError, KeyConfigError, UnknownKeyId, generate_key_spec, parse_keys
+from common.storage.crypto_reader import BLOCK, WINDOW_BLOCKS, DecryptingReader
 
-CHUNK = 1024  # small chunks so that multi-chunk cases stay fast
+FIRST = SEGMENT_SIZE - TINK_HEADER_BYTES - TAG_BYTES  # plaintext bytes of the first segment
+LATER = SEGMENT_SIZE - TAG_BYTES  # plaintext bytes of every later one
+
+
+class _Kept(io.BytesIO):
+    """A destination that keeps its bytes when the sealing stream closes it."""
+
+    def close(self) -> None:
+        pass
 
 
 def keyring(spec: str | None = None, active: str | None = None) -> Keyring:
-    return Keyring.from_spec(spec or generate_key_spec("k1"), active, chunk_size=CHUNK)
+    return Keyring.from_spec(spec or generate_key_spec("k1"), active)
 
 
-def pieces(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
+def seal(ring: Keyring, data: bytes) -> bytes:
+    out = _Kept()
+    with ring.encrypting(out) as stream:
+        stream.write(data)
+    return out.getvalue()
 
 
-def reference_blob(master: bytes, kid: bytes, salt: bytes, prefix: bytes, chunk_size: int, plaintext: bytes) -> bytes:
-    """Format version 1 written from its description (crypto.py docstring) with one AESGCM.encrypt per chunk."""
-    header = MAGIC + bytes([1, len(kid)]) + kid + salt + prefix + chunk_size.to_bytes(4, "big")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"dicomflow-blob-v1:" + kid).derive(master)
-    chunks = pieces(plaintext, chunk_size) or [b""]
-    last = len(chunks) - 1
-    sealed = [
-        AESGCM(key).encrypt(prefix + i.to_bytes(4, "big") + bytes([i == last]), chunk, header)
-        for i, chunk in enumerate(chunks)
-    ]
-    return header + b"".join(sealed)
+def header_size(kid: str) -> int:
+    return len(MAGIC) + 2 + len(kid)
 
 
-# A blob written by the implementation before encrypt_into (commit 96e5776), with its random salt and nonce prefix
-# fixed: master key bytes 0..31, key id "kat", salt 16 x a5, prefix 01..07, 16-byte chunks, KAT_PLAINTEXT.
-KAT_KEY = bytes(range(32))
-KAT_PLAINTEXT = b"dicomflow known-answer vector, 3 chunks"
-KAT_BLOB = bytes.fromhex(
-    "4446454201036b6174a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a501020304050607000000"
-    "10f7c0a321c465d94719dcd53366725c65ab565cbb6e2f60e56e96dff3a8a5ac8f1d04"
-    "774c5951aa961b84df69d5f49941b610c3d11513da425a6f18108d082e68e24b7ac20e"
-    "59886cee237aa48eb98a4341149d04500eda"
-)
+def open_blob(ring: Keyring, blob: bytes) -> DecryptingReader:
+    return DecryptingReader(io.BytesIO(blob), ring)
 
 
-def test_known_answer_blob_decrypts_on_every_read_path() -> None:
-    ring = Keyring.from_spec(f"kat:{base64.b64encode(KAT_KEY).decode()}")
-    salt, prefix = bytes([0xA5] * 16), bytes(range(1, 8))
-    assert reference_blob(KAT_KEY, b"kat", salt, prefix, 16, KAT_PLAINTEXT) == KAT_BLOB
-    assert ring.decrypt_bytes(KAT_BLOB) == KAT_PLAINTEXT
-    assert ring.decrypt_bytes(memoryview(bytearray(KAT_BLOB))) == KAT_PLAINTEXT
-    for size in (1, 7, 16, 32, 33, len(KAT_BLOB)):
-        assert b"".join(ring.decrypt_iter(pieces(KAT_BLOB, size))) == KAT_PLAINTEXT
-    with open_decrypting(io.BytesIO(KAT_BLOB), ring.keys) as reader:
-        assert reader.read() == KAT_PLAINTEXT
-        reader.seek(15)
-        assert reader.read(3) == KAT_PLAINTEXT[15:18]
-
-
-def cut(data: bytes, sizes: list[int]) -> list[bytes]:
-    """`data` in pieces of the given sizes, repeated until it is used up."""
-    parts: list[bytes] = []
-    while sum(map(len, parts)) < len(data):
-        at = sum(map(len, parts))
-        parts.append(data[at : at + sizes[len(parts) % len(sizes)]])
-    return parts
-
-
-@pytest.mark.parametrize("size", [0, 1, CHUNK, 3 * CHUNK + 17])
-@pytest.mark.parametrize("sizes", [None, [1000], [2 * CHUNK], [1, CHUNK + 1, 7, CHUNK]], ids=str)
-def test_every_encrypt_path_writes_exactly_the_version_1_format(size: int, sizes: list[int] | None) -> None:
-    spec = generate_key_spec("k1")
-    ring = keyring(spec)
-    data = os.urandom(size)
-    blob = bytes(ring.encrypt_bytes(data) if sizes is None else b"".join(ring.encrypt_iter(cut(data, sizes))))
-    salt, prefix = blob[8:24], blob[24:31]  # after MAGIC, version, len(kid) and "k1"
-    assert blob == reference_blob(parse_keys(spec)["k1"], b"k1", salt, prefix, CHUNK, data)
+def unseal(ring: Keyring, blob: bytes) -> bytes:
+    with open_blob(ring, blob) as reader:
+        return reader.read()
 
 
 @pytest.mark.parametrize(
-    "sizes", [[1], [CHUNK + TAG_BYTES], [CHUNK + TAG_BYTES + 1], [3, 5000, 17, 2 * CHUNK]], ids=str
+    "size", [0, 1, FIRST - 1, FIRST, FIRST + 1, FIRST + LATER, FIRST + LATER + 1, FIRST + 5 * LATER + 17]
 )
-def test_streamed_decryption_of_any_piece_sizes(sizes: list[int]) -> None:
+def test_round_trip_and_size_for_every_segment_boundary(size: int) -> None:
     ring = keyring()
-    data = os.urandom(4 * CHUNK + 100)
-    assert b"".join(ring.decrypt_iter(cut(bytes(ring.encrypt_bytes(data)), sizes))) == data
+    data = random.Random(size).randbytes(size)
+    blob = seal(ring, data)
+    body = len(blob) - header_size("k1")
+    segments = 1 if size <= FIRST else 1 + -(-(size - FIRST) // LATER)
+    assert body == TINK_HEADER_BYTES + size + segments * TAG_BYTES
+    assert plaintext_size(body) == size
+    with open_blob(ring, blob) as reader:
+        assert reader.seek(0, io.SEEK_END) == size  # known from the ciphertext's length, nothing decrypted
+        reader.seek(0)
+        assert reader.read() == data
 
 
-def test_an_encryptor_seals_once_and_finalizes_once() -> None:
-    encryptor = keyring().encryptor()
-    encryptor.update(b"started")
-    with pytest.raises(CryptoError, match="already started"):
-        encryptor.seal(b"whole")
-    encryptor.finalize()
-    with pytest.raises(CryptoError, match="finalized"):
-        encryptor.finalize()
-    sealed = keyring().encryptor()
-    sealed.seal(b"whole")
-    with pytest.raises(CryptoError, match="finalized"):
-        sealed.update(b"more")
+def test_a_blob_names_its_key_and_carries_tinks_aes256_gcm_hkdf_format() -> None:
+    ring = keyring(generate_key_spec("2026-q1"))
+    blob = seal(ring, b"pixel data")
+    assert blob[: header_size("2026-q1")] == MAGIC + bytes([VERSION, 7]) + b"2026-q1"
+    assert blob[header_size("2026-q1")] == TINK_HEADER_BYTES  # Tink's header: its length, a salt, a nonce prefix
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 17])
-def test_round_trip_for_every_boundary_size(size: int) -> None:
+def test_the_same_plaintext_seals_differently_each_time() -> None:
     ring = keyring()
-    data = os.urandom(size)
-    blob = ring.encrypt_bytes(data)
-    full_chunks = max(1, -(-size // CHUNK))
-    assert len(blob) == len(ring.encryptor().header) + size + full_chunks * TAG_BYTES
-    assert ring.decrypt_bytes(blob) == data
+    assert seal(ring, b"same") != seal(ring, b"same")
 
 
-def test_streaming_round_trip_with_uneven_pieces() -> None:
-    ring = keyring()
-    data = os.urandom(10 * CHUNK + 5)
-    encrypted = b"".join(ring.encrypt_iter(pieces(data, 333)))
-    assert b"".join(ring.decrypt_iter(pieces(encrypted, 777))) == data
-    assert ring.decrypt_bytes(encrypted) == data
+def test_a_different_key_under_the_same_id_fails_authentication() -> None:
+    blob = seal(keyring(generate_key_spec("k1")), b"secret pixel data")
+    with pytest.raises(DecryptionError, match="authentication"):
+        unseal(keyring(generate_key_spec("k1")), blob)
 
 
-async def test_async_streams_round_trip() -> None:
-    ring = keyring()
-    data = os.urandom(5 * CHUNK + 3)
-
-    async def source(parts: list[bytes]) -> AsyncIterator[bytes]:
-        for part in parts:
-            yield part
-
-    encrypted = b"".join([c async for c in ring.encrypt_stream(source(pieces(data, 500)))])
-    decrypted = b"".join([c async for c in ring.decrypt_stream(source(pieces(encrypted, 900)))])
-    assert decrypted == data
-
-
-def test_decryptor_never_buffers_more_than_a_chunk() -> None:
-    ring = keyring()
-    encrypted = ring.encrypt_bytes(os.urandom(50 * CHUNK))
-    decryptor = ring.decryptor()
-    produced = 0
-    for part in pieces(encrypted, 4096):
-        produced += len(decryptor.update(part))
-        assert len(decryptor._buffer) <= CHUNK + TAG_BYTES + 4096
-    produced += len(decryptor.finalize())
-    assert produced == 50 * CHUNK
-
-
-def test_same_plaintext_encrypts_differently_each_time() -> None:
-    ring = keyring()
-    assert ring.encrypt_bytes(b"same") != ring.encrypt_bytes(b"same")
-
-
-def test_wrong_key_with_same_id_fails() -> None:
-    blob = keyring(generate_key_spec("k1")).encrypt_bytes(b"secret pixel data")
-    with pytest.raises(DecryptionError):
-        keyring(generate_key_spec("k1")).decrypt_bytes(blob)
-
-
-def test_unknown_key_id_is_reported() -> None:
-    blob = keyring(generate_key_spec("old")).encrypt_bytes(b"x")
+def test_an_unknown_key_id_is_reported_by_name() -> None:
+    blob = seal(keyring(generate_key_spec("old")), b"x")
     with pytest.raises(UnknownKeyId, match="'old'"):
-        keyring(generate_key_spec("new")).decrypt_bytes(blob)
+        open_blob(keyring(generate_key_spec("new")), blob)
 
 
-@pytest.mark.parametrize("where", ["header_kid", "salt", "chunk_size", "body", "tag"])
+def test_rotation_keeps_old_blobs_readable_and_seals_with_the_new_key() -> None:
+    old_entry = generate_key_spec("2025")
+    before = keyring(old_entry)
+    old_blob = seal(before, b"written before rotation")
+    after = keyring(f"{generate_key_spec('2026')},{old_entry}", active="2026")
+    new_blob = seal(after, b"written after rotation")
+    assert unseal(after, old_blob) == b"written before rotation"
+    assert unseal(after, new_blob) == b"written after rotation"
+    assert new_blob[6:10] == b"2026" and old_blob[6:10] == b"2025"
+    with pytest.raises(UnknownKeyId):
+        open_blob(before, new_blob)
+
+
+@pytest.mark.parametrize("where", ["magic", "version", "key_id", "tink_header", "salt", "body", "last_tag"])
 def test_any_flipped_bit_is_detected(where: str) -> None:
-    ring = keyring()
-    blob = bytearray(ring.encrypt_bytes(os.urandom(2 * CHUNK + 10)))
-    header_len = len(ring.encryptor().header)
+    ring = keyring(generate_key_spec("k1"))
+    blob = bytearray(seal(ring, random.Random(1).randbytes(3 * SEGMENT_SIZE)))
+    start = header_size("k1")
     offset = {
-        "header_kid": 6,
-        "salt": 9,
-        "chunk_size": header_len - 1,
-        "body": header_len + CHUNK // 2,
-        "tag": len(blob) - 1,
+        "magic": 0,
+        "version": 4,
+        "key_id": 6,  # another id, or the same id edited in the associated data
+        "tink_header": start,
+        "salt": start + 5,
+        "body": start + SEGMENT_SIZE + 100,
+        "last_tag": len(blob) - 1,
     }[where]
     blob[offset] ^= 0x01
     with pytest.raises((DecryptionError, UnknownKeyId)):
-        ring.decrypt_bytes(bytes(blob))
+        unseal(ring, bytes(blob))
 
 
-def test_reordered_chunks_are_detected() -> None:
+def test_reordered_segments_are_detected() -> None:
     ring = keyring()
-    blob = ring.encrypt_bytes(os.urandom(3 * CHUNK))
-    header_len = len(ring.encryptor().header)
-    sealed = CHUNK + TAG_BYTES
-    body = blob[header_len:]
-    swapped = body[sealed : 2 * sealed] + body[:sealed] + body[2 * sealed :]
-    with pytest.raises(DecryptionError):
-        ring.decrypt_bytes(blob[:header_len] + swapped)
+    blob = seal(ring, random.Random(2).randbytes(FIRST + 3 * LATER))
+    second = header_size("k1") + SEGMENT_SIZE  # segments after the first are SEGMENT_SIZE bytes each
+    third = second + SEGMENT_SIZE
+    swapped = blob[:second] + blob[third : third + SEGMENT_SIZE] + blob[second:third] + blob[third + SEGMENT_SIZE :]
+    assert len(swapped) == len(blob)
+    with pytest.raises(DecryptionError, match="authentication"):
+        unseal(ring, swapped)
 
 
-@pytest.mark.parametrize("cut", ["at_chunk_boundary", "mid_chunk", "in_header", "empty"])
+@pytest.mark.parametrize("cut", ["at_segment_boundary", "mid_segment", "in_tink_header", "in_our_header", "empty"])
 def test_truncation_is_detected(cut: str) -> None:
     ring = keyring()
-    blob = ring.encrypt_bytes(os.urandom(3 * CHUNK))
-    header_len = len(ring.encryptor().header)
+    blob = seal(ring, random.Random(3).randbytes(FIRST + 3 * LATER))
     end = {
-        "at_chunk_boundary": header_len + 2 * (CHUNK + TAG_BYTES),
-        "mid_chunk": len(blob) - 100,
-        "in_header": header_len - 3,
+        "at_segment_boundary": header_size("k1") + 2 * SEGMENT_SIZE,
+        "mid_segment": len(blob) - 100,
+        "in_tink_header": header_size("k1") + 20,
+        "in_our_header": 5,
         "empty": 0,
     }[cut]
     with pytest.raises(DecryptionError, match=r"truncated|authentication"):
-        ring.decrypt_bytes(blob[:end])
+        unseal(ring, blob[:end])
 
 
 def test_appended_bytes_are_detected() -> None:
     ring = keyring()
-    blob = ring.encrypt_bytes(os.urandom(CHUNK + 1))
+    blob = seal(ring, random.Random(4).randbytes(FIRST + 10))
     with pytest.raises(DecryptionError):
-        ring.decrypt_bytes(blob + ring.encrypt_bytes(b"more")[-(TAG_BYTES + 4) :])
+        unseal(ring, blob + seal(ring, b"more")[-(TAG_BYTES + 4) :])
 
 
-def test_rotation_keeps_old_blobs_readable_and_writes_with_the_new_key() -> None:
-    old_entry = generate_key_spec("2025")
-    before = keyring(old_entry)
-    old_blob = before.encrypt_bytes(b"written before rotation")
-    after = keyring(f"{generate_key_spec('2026')},{old_entry}", active="2026")
-    new_blob = after.encrypt_bytes(b"written after rotation")
-    assert after.decrypt_bytes(old_blob) == b"written before rotation"
-    assert after.decrypt_bytes(new_blob) == b"written after rotation"
-    assert b"2026" in new_blob[:16] and b"2025" in old_blob[:16]
-    with pytest.raises(UnknownKeyId):
-        before.decrypt_bytes(new_blob)
+def test_an_empty_blob_is_authenticated_when_opened() -> None:
+    ring = keyring()
+    blob = bytearray(seal(ring, b""))
+    assert unseal(ring, bytes(blob)) == b""
+    blob[-1] ^= 0x01
+    with pytest.raises(DecryptionError):
+        open_blob(ring, bytes(blob))
 
 
-def test_ciphertext_on_disk_does_not_contain_the_plaintext(samples_dir: Path, tmp_path: Path) -> None:
-    ring = Keyring.from_spec(generate_key_spec("k1"))
-    for sample in ("sample-01-dicom.dcm", "sample-02-dicom.dcm"):
-        plaintext = (samples_dir / sample).read_bytes()
-        target = tmp_path / sample
-        with target.open("wb") as out:
-            for piece in ring.encrypt_iter(pieces(plaintext, 65536)):
-                out.write(piece)
-        stored = target.read_bytes()
-        assert is_encrypted(stored) and stored.startswith(MAGIC)
-        assert b"DICM" not in stored
-        for window in (plaintext[128:160], plaintext[len(plaintext) // 2 : len(plaintext) // 2 + 32]):
-            assert window not in stored
-        assert ring.decrypt_bytes(stored) == plaintext
-    assert not is_encrypted(b"\x00" * 128 + b"DICM")
+def test_the_seeking_reader_returns_the_bytes_of_a_plain_read_at_random_offsets() -> None:
+    ring = keyring()
+    rng = random.Random(5)
+    data = rng.randbytes(6 * BLOCK + 1234)
+    with open_blob(ring, seal(ring, data)) as reader:
+        for _ in range(300):
+            offset = rng.randrange(len(data) + 10)
+            size = rng.choice([1, 4, 8, 100, BLOCK - 1, BLOCK, 2 * BLOCK + 3, 5 * BLOCK, -1])
+            assert reader.seek(offset) == offset
+            assert reader.read(size) == data[offset : None if size < 0 else offset + size]
+            assert reader.tell() == (len(data) if size < 0 else max(offset, min(offset + size, len(data))))
+        buffer = bytearray(BLOCK + 7)
+        reader.seek(BLOCK - 3)
+        assert reader.readinto(buffer) == len(buffer)
+        assert bytes(buffer) == data[BLOCK - 3 : 2 * BLOCK + 4]
+
+
+def test_the_reader_restarts_only_for_a_step_back_past_its_window() -> None:
+    ring = keyring()
+    data = random.Random(6).randbytes(10 * BLOCK)
+    with open_blob(ring, seal(ring, data)) as reader:
+        reader.seek(5 * BLOCK)
+        assert reader.read(10) == data[5 * BLOCK : 5 * BLOCK + 10]
+        reader.seek((6 - WINDOW_BLOCKS) * BLOCK)  # the oldest block still held
+        assert reader.read(10) == data[(6 - WINDOW_BLOCKS) * BLOCK :][:10]
+        reader.seek(8 * BLOCK)
+        assert reader.read(10) == data[8 * BLOCK : 8 * BLOCK + 10]
+        assert reader.restarts == 0
+        reader.seek(100)  # before the window: decryption starts over
+        assert reader.read(10) == data[100:110]
+        assert reader.restarts == 1
+
+
+def test_a_segment_that_fails_authentication_fails_every_read_of_it_and_nothing_before() -> None:
+    ring = keyring()
+    data = random.Random(7).randbytes(4 * BLOCK)
+    blob = bytearray(seal(ring, data))
+    blob[-SEGMENT_SIZE] ^= 0x01  # inside one of the last segments
+    with open_blob(ring, bytes(blob)) as reader:
+        assert reader.read(2 * BLOCK) == data[: 2 * BLOCK]
+        for _ in range(2):  # what the failed read took is not served: the second read fails the same way
+            reader.seek(4 * BLOCK - 10)
+            with pytest.raises(DecryptionError, match="authentication"):
+                reader.read(10)
+        reader.seek(BLOCK)
+        assert reader.read(10) == data[BLOCK : BLOCK + 10]
+
+
+def test_reading_a_large_blob_frame_by_frame_holds_a_bounded_window(tmp_path: Path) -> None:
+    ring = keyring()
+    frame = 512 * 1024
+    path = tmp_path / "large.blob"
+    with path.open("wb") as out, ring.encrypting(out) as stream:
+        for index in range(64):  # 32 MiB, never whole in memory here either
+            stream.write(bytes([index]) * frame)
+    tracemalloc.start()
+    try:
+        with DecryptingReader(path.open("rb"), ring) as reader:
+            for index in range(64):
+                reader.seek(100)  # as pydicom does between frames: back to the pixel data, then on to the frame
+                reader.seek(index * frame)
+                assert reader.read(frame) == bytes([index]) * frame
+            assert reader.restarts == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * frame + (WINDOW_BLOCKS + 2) * BLOCK  # a frame being joined, the window, Tink's read buffers
+
+
+def _multi_frame(samples_dir: Path, frames: int) -> bytes:
+    ds = pydicom.dcmread(samples_dir / "sample-01-dicom.dcm")
+    base = ds.pixel_array.astype(np.uint16)
+    ds.NumberOfFrames = frames
+    ds.PixelData = np.stack([base + i for i in range(frames)]).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_pydicom_reads_header_and_frames_of_a_multi_frame_blob_without_restarting(samples_dir: Path) -> None:
+    ring = keyring()
+    data = _multi_frame(samples_dir, 12)
+    blob = seal(ring, data)
+    plain = list(iter_pixels(io.BytesIO(data)))
+    validated = validate_file(open_blob(ring, blob))
+    assert validated.sop_instance_uid == str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID)
+    with open_blob(ring, blob) as reader:
+        header = pydicom.dcmread(reader, stop_before_pixels=True)
+        assert int(header.NumberOfFrames) == 12
+        frames = list(iter_pixels(reader))
+        assert reader.restarts == 0
+    assert len(frames) == 12 and all(np.array_equal(a, b) for a, b in zip(frames, plain, strict=True))
+
+
+def test_a_keyring_crosses_to_a_worker_process_without_its_tink_primitives() -> None:
+    ring = keyring()
+    blob = seal(ring, b"read in a worker")
+    copy = pickle.loads(pickle.dumps(ring))
+    assert copy.active == ring.active and copy.key_ids == ring.key_ids
+    assert unseal(copy, blob) == b"read in a worker"
 
 
 @pytest.mark.parametrize(
@@ -291,7 +304,9 @@ def test_settings_read_generated_secret_files_and_refuse_without_them(tmp_path: 
     auth = AuthSettings(auth_secret="", auth_secret_file=env["AUTH_SECRET_FILE"])
     assert len(auth.auth_secret.get_secret_value()) >= 32
     keys = BlobKeySettings(blob_keys="", blob_keys_file=env["BLOB_KEYS_FILE"])
-    assert keys.keyring().active == "k1"
+    ring = keys.keyring()
+    assert ring.active == "k1"
+    assert unseal(ring, seal(ring, b"generated key works")) == b"generated key works"
     assert "k1" not in repr(keys.blob_keys) and auth.auth_secret.get_secret_value() not in repr(auth)
 
 

@@ -62,7 +62,7 @@ class AuthSettings(BaseSettings):
 
 
 class BlobKeySettings(BaseSettings):
-    """AES-256-GCM master keys of the blob store and the id of the key that encrypts new blobs."""
+    """The blob store's 32-byte master keys (Tink AES256-GCM-HKDF streaming) and the id of the one sealing new blobs."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 

@@ -40,10 +40,6 @@ class BaseServiceSettings(BaseSettings):
     results_url: str = Field(default="http://127.0.0.1:8081", description="Base URL of results_service.")
     ingest_url: str = Field(default="http://127.0.0.1:8082", description="Base URL of ingest_service.")
     blob_dir: str = Field(default="var/blobs", description="Directory of the content-addressed blob store.")
-    blob_direct_io: bool = Field(
-        default=True,
-        description="Write whole blobs with O_DIRECT (no page-cache copy); filesystems that refuse it fall back.",
-    )
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds granted to in-flight work on stop.")
 
 

@@ -1,23 +1,20 @@
 """Content-addressed blob store: files kept under their SHA-256, encrypted at rest, written atomically, never twice.
 
-Uploads are streamed into a temporary file while they are hashed and encrypted (AES-256-GCM,
-`common.storage.crypto`, under the keyring's active key), so no file is ever held whole in memory and
-no plaintext ever reaches the disk, not even in `tmp/`; `commit` then moves the file under its
-key. The key is the SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one
-blob (each encryption has its own salt, so ciphertexts differ). A file held whole (`put_bytes`) is
-sealed into this thread's aligned buffer and written from it with O_DIRECT (`common.storage.direct_write`:
-no page-cache copy), or, where the filesystem refuses O_DIRECT, sealed into one buffer and written
-with `os.write`. Every read
-decrypts: whole into one buffer (`read_bytes`, for small blobs such as previews) or through a
-seekable plaintext file object (`open`, `open_staged`, `iter_chunks`) that holds a chunk at a time
-(processors read their files frame by frame through it).
+Every blob is written one way (`_Sealer`): into a new temporary file in `tmp/`, sealed with Tink's
+streaming AEAD as the bytes arrive (`common.storage.crypto`, under the keyring's active key), so no
+plaintext ever reaches the disk, not even in `tmp/`; then fsynced, and `commit` renames it under its
+key and fsyncs the directory, so no partial blob is ever visible under its final name. The key is the
+SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one blob (each sealing has its
+own salt, so ciphertexts differ) and a second copy is dropped. Uploads are streamed (`write_stream`,
+one piece at a time); a file held whole (`put_bytes`) goes through the same sealer in one thread call.
+Every read decrypts through a seekable plaintext file object (`open`, `open_staged`, `iter_chunks`,
+`read_bytes`) that holds a bounded window of the plaintext (processors read files frame by frame).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import os
 import tempfile
@@ -26,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from common.storage.crypto import Bytes, Encryptor, Keyring, is_encrypted
+from common.storage.crypto import Keyring
 from common.storage.crypto_keys import CryptoError
 from common.storage.crypto_reader import open_decrypting
-from common.storage.direct_write import MAX_DIRECT_BYTES, aligned_buffer, open_direct, write_direct
 
+Bytes = bytes | bytearray | memoryview
 _HEX = frozenset("0123456789abcdef")
 READ_CHUNK = 64 * 1024
 
@@ -73,20 +70,76 @@ def _check_key(sha256: str) -> str:
     return sha256
 
 
-def _write_all(fd: int, data: Bytes) -> None:
-    """Write every byte of `data` to `fd` from the buffer itself (os.write may write less than asked)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _fsync_dir(path: Path) -> None:
-    """Make a rename durable: fsync the directory that holds the new entry."""
+    """Make a new directory entry durable: fsync the directory that holds it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_dirs(path: Path) -> None:
+    """Create `path` and its missing parents, each made durable in its parent (a blob's rename needs them)."""
+    if path.is_dir():
+        return
+    _make_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+        _fsync_dir(path.parent)
+
+
+class _Sealer:
+    """One new blob being written: a temporary file in `tmp/`, sealed piece by piece as the bytes arrive.
+
+    The one write path of the store: `finish` seals the final segment, fsyncs and closes the file; `abort`
+    removes it. Neither the plaintext nor its ciphertext is ever held whole here.
+    """
+
+    def __init__(self, tmp: Path, keyring: Keyring) -> None:
+        self._fd, name = tempfile.mkstemp(dir=tmp, prefix="staged-")
+        self.path = Path(name)
+        try:
+            # Tink closes its destination when it seals the last segment: it gets a view of the descriptor
+            # that leaves it open for the fsync.
+            self._stream = keyring.encrypting(open(self._fd, "wb", buffering=0, closefd=False))  # noqa: SIM115
+        except BaseException:
+            os.close(self._fd)
+            self.path.unlink(missing_ok=True)
+            raise
+
+    def write(self, data: Bytes) -> None:
+        """Seal `data`.
+
+        Handed to Tink's raw stream as `bytes`, which it takes without a copy (it copies any other buffer first,
+        and a fresh buffer of a file's size costs a page fault per 4 KiB on our VMs).
+        """
+        piece = data if isinstance(data, bytes) else bytes(data)
+        while piece:
+            written = self._stream.raw.write(piece) or 0
+            piece = piece[written:]
+
+    def finish(self) -> Path:
+        """Seal the final segment, make the file durable and close it; return its path."""
+        try:
+            self._stream.close()
+            os.fsync(self._fd)
+        except BaseException:
+            self.abort()
+            raise
+        os.close(self._fd)
+        self._fd = -1
+        return self.path
+
+    def abort(self) -> None:
+        """Close and remove the temporary file (a failed, refused or oversized write); safe to call twice."""
+        if self._fd < 0:
+            return
+        with contextlib.suppress(Exception):
+            self._stream.close()  # before the descriptor goes: a stream closed later must not write to its number
+        os.close(self._fd)
+        self._fd = -1
+        self.path.unlink(missing_ok=True)
 
 
 class BlobStore:
@@ -95,10 +148,9 @@ class BlobStore:
     Picklable (root and keyring), so a worker process can be handed the store it reads from.
     """
 
-    def __init__(self, root: Path, keyring: Keyring, *, direct_io: bool = True) -> None:
+    def __init__(self, root: Path, keyring: Keyring) -> None:
         self.root = root
         self.keyring = keyring
-        self.direct_io = direct_io
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -111,56 +163,34 @@ class BlobStore:
         """True when a blob is stored under this key."""
         return self.path(sha256).is_file()
 
-    def _open_temp(self) -> tuple[BinaryIO, Path]:
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="staged-")
-        return os.fdopen(fd, "wb"), Path(name)
-
-    async def write_stream(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StagedFile:
-        """Write `chunks` encrypted to a temporary file while hashing the plaintext.
+    async def write_stream(self, chunks: AsyncIterable[Bytes], *, max_bytes: int | None = None) -> StagedFile:
+        """Seal `chunks` into a temporary file while hashing the plaintext.
 
         Raise BlobTooLarge past `max_bytes` (of plaintext); the temporary file is removed if the stream fails.
         """
-        handle, path = await asyncio.to_thread(self._open_temp)
+        sealer = await asyncio.to_thread(_Sealer, self.tmp, self.keyring)
         digest = hashlib.sha256()
-        encryptor = self.keyring.encryptor()
         size = 0
         try:
-            await asyncio.to_thread(handle.write, encryptor.header)
             async for chunk in chunks:
                 if not chunk:
                     continue
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise BlobTooLarge(max_bytes)
-                await asyncio.to_thread(self._absorb, handle, digest, encryptor, chunk)
-            await asyncio.to_thread(handle.write, encryptor.finalize())
-            await asyncio.to_thread(self._flush_and_close, handle)
+                await asyncio.to_thread(_absorb, sealer, digest, chunk)
+            path = await asyncio.to_thread(sealer.finish)
         except BaseException:
-            handle.close()
-            path.unlink(missing_ok=True)
+            await asyncio.to_thread(sealer.abort)
             raise
         return StagedFile(path=path, sha256=digest.hexdigest(), size=size)
 
-    @staticmethod
-    def _absorb(handle: BinaryIO, digest: hashlib._Hash, encryptor: Encryptor, chunk: bytes) -> None:
-        """Hash and encrypt one piece and write what it completes (off the event loop: all three cost CPU)."""
-        digest.update(chunk)
-        sealed = encryptor.update(chunk)
-        if sealed:
-            handle.write(sealed)
-
-    @staticmethod
-    def _flush_and_close(handle: BinaryIO) -> None:
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
-
     def _commit(self, staged: StagedFile) -> str:
         target = self.path(staged.sha256)
-        if target.is_file() and self._encrypted_on_disk(target):
+        if target.is_file():  # idempotent: the same plaintext is stored already
             staged.path.unlink(missing_ok=True)
             return staged.sha256
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(target.parent)
         staged.path.replace(target)
         _fsync_dir(target.parent)
         return staged.sha256
@@ -173,93 +203,37 @@ class BlobStore:
         """Remove a staged file that will not be kept."""
         await asyncio.to_thread(staged.path.unlink, True)
 
-    @staticmethod
-    def _encrypted_on_disk(target: Path) -> bool:
-        """False for a plaintext blob stored before encryption was switched on (a new copy replaces it)."""
-        with target.open("rb") as handle:
-            return is_encrypted(handle.read(8))
-
-    def _put_bytes(self, data: Bytes) -> str:
+    def put_bytes_sync(self, data: Bytes) -> str:
+        """Store a file held whole (blocking: ingest stores a small file in one thread call); return its key."""
         sha256 = hashlib.sha256(data).hexdigest()
-        target = self.path(sha256)
-        if target.is_file() and self._encrypted_on_disk(target):
+        if self.exists(sha256):
             return sha256
-        staged = self._write_direct(data) if self.direct_io else None
-        if staged is None:
-            staged = self._write_buffered(data)
-        return self._commit(StagedFile(path=staged, sha256=sha256, size=memoryview(data).nbytes))
-
-    def _write_direct(self, data: Bytes) -> Path | None:
-        """Seal into this thread's aligned buffer and write it with O_DIRECT; None when that is not possible here."""
-        encryptor = self.keyring.encryptor()
-        size = encryptor.sealed_size(memoryview(data).nbytes)
-        if size > MAX_DIRECT_BYTES:
-            return None
-        path = self.tmp / f"staged-{os.urandom(12).hex()}"
-        fd = open_direct(path)
-        if fd is None:
-            self.direct_io = False  # this filesystem refuses O_DIRECT: stop trying
-            return None
+        sealer = _Sealer(self.tmp, self.keyring)
         try:
-            try:
-                buffer = aligned_buffer(size)
-                encryptor.seal_into(data, buffer)
-                write_direct(fd, buffer, size)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            path.unlink(missing_ok=True)
-            if exc.errno != errno.EINVAL:
-                raise
-            self.direct_io = False  # opened, but its writes refused (an alignment it wants and we cannot know)
-            return None
+            sealer.write(data)
         except BaseException:
-            path.unlink(missing_ok=True)
+            sealer.abort()
             raise
-        return path
-
-    def _write_buffered(self, data: Bytes) -> Path:
-        sealed = self.keyring.encrypt_bytes(data)
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="staged-")
-        try:
-            try:
-                _write_all(fd, sealed)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        return Path(name)
+        return self._commit(StagedFile(path=sealer.finish(), sha256=sha256, size=memoryview(data).nbytes))
 
     async def put_bytes(self, data: Bytes) -> str:
         """Store a small blob (a PNG preview, say) given whole; return its key."""
-        return await asyncio.to_thread(self._put_bytes, data)
+        return await asyncio.to_thread(self.put_bytes_sync, data)
 
-    def put_bytes_sync(self, data: Bytes) -> str:
-        """Blocking `put_bytes`, for code already off the event loop (ingest stores a small file in one thread call)."""
-        return self._put_bytes(data)
+    def read_bytes_sync(self, sha256: str) -> bytes:
+        """Blocking `read_bytes`, for threads that have no event loop."""
+        with self.open(sha256) as reader:
+            try:
+                return reader.read()
+            except CryptoError as exc:
+                raise BlobUnreadable(f"blob {sha256}: {exc}") from exc
 
-    def _read_bytes(self, sha256: str) -> bytearray:
-        try:
-            sealed = self.path(sha256).read_bytes()
-        except FileNotFoundError as exc:
-            raise BlobNotFound(sha256) from exc
-        try:
-            return self.keyring.decrypt_bytes(sealed)
-        except CryptoError as exc:
-            raise BlobUnreadable(f"blob {sha256}: {exc}") from exc
-
-    async def read_bytes(self, sha256: str) -> bytearray:
+    async def read_bytes(self, sha256: str) -> bytes:
         """The whole plaintext of a small blob; BlobNotFound when missing, BlobUnreadable when it cannot be decrypted.
 
-        Holds the ciphertext and the plaintext at once: large files are read through `open` instead.
+        Large files are read through `open` instead.
         """
-        return await asyncio.to_thread(self._read_bytes, sha256)
-
-    def read_bytes_sync(self, sha256: str) -> bytearray:
-        """Blocking `read_bytes`, for threads that have no event loop."""
-        return self._read_bytes(sha256)
+        return await asyncio.to_thread(self.read_bytes_sync, sha256)
 
     def _open_path(self, path: Path, name: str) -> BinaryIO:
         try:
@@ -267,12 +241,12 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(name) from exc
         try:
-            return open_decrypting(raw, self.keyring.keys)
+            return open_decrypting(raw, self.keyring)
         except CryptoError as exc:
             raise BlobUnreadable(f"blob {name}: {exc}") from exc
 
     def open(self, sha256: str) -> BinaryIO:
-        """A seekable plaintext file object of a stored blob (blocking; close it). Chunks are authenticated as read."""
+        """A seekable plaintext file object of a stored blob (blocking; close it); each segment is authenticated."""
         return self._open_path(self.path(sha256), sha256)
 
     def open_staged(self, staged: StagedFile) -> BinaryIO:
@@ -282,7 +256,7 @@ class BlobStore:
     async def iter_chunks(self, reader: BinaryIO, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The plaintext of an open blob from `start` to `end` (default: its end), read off the event loop.
 
-        A chunk that fails authentication raises BlobUnreadable; `reader` is left open for the caller to close.
+        A segment that fails authentication raises BlobUnreadable; `reader` is left open for the caller to close.
         """
         position = await asyncio.to_thread(reader.seek, start)
         while end is None or position < end:
@@ -304,3 +278,9 @@ class BlobStore:
                 entry.unlink()
                 removed += 1
         return removed
+
+
+def _absorb(sealer: _Sealer, digest: hashlib._Hash, chunk: Bytes) -> None:
+    """Hash and seal one piece (off the event loop: both cost CPU)."""
+    digest.update(chunk)
+    sealer.write(chunk)

@@ -1,58 +1,83 @@
-"""Random-access reading of an encrypted blob: a chunk in memory at a time, or what one read asks for.
+"""A seekable plaintext file object over an encrypted blob, on top of Tink's forward-only decrypting stream.
 
-Readers that seek (pydicom reading a header, zipfile reading its central directory, a download
-that streams) get a normal binary file object. Every chunk has the same sealed size except the
-last, so the chunk holding any plaintext offset is found by arithmetic; the last chunk is the one
-that must carry the final flag, so a blob cut at a chunk boundary still fails authentication.
+Readers that seek (pydicom reading a header, then frames; zipfile reading its central directory; a
+download from an offset) get a normal binary file object. Tink decrypts forwards only, so:
+
+* `seek` only moves the position; the size comes from the ciphertext's length (`plaintext_size`);
+* a read at or after the stream's position decrypts forwards, keeping the last `WINDOW_BLOCKS` blocks
+  of `BLOCK` plaintext bytes, so a short step back (pydicom re-reading a tag, going back to the start
+  of the pixel data between frames) is served from them;
+* a read before the window restarts decryption from the start of the blob (`restarts` counts them):
+  cheap for the header, a second pass for a file read twice.
+
+Memory stays at the window, Tink's own segment buffers and what the caller asks for, whatever the size.
 """
 
 from __future__ import annotations
 
 import errno
 import io
-from collections.abc import Mapping
+from collections import deque
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from common.storage.crypto import MAX_HEADER_BYTES, TAG_BYTES, BlobHeader, body_layout, parse_header
+from tink import TinkError
+
+from common.storage.crypto import Keyring, Opener, plaintext_size
 from common.storage.crypto_keys import DecryptionError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-_SPILL_LIMIT = 16 * 1024 * 1024  # a read larger than this (a whole deflated file, say) gets a buffer of its own
+BLOCK = 64 * 1024
+WINDOW_BLOCKS = 2
+
+
+class _Lent(io.RawIOBase):
+    """The ciphertext file lent to one Tink stream: reads pass through; closing it leaves the file open."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 class DecryptingReader(io.RawIOBase):
-    """A read-only, seekable view of the plaintext of the encrypted blob in `raw` (which it owns).
+    """A read-only, seekable view of the plaintext of the encrypted blob in `raw` (which it owns and closes)."""
 
-    Whole chunks are decrypted straight into the caller's buffer (`readinto`) or into one buffer reused
-    by every `read` that spans chunks (a frame), so reading a frame allocates only the bytes returned.
-    A chunk read in part is decrypted once and kept as bytes: the many small reads of a parser
-    (pydicom reads tags 4 and 8 bytes at a time) are one slice each.
-    """
-
-    def __init__(self, raw: io.BufferedIOBase, keys: Mapping[str, bytes]) -> None:
+    def __init__(self, raw: BinaryIO, keyring: Keyring) -> None:
         super().__init__()
-        self._raw = raw
         try:
-            parsed = parse_header(raw.read(MAX_HEADER_BYTES), keys)
-            if parsed is None:
-                raise DecryptionError("encrypted blob is truncated (incomplete header)")
-            self._parsed: BlobHeader = parsed
-            self._start = len(parsed.header)
-            self._sealed = parsed.chunk_size + TAG_BYTES
-            body = raw.seek(0, io.SEEK_END) - self._start
-            self._chunks, self._last_sealed = body_layout(body, parsed.chunk_size)
+            self._opener: Opener = keyring.opener(raw)
+            self._body_start = len(self._opener.header)
+            self.size = plaintext_size(raw.seek(0, io.SEEK_END) - self._body_start)
         except BaseException:
             raw.close()
             raise
-        self.size = body - self._chunks * TAG_BYTES
+        self._raw = raw
         self._pos = 0
-        self._scratch = memoryview(bytearray(self._sealed))  # one sealed chunk as read from `raw`
-        self._opened = memoryview(bytearray(parsed.chunk_size))  # one chunk decrypted, before it is cached
-        self._cached_at = -1  # plaintext offset of the cached chunk
-        self._cached = b""
-        self._spill = memoryview(bytearray())  # reused by reads across chunks (a frame), up to _SPILL_LIMIT
+        self._stream: BinaryIO | None = None  # opened by the first read
+        self._blocks: deque[bytes] = deque(maxlen=WINDOW_BLOCKS)  # block k holds [k * BLOCK, (k + 1) * BLOCK)
+        self._window_start = 0  # plaintext offset of _blocks[0]
+        self._decrypted = 0  # plaintext offset the stream has reached: the end of the window
+        self.restarts = 0
+        if self.size == 0:  # nothing to return, but the blob must still prove it is one (and empty)
+            try:
+                self._restart()
+                self._read(0)
+            except BaseException:
+                self.close()
+                raise
 
     def readable(self) -> bool:
         return True
@@ -77,80 +102,94 @@ class DecryptingReader(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         """Exactly `size` bytes unless the end comes first (callers such as pydicom expect no short reads)."""
-        pos, at = self._pos, self._cached_at
-        if size is not None and size >= 0 and at <= pos and pos + size <= at + len(self._cached):
-            self._pos = pos + size
-            return self._cached[pos - at : pos - at + size]
-        remaining = self.size - pos if size is None or size < 0 else min(size, self.size - pos)
-        if remaining <= 0:
+        start = self._pos
+        end = self.size if size is None or size < 0 else min(start + size, self.size)
+        if end <= start:
             return b""
-        index, offset = divmod(pos, self._parsed.chunk_size)
-        if offset + remaining <= self._plain_size(index):
-            self._pos = pos + remaining
-            return self._chunk(index)[offset : offset + remaining]
-        if len(self._spill) < remaining <= _SPILL_LIMIT:
-            self._spill = memoryview(bytearray(remaining))
-        view = self._spill[:remaining] if remaining <= _SPILL_LIMIT else memoryview(bytearray(remaining))
-        filled = 0
-        while filled < remaining:
-            filled += self.readinto(view[filled:])
-        return view.tobytes()
+        if start < self._window_start or self._stream is None:
+            self._restart()
+        while self._decrypted <= start:  # a forward seek: decrypt up to it, keeping only the window
+            self._pull()
+        pieces: list[memoryview] = []
+        at = start
+        while at < end:
+            if at == self._decrypted:
+                self._pull()
+            block = self._blocks[at // BLOCK - self._window_start // BLOCK]
+            offset = at % BLOCK
+            take = min(len(block) - offset, end - at)
+            if not pieces and take == end - start:
+                self._pos = end
+                return block[offset : offset + take]  # within one block: one slice
+            pieces.append(memoryview(block)[offset : offset + take])
+            at += take
+        self._pos = end
+        return b"".join(pieces)
 
     def readinto(self, buffer: WriteableBuffer) -> int:
-        """Plaintext from the current position into `buffer`, at most up to the end of its chunk."""
-        if self._pos >= self.size:
-            return 0
-        index, offset = divmod(self._pos, self._parsed.chunk_size)
         view = memoryview(buffer).cast("B")
-        whole = self._plain_size(index)
-        if offset == 0 and len(view) >= whole and self._pos != self._cached_at:
-            self._open(index, view[:whole])
-            count = whole
-        else:
-            plaintext = self._chunk(index)
-            count = min(len(view), len(plaintext) - offset)
-            view[:count] = plaintext[offset : offset + count]
-        self._pos += count
-        return count
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
     def readall(self) -> bytes:
         return self.read()
 
-    def _plain_size(self, index: int) -> int:
-        return (self._last_sealed if index == self._chunks - 1 else self._sealed) - TAG_BYTES
+    def _restart(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self.restarts += 1
+        self._raw.seek(self._body_start)
+        self._stream = self._opener.open(cast(BinaryIO, _Lent(self._raw)))
+        self._blocks.clear()
+        self._window_start = self._decrypted = 0
 
-    def _chunk(self, index: int) -> bytes:
-        at = index * self._parsed.chunk_size
-        if at != self._cached_at:
-            self._cached_at, self._cached = -1, b""  # a chunk that fails authentication is not kept
-            opened = self._opened[: self._plain_size(index)]
-            self._open(index, opened)
-            self._cached_at, self._cached = at, opened.tobytes()
-        return self._cached
+    def _pull(self) -> None:
+        """Decrypt the next block onto the end of the window (the oldest block leaves it)."""
+        want = min(BLOCK, self.size - self._decrypted)
+        block = self._read(want)
+        if len(self._blocks) == WINDOW_BLOCKS:
+            self._window_start += BLOCK
+        self._blocks.append(block)
+        self._decrypted += want
+        if self._decrypted == self.size:
+            self._read(0)
 
-    def _open(self, index: int, out: memoryview) -> None:
-        """Read chunk `index` from `raw` and decrypt it into `out` (exactly its plaintext size)."""
-        sealed = self._scratch[: len(out) + TAG_BYTES]
-        self._raw.seek(self._start + index * self._sealed)
-        got = 0
-        while got < len(sealed):
-            read = self._raw.readinto(sealed[got:])
-            if not read:
-                raise DecryptionError("encrypted blob is truncated (it shrank while being read)")
-            got += read
-        self._parsed.open_run(index, sealed, out, final=index == self._chunks - 1)
+    def _read(self, size: int) -> bytes:
+        """Exactly `size` bytes from the stream; 0 asks it to prove that it ends here.
+
+        Tink takes a full segment for a middle one until it meets the end of the ciphertext, so a blob cut
+        at a segment boundary fails only once read past its last byte: the end is always read.
+        """
+        assert self._stream is not None
+        try:
+            data = self._stream.read(size or 1)
+        except TinkError as exc:
+            self._drop_stream()
+            raise DecryptionError("encrypted blob failed authentication (tampered, truncated or wrong key)") from exc
+        if len(data) != size:
+            self._drop_stream()
+            raise DecryptionError("encrypted blob is truncated or longer than its segments say")
+        return data
+
+    def _drop_stream(self) -> None:
+        """After a failed read (what it took is lost): the next read starts over, and fails the same way."""
+        assert self._stream is not None
+        self._stream.close()
+        self._stream = None
 
     def close(self) -> None:
         if not self.closed:
+            if self._stream is not None:
+                self._stream.close()
             self._raw.close()
         super().close()
 
 
-def open_decrypting(raw: io.BufferedIOBase, keys: Mapping[str, bytes]) -> BinaryIO:
+def open_decrypting(raw: BinaryIO, keyring: Keyring) -> BinaryIO:
     """A seekable plaintext file object over the encrypted blob in `raw` (closing it closes `raw`).
 
-    Deliberately not an `io.BufferedReader` (the reader caches its current chunk itself): pydicom takes
-    a BufferedReader for a file on disk and re-opens it by name for deferred values, which would read
-    ciphertext; any other file object it reads through, as it is.
+    Deliberately not an `io.BufferedReader`: pydicom takes a BufferedReader for a file on disk and re-opens
+    it by name for deferred values, which would read ciphertext; any other file object it reads through.
     """
-    return cast(BinaryIO, DecryptingReader(raw, keys))
+    return cast(BinaryIO, DecryptingReader(raw, keyring))
