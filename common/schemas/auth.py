@@ -140,7 +140,7 @@ def _clean_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditEventIn(BaseModel):
-    """One audit record as a service appends it (`POST /internal/audit`)."""
+    """One audit record as results_service appends it (`results_service.audit.append_audit`)."""
 
     model_config = ConfigDict(extra="forbid")
 
