@@ -4,7 +4,6 @@ readers of what they left (queues, blobs, rows)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from ingest_service.settings import IngestSettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import eventually, fetch
+from tests.queue_helpers import drain
 
 
 def uploader(owner: str, correlation_id: str | None = None) -> dict[str, str]:
@@ -53,6 +53,10 @@ class IngestRig:
     async def files_of(self, upload_id: str) -> list[asyncpg.Record]:
         """The upload's file rows, by index."""
         return await self.rows('SELECT * FROM upload_files WHERE upload_id = $1 ORDER BY "index"', upload_id)
+
+    async def drain(self, queue_name: str, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
+        """Every message of a queue no consumer reads here (the jobs queues: no processor runs)."""
+        return await drain(await self.channel.get_queue(queue_name, ensure=False), settle=settle)
 
     async def read_blob(self, sha256: str) -> bytes:
         """A stored file's bytes, decrypted with the run's keys."""
@@ -92,22 +96,6 @@ async def rig_fixture(
 
     names = TopologyNames(results_settings.amqp_prefix)
     yield IngestRig(results, channel, names, Path(results_settings.blob_dir), results_settings.database_url, make)
-
-
-async def drain(channel: AbstractChannel, queue_name: str, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
-    """Every message in a queue no consumer reads (acked), until none has arrived for `settle` seconds."""
-    queue = await channel.get_queue(queue_name, ensure=False)
-    messages: list[AbstractIncomingMessage] = []
-    deadline = asyncio.get_running_loop().time() + settle
-    while asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, timeout=5)
-        if message is None:
-            await asyncio.sleep(0.02)
-            continue
-        await message.ack()
-        messages.append(message)
-        deadline = asyncio.get_running_loop().time() + settle  # wait `settle` after the last one
-    return messages
 
 
 def blob_files(blob_dir: Path) -> list[Path]:

@@ -87,6 +87,21 @@ def sha_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def accepted(
+    owner: str, index: int = 0, content: str | None = None, *, name: str = "a.dcm", **dicom: str
+) -> dict[str, Any]:
+    """The registration of an accepted file whose bytes hash like `content` (new bytes when None)."""
+    return {
+        "index": index,
+        "name": name,
+        "owner": owner,
+        "sha256": sha_of(content if content is not None else uuid.uuid4().hex),
+        "size": 10,
+        "outcome": "accepted",
+        "dicom": dicom_fields(**dicom),
+    }
+
+
 async def register(
     client: Any,
     owner: str,
@@ -99,16 +114,10 @@ async def register(
 ) -> tuple[int, dict[str, Any]]:
     """Register one accepted file with a registration call of one item; returns (the item's status, its
     registration, or the problem detail for a 409)."""
-    body = {
-        "index": index,
-        "name": name,
-        "owner": owner,
-        "sha256": sha_of(content if content is not None else uuid.uuid4().hex),
-        "size": 10,
-        "outcome": "accepted",
-        "dicom": dicom_fields(**dicom),
+    item = {
+        "upload_id": upload_id or uuid.uuid4().hex,
+        "registration": accepted(owner, index, content, name=name, **dicom),
     }
-    item = {"upload_id": upload_id or uuid.uuid4().hex, "registration": body}
     response = await client.post("/internal/registrations", json={"items": [item]})
     assert response.status == 200, await response.text()
     [answer] = (await response.json())["items"]

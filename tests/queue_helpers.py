@@ -1,4 +1,5 @@
-"""Reading a test's RabbitMQ queues: take exactly the messages a test expects, and prove there are no more."""
+"""Reading a test's RabbitMQ queues: take exactly the messages a test expects and prove there are no more, or
+drain whatever a queue holds."""
 
 from __future__ import annotations
 
@@ -28,13 +29,32 @@ async def take(
     count = 0
     deadline = asyncio.get_running_loop().time() + timeout
     while count < expected and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, timeout=5)
-        if message is None:
-            await asyncio.sleep(0.02)
-            continue
-        await message.ack()
-        taken.append(message)
-        count += weight(message)
+        message = await _next(queue)
+        if message is not None:
+            taken.append(message)
+            count += weight(message)
     assert count == expected, f"{queue.name}: {count} taken, expected {expected}"
     assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected}"
     return taken
+
+
+async def drain(queue: AbstractQueue, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
+    """Every message of a queue no consumer reads (acked), until none has arrived for `settle` seconds."""
+    messages: list[AbstractIncomingMessage] = []
+    deadline = asyncio.get_running_loop().time() + settle
+    while asyncio.get_running_loop().time() < deadline:
+        message = await _next(queue)
+        if message is not None:
+            messages.append(message)
+            deadline = asyncio.get_running_loop().time() + settle  # wait `settle` after the last one
+    return messages
+
+
+async def _next(queue: AbstractQueue) -> AbstractIncomingMessage | None:
+    """The next message, acked; None after a short pause when the queue is empty."""
+    message = await queue.get(fail=False, timeout=5)
+    if message is None:
+        await asyncio.sleep(0.02)
+        return None
+    await message.ack()
+    return message

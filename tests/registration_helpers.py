@@ -1,28 +1,14 @@
-"""Helpers of the registration and upload-audit tests: registration bodies, the one registration call
-(`POST /internal/registrations`), and the upload's audit rows as PostgreSQL holds them."""
+"""Helpers of the registration and upload-audit tests: registration calls (`POST /internal/registrations`) and
+the upload's audit rows as PostgreSQL holds them (`accepted` bodies and `register`: pipeline_helpers)."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
-from tests.pipeline_helpers import dicom_fields, fetch, sha_of
+from tests.pipeline_helpers import fetch
 
 AUDIT_COLUMNS = "action, outcome, actor_id, actor_email, client, correlation_id, resource_type, resource_id, detail"
-
-
-def accepted(owner: str, index: int = 0, content: str | None = None, *, name: str = "a.dcm") -> dict[str, Any]:
-    """The registration of an accepted file whose bytes hash like `content` (new bytes when None)."""
-    return {
-        "index": index,
-        "name": name,
-        "owner": owner,
-        "sha256": sha_of(content if content is not None else uuid.uuid4().hex),
-        "size": 10,
-        "outcome": "accepted",
-        "dicom": dicom_fields(),
-    }
 
 
 def rejected(

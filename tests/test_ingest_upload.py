@@ -16,9 +16,14 @@ import pytest
 from common.app.problems import PROBLEM_CONTENT_TYPE
 from common.messaging.broker import broker_key
 from common.messaging.messages import ProcessJob
-from tests.ingest_rig import IngestRig, blob_files, drain, rig_fixture, uploader  # noqa: F401  (fixture, by name)
-from tests.pipeline_helpers import channel_fixture, owner_fixture, results_settings_fixture  # noqa: F401
-from tests.registration_helpers import accepted, register_one
+from tests.ingest_rig import IngestRig, blob_files, rig_fixture, uploader  # noqa: F401  (fixture, by name)
+from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    accepted,
+    channel_fixture,
+    owner_fixture,
+    results_settings_fixture,
+)
+from tests.registration_helpers import register_one
 
 DICOM = {"Content-Type": "application/dicom"}
 
@@ -64,7 +69,7 @@ async def test_single_dicom_file_is_stored_registered_and_queued(rig: IngestRig,
     [blob] = blob_files(rig.blob_dir)
     assert blob.name == sha256 and await rig.read_blob(sha256) == sample_01
     assert sample_01[132:1000] not in blob.read_bytes()  # encrypted at rest
-    [job_message] = await drain(rig.channel, rig.names.jobs)
+    [job_message] = await rig.drain(rig.names.jobs)
     job = ProcessJob.model_validate_json(job_message.body)
     assert (job.instance_id, job.upload_id, job.owner, job.sha256, job.size) == (
         instance["id"],
@@ -77,7 +82,7 @@ async def test_single_dicom_file_is_stored_registered_and_queued(rig: IngestRig,
     assert job_message.message_id == job.message_id == f"{instance['id']}.job.1"
     # The same confirmed publish put results_service's copy beside the job, which makes the instance `queued`.
     await rig.wait_status(instance["id"], "queued")
-    assert await drain(rig.channel, rig.names.jobs_large, settle=0.05) == []
+    assert await rig.drain(rig.names.jobs_large, settle=0.05) == []
 
 
 async def test_multipart_form_data_takes_each_file_and_rejects_the_bad_one(
@@ -105,7 +110,7 @@ async def test_multipart_form_data_takes_each_file_and_rejects_the_bad_one(
     ]
     assert files[1]["sha256"] == hashlib.sha256(b"PatientID,Age\n1,2\n").hexdigest()
     assert files[1]["reason"] == "not a DICOM file: no DICM marker at byte 128"
-    jobs = [ProcessJob.model_validate_json(m.body) for m in await drain(rig.channel, rig.names.jobs)]
+    jobs = [ProcessJob.model_validate_json(m.body) for m in await rig.drain(rig.names.jobs)]
     assert sorted(j.sha256 for j in jobs) == sorted(f["sha256"] for f in body["files"] if f["status"] == "accepted")
 
 
@@ -126,7 +131,7 @@ async def test_multipart_related_dicom_parts(rig: IngestRig, owner: str, sample_
         ("part-1", "rejected", "part of type 'application/json' is not application/dicom"),
     ]
     assert [f["status"] for f in await rig.files_of(body["upload_id"])] == ["accepted", "rejected"]
-    assert len(await drain(rig.channel, rig.names.jobs)) == 1
+    assert len(await rig.drain(rig.names.jobs)) == 1
 
 
 async def test_multipart_related_without_dicom_type_is_refused(rig: IngestRig, sample_01: bytes) -> None:
@@ -151,7 +156,7 @@ async def test_same_bytes_twice_are_a_duplicate_without_a_second_job(
     [file] = await rig.files_of(body["upload_id"])
     assert (file["status"], file["instance_id"]) == ("duplicate", dup["instance_id"])
     assert len(await rig.rows("SELECT 1 FROM instances WHERE owner = $1", owner)) == 1
-    assert len(await drain(rig.channel, rig.names.jobs)) == 1
+    assert len(await rig.drain(rig.names.jobs)) == 1
 
 
 async def test_a_duplicate_whose_instance_is_still_received_gets_no_job_from_ingest(
@@ -164,15 +169,15 @@ async def test_a_duplicate_whose_instance_is_still_received_gets_no_job_from_ing
     assert response.status == 202
     [dup] = (await response.json())["files"]
     assert (dup["status"], dup["instance_id"]) == ("duplicate", first["registered"]["instance_id"])
-    assert await drain(rig.channel, rig.names.jobs, settle=0.05) == []
+    assert await rig.drain(rig.names.jobs, settle=0.05) == []
 
 
 async def test_large_file_goes_to_the_large_queue(rig: IngestRig, owner: str, sample_01: bytes) -> None:
     client = await rig.make(large_job_bytes=1000)
     response = await client.post("/upload", data=io.BytesIO(sample_01), headers=as_dicom(owner))
     assert response.status == 202
-    [job] = await drain(rig.channel, rig.names.jobs_large)
-    assert await drain(rig.channel, rig.names.jobs, settle=0.05) == []
+    [job] = await rig.drain(rig.names.jobs_large)
+    assert await rig.drain(rig.names.jobs, settle=0.05) == []
     # results_service's copy comes whatever the size
     await rig.wait_status(ProcessJob.model_validate_json(job.body).instance_id, "queued")
 
@@ -239,7 +244,7 @@ async def test_results_service_stopping_mid_upload_is_a_503_naming_the_files_tak
     async def body() -> AsyncIterator[bytes]:
         yield f"--{boundary}\r\n".encode() + part("a.dcm", sample_01) + b"\r\n"  # a's end is seen: it is taken
         while not jobs:  # the first file's job is published once its registration was answered
-            jobs.extend(await drain(rig.channel, rig.names.jobs, settle=0.05))
+            jobs.extend(await rig.drain(rig.names.jobs, settle=0.05))
         await rig.results.server.close()
         yield part("b.dcm", sample_02) + b"--\r\n"
 

@@ -10,7 +10,7 @@ import pytest
 
 from common.messaging.messages import ProcessJob
 from samples.make_instances import SAMPLE_01, iter_instances
-from tests.ingest_rig import IngestRig, blob_files, drain, rig_fixture, uploader  # noqa: F401  (fixture, by name)
+from tests.ingest_rig import IngestRig, blob_files, rig_fixture, uploader  # noqa: F401  (fixture, by name)
 from tests.pipeline_helpers import channel_fixture, owner_fixture, results_settings_fixture  # noqa: F401
 
 ZIP = {"Content-Type": "application/zip"}
@@ -71,7 +71,7 @@ async def test_zip_entries_are_taken_in_order_and_bad_ones_reported(rig: IngestR
     ]
     assert len(blob_files(rig.blob_dir)) == 2  # only the two accepted instances were kept
     assert list((rig.blob_dir / "tmp").iterdir()) == []  # the staged archive is gone
-    jobs = [ProcessJob.model_validate_json(m.body) for m in await drain(rig.channel, rig.names.jobs)]
+    jobs = [ProcessJob.model_validate_json(m.body) for m in await rig.drain(rig.names.jobs)]
     assert len(jobs) == 2
 
 
@@ -85,7 +85,7 @@ async def test_zip_of_100_generated_instances(rig: IngestRig, owner: str) -> Non
     assert len({f["instance_id"] for f in files}) == 100
     rows = await rig.rows("SELECT id FROM instances WHERE owner = $1", owner)
     assert {row["id"] for row in rows} == {f["instance_id"] for f in files}
-    assert len(await drain(rig.channel, rig.names.jobs)) == 100
+    assert len(await rig.drain(rig.names.jobs)) == 100
 
 
 async def test_corrupt_entry_is_rejected_alone(rig: IngestRig, owner: str) -> None:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    accepted,
     channel_fixture,
     client_fixture,
     fetch,
@@ -16,7 +17,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     sha_of,
     topology_fixture,
 )
-from tests.registration_helpers import accepted, item, post_batch
+from tests.registration_helpers import item, post_batch
 
 
 async def test_a_batch_registers_files_of_several_uploads_with_their_own_audit_identity(

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    accepted,
     channel_fixture,
     client_fixture,
     eventually,
@@ -22,7 +23,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     topology_fixture,
     uncommitted_twin,
 )
-from tests.registration_helpers import accepted, item, post_batch, register_one, rejected, upload_records
+from tests.registration_helpers import item, post_batch, register_one, rejected, upload_records
 
 FULL_DICOM = {
     "sop_class_uid": "1.2.840.10008.5.1.4.1.1.7",

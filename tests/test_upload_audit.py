@@ -15,8 +15,13 @@ import asyncpg
 import pytest
 
 from tests.ingest_rig import IngestRig, rig_fixture, uploader  # noqa: F401  (fixture, used by name)
-from tests.pipeline_helpers import channel_fixture, owner_fixture, results_settings_fixture  # noqa: F401
-from tests.registration_helpers import accepted, item, register_one, rejected, upload_records, who
+from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    accepted,
+    channel_fixture,
+    owner_fixture,
+    results_settings_fixture,
+)
+from tests.registration_helpers import item, register_one, rejected, upload_records, who
 
 
 def accepted_duplicate_rejected(instance_id: str) -> list[tuple[str, str, dict[str, Any]]]:
