@@ -1,11 +1,12 @@
-"""The batched registration call ingest → results: many files, of any uploads, in one request.
+"""The registration call ingest → results (the only way a file is registered): many files, of any uploads,
+in one request.
 
 Under load, ingest takes files of many uploads at once; registering each with its own HTTP call
 and its own commit costs more than the registration itself. So ingest gathers the registrations
 that arrive while one call is in flight and sends them together (`RegistrationBatch`); results
-answers one `RegistrationAnswer` per item, in order, each as the single-file call
-(`POST /internal/uploads/{id}/files`) would have. Every item carries who asked (email, client
-address, correlation id), because the audit records written with it name them.
+answers one `RegistrationAnswer` per item, in order, each on its own (a 409 for one item does not
+stop the others). Every item carries who asked (email, client address, correlation id), because
+the audit records written with it name them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class RegistrationBatch(BaseModel):
 
 
 class RegistrationAnswer(BaseModel):
-    """One item's answer: `status` as the single-file call would answer it (201 new, 200 replay, 409 another
+    """One item's answer: `status` as for a call of its own (201 new, 200 replay, 409 another
     owner's upload); `registered` for 200/201, `detail` otherwise."""
 
     model_config = ConfigDict(frozen=True)
