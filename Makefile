@@ -54,13 +54,14 @@ format: venv ## Format and auto-fix with ruff.
 	$(PY) -m ruff check --fix .
 
 # bench_pipeline measures Debian's Orthanc (a mature C++ DICOM server) in the same run as its accept-rate baseline.
+# Each benchmark sets up the systems it runs itself (database, secrets, topology), so it needs only preflight.
 ORTHANC ?= /usr/sbin/Orthanc
 
 $(ORTHANC):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y orthanc; \
 	else echo "The pipeline benchmark's baseline needs Debian's orthanc at $(ORTHANC): run 'sudo apt-get install -y orthanc'." >&2; exit 1; fi
 
-bench: setup $(ORTHANC) ## Run the benchmarks under bench/ and print their figures.
+bench: preflight $(ORTHANC) ## Run the benchmarks under bench/; their figures go into bench/README.md.
 	ORTHANC=$(ORTHANC) $(PY) -m bench
 
 clean: ## Remove the virtual environment, caches and local data.

@@ -1,44 +1,32 @@
-"""The elements API under load: results_service and the gateway as real processes on 127.0.0.1.
+"""The elements API under load: the system's services as real processes on 127.0.0.1 (`bench/trees.py`).
 
 A dedicated database (created, migrated, dropped) and AMQP prefix (deleted) keep the run apart
 from anything else. 10 000 elements are created (half through the gateway, half directly
-against results_service), then read one by one and listed page by page (100 rows) both ways in
-the same run, so the gateway's cost shows as a ratio. Target: a list page of 100 rows has a
-p99 under 50 ms through the gateway. The figures go into this benchmark's section of
-bench/README.md.
+against results_service, as one user), then read one by one and listed page by page (100 rows)
+both ways in the same run, so the gateway's cost shows as a ratio. Target: a list page of 100
+rows has a p99 under 50 ms through the gateway. The figures go into bench/README.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import platform
 import random
-import secrets
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 
 from bench.report import write_section
-from common.app.settings import BaseServiceSettings
+from bench.trees import tree_system
 from common.auth.identity import ROLE_HEADER, USER_HEADER
-from common.messaging.broker import delete_topology, open_channel
-from common.storage.crypto_keys import generate_key_spec
-from results_service.db import apply_migrations, drop_database
-from tests.e2e.conftest import free_port
+from single_host.processes import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ELEMENTS = 10_000
 GETS = 2_000
 PAGE = 100
@@ -63,39 +51,6 @@ class Timings:
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.wall
-
-
-@contextlib.contextmanager
-def services(env: dict[str, str], folder: Path) -> Iterator[None]:
-    """results_service and the gateway as `python -m` processes, terminated on the way out."""
-    processes = []
-    try:
-        for name, port in (("results_service", env["RESULTS_PORT"]), ("gateway", env["GATEWAY_PORT"])):
-            log = (folder / f"{name}.log").open("wb")
-            processes.append(
-                subprocess.Popen([sys.executable, "-m", name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
-            wait_ready(f"http://127.0.0.1:{port}/readyz", folder / f"{name}.log")
-        yield
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_ready(url: str, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s; see {log}")
 
 
 async def run_batch(count: int, request: Callable[[int], Awaitable[None]]) -> Timings:
@@ -190,26 +145,6 @@ async def list_all(session: aiohttp.ClientSession, base: str, headers: dict[str,
     return timings
 
 
-async def login(gateway: str, direct: str) -> tuple[dict[str, str], dict[str, str]]:
-    """A user made through results_service's internal API, logged in through the gateway: its identity
-    headers (for direct calls) and its Authorization header."""
-    credentials = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.org", "password": secrets.token_urlsafe(16)}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{direct}/internal/users", json={**credentials, "role": "user"}) as r:
-            await expect(r, 201)
-            identity = {USER_HEADER: (await r.json())["id"], ROLE_HEADER: "user"}
-        async with session.post(f"{gateway}/api/auth/login", json=credentials) as r:
-            await expect(r, 200)
-            token = (await r.json())["access_token"]
-    return identity, {"Authorization": f"Bearer {token}"}
-
-
-async def delete_prefix(amqp_url: str, prefix: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        await delete_topology(await open_channel(connection), prefix)
-
-
 def report(results: dict[tuple[str, str], Timings], load: float) -> list[str]:
     lines = [
         f"Measured {date.today().isoformat()} on {os.cpu_count()} CPUs (load average {load:.1f} before the run), "
@@ -243,52 +178,22 @@ def report(results: dict[tuple[str, str], Timings], load: float) -> list[str]:
     return lines
 
 
-INTRO = """`bench/bench_elements_api.py`: results_service and the gateway started as processes
-(`python -m ...`) on free 127.0.0.1 ports against a database of their own (created, migrated,
-dropped); a user logs in through the gateway. Half of the elements are created through the
-gateway and half directly against results_service, then both paths are read and listed in the
-same run; the ratio gateway / direct is the cost of the extra hop (token check, proxying,
-streaming, logging). The load generator shares the machine's CPUs with both services."""
-
-
 def main() -> None:
-    base = BaseServiceSettings()
-    database_url = f"{base.database_url.rsplit('/', 1)[0]}/dicomflow_bench_elements_{os.getpid()}"
-    prefix = f"bench_{uuid.uuid4().hex[:10]}"
-    results_port, gateway_port = free_port(), free_port()
-    direct, gateway = f"http://127.0.0.1:{results_port}", f"http://127.0.0.1:{gateway_port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "AMQP_PREFIX": prefix,
-        "RESULTS_PORT": str(results_port),
-        "GATEWAY_PORT": str(gateway_port),
-        "RESULTS_URL": direct,
-        "AUTH_SECRET": os.environ.get("AUTH_SECRET") or secrets.token_urlsafe(48),
-        "BLOB_KEYS": os.environ.get("BLOB_KEYS") or generate_key_spec("bench"),
-        "RATE_LIMIT_PER_MINUTE": "1000000000",
-        "RATE_LIMIT_BURST": "1000000",
-        "LOG_LEVEL": "INFO",
-        "LOG_FORMAT": "json",
-    }
     load = os.getloadavg()[0]  # other work on the machine skews every figure; say how busy it was
-    asyncio.run(apply_migrations(database_url))
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-elements-") as tmp:
-            env["BLOB_DIR"] = str(Path(tmp) / "blobs")
-            with services(env, Path(tmp)):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-elements-") as tmp,
+        tree_system(ROOT, Path(tmp) / "elements") as system,
+    ):
 
-                async def run() -> dict[tuple[str, str], Timings]:
-                    return await measure(gateway, direct, await login(gateway, direct))
+        async def run() -> dict[tuple[str, str], Timings]:
+            user = await system.create_user("bench")
+            identity = {USER_HEADER: user.id, ROLE_HEADER: "user"}
+            return await measure(system.gateway_url, system.results_url, (identity, user.headers))
 
-                results = asyncio.run(run())
-    finally:
-        asyncio.run(drop_database(database_url))
-        with contextlib.suppress(OSError, aio_pika.exceptions.AMQPError):
-            asyncio.run(delete_prefix(base.amqp_url, prefix))
+        results = asyncio.run(run())
     lines = report(results, load)
     print("\n".join(lines))
-    write_section("bench_elements_api", "Elements API through the gateway", lines, INTRO)
+    write_section("bench_elements_api", "Elements API through the gateway", lines)
 
 
 if __name__ == "__main__":

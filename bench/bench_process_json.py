@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report import write_section
+from single_host.processes import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LARGE = ROOT / "samples" / "generated" / "sample-03-01-json.json"
 SCRIPT = Path(sys.executable).parent / "dicomflow"
 RUNS = 7
@@ -83,7 +83,7 @@ def main() -> None:
     size_mb = LARGE.stat().st_size / 1e6
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "shared.log"
-        command = [SCRIPT, "process-json", LARGE, "--log", log, "--json"]
+        command: list[str | Path] = [SCRIPT, "process-json", LARGE, "--log", log, "--json"]
         timed(command)  # warm the page cache and the bytecode cache
         times = []
         for _ in range(RUNS):

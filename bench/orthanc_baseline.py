@@ -25,8 +25,8 @@ from typing import Any
 
 import psutil
 
-from bench.child_process import ChildProcess
 from bench.load_generator import UploadTarget, cpu_of, timed_upload
+from single_host.processes import ChildProcess
 
 DEFAULT_BINARY = "/usr/sbin/Orthanc"
 INSTALL_HINT = (
@@ -85,7 +85,7 @@ class Orthanc(ChildProcess):
     """One Orthanc process for the duration of a `with` block: configured, started, ready, then stopped."""
 
     def __init__(self, binary: Path, folder: Path, port: int) -> None:
-        super().__init__("Orthanc", folder / "orthanc.log", stop_timeout=STOP_TIMEOUT)
+        super().__init__("Orthanc", folder / "orthanc.log")
         self.binary = binary
         self.folder = folder
         self.port = port
@@ -98,20 +98,20 @@ class Orthanc(ChildProcess):
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "orthanc.json"
         config.write_text(render_config(self.folder, self.port))
-        self.spawn([self.binary, config])
+        self.start([self.binary, config])
         try:
             self.wait_ready(f"{self.url}/system")  # its database and storage are open by then
         except BaseException:
-            self.stop()
+            self.stop(timeout=STOP_TIMEOUT)
             raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        self.stop(timeout=STOP_TIMEOUT)
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by Orthanc (all its threads) and by this process, the load generator."""
-        return {"Orthanc": self.cpu(), "load generator": cpu_of(psutil.Process())}
+        return {"Orthanc": cpu_of(psutil.Process(self.pid)), "load generator": cpu_of(psutil.Process())}
 
     def target(self, status: str) -> UploadTarget:
         """`POST /instances`, accepted when Orthanc answers 200 with the given `Status`."""
