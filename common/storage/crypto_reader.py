@@ -3,10 +3,10 @@
 Readers that seek (pydicom reading a header, then frames; zipfile reading its central directory; a
 download from an offset) get a normal binary file object. Tink decrypts forwards only, so:
 
-* `seek` only moves the position; the size comes from the ciphertext's length (`plaintext_size`);
+* `seek` only moves the position (pydicom seeks back to the pixel data and on to the next frame between
+  frames: nothing is read there); the size comes from the ciphertext's length (`plaintext_size`);
 * a read at or after the stream's position decrypts forwards, keeping the last `WINDOW_BLOCKS` blocks
-  of `BLOCK` plaintext bytes, so a short step back (pydicom re-reading a tag, going back to the start
-  of the pixel data between frames) is served from them;
+  of `BLOCK` plaintext bytes, so a short step back (pydicom re-reading a tag) is served from them;
 * a read before the window restarts decryption from the start of the blob (`restarts` counts them):
   cheap for the header, a second pass for a file read twice.
 
