@@ -36,13 +36,7 @@ from common.app.logs import get_logger
 from common.app.problems import Conflict
 from common.messaging.messages import InstanceStatus
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
-from results_service.upload_audit import (
-    UPLOAD_CREATE,
-    UPLOAD_FILE,
-    UploadAuditContext,
-    append_records,
-    audit_parameters,
-)
+from results_service.upload_audit import REGISTRATION_AUDIT, UploadAuditContext, audit_parameters
 
 log = get_logger(__name__)
 
@@ -65,15 +59,6 @@ _DICOM_VALUES = ", ".join(f"${13 + n}" for n in range(len(DICOM_COLUMNS)))
 # $1..$5 the audit parameters (upload id, owner, email, client, correlation id), $6 index, $7 name, $8 sha256,
 # $9 size, $10 reason, $11 outcome, $12 the new instance's id, then $13.. the DICOM_COLUMNS in that order
 # (NULL for a rejected file). Only module constants are put into the text; every value is a parameter.
-_RECORDS = f"""SELECT '{UPLOAD_CREATE}' AS action, 'success' AS outcome, '{{}}'::jsonb AS detail
-        FROM upload WHERE created
-        UNION ALL
-        SELECT '{UPLOAD_FILE}', CASE WHEN status = 'rejected' THEN 'failure' ELSE 'success' END,
-            jsonb_strip_nulls(jsonb_build_object('index', $6::integer, 'status', status, 'instance_id', instance_id))
-        FROM file WHERE created
-        UNION ALL
-        SELECT '{UPLOAD_FILE}', 'denied', jsonb_build_object('index', $6::integer, 'status', 409)
-        FROM upload WHERE NOT mine"""  # noqa: S608
 REGISTER_SQL = f"""WITH upload AS (
     INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now())
     ON CONFLICT (id) DO UPDATE SET owner = uploads.owner
@@ -98,7 +83,7 @@ REGISTER_SQL = f"""WITH upload AS (
     ON CONFLICT (upload_id, "index") DO UPDATE SET name = upload_files.name
     RETURNING status, reason, instance_id, xmax = 0 AS created
 ), audit AS (
-    {append_records(_RECORDS)}
+    {REGISTRATION_AUDIT}
 )
 SELECT upload.mine, file.created, file.status, file.reason, file.instance_id,
     coalesce(

@@ -5,8 +5,9 @@ the upload as the resource, the owner (the uploader the registration or stop nam
 and carries the caller's email, client address and correlation id; never a file name or reason
 (either may quote patient names). `append_records` is the only SQL that inserts them:
 
-- inside the registration statement (`pipeline_registration`), so a registered file is never
-  missing from the trail and a record is never written for a file that was not: `upload.create`
+- inside the registration statement (`REGISTRATION_AUDIT`, in `pipeline_registration`), so a
+  registered file is never missing from the trail and a record is never written for a file that was
+  not: `upload.create`
   (success) when the statement creates the upload's row (its first file); `upload.file` for every
   file it creates (success for `accepted` and `duplicate`, failure for `rejected`, the detail
   holding the file's index, status and instance id); `upload.file` denied (detail: index, 409) for
@@ -61,6 +62,19 @@ def append_records(records: str) -> str:
     FROM ({records}) AS record"""  # noqa: S608  (only the callers' constant text is put in; values are parameters)
 
 
+# The records of one registration statement, which must define `upload` (`mine`: the upload is the owner's;
+# `created`: this statement inserted it) and `file` (`created`, `status`, `instance_id` of the file's row),
+# and bind $6 the file's index.
+REGISTRATION_AUDIT = append_records(
+    f"""SELECT '{UPLOAD_CREATE}' AS action, 'success' AS outcome, '{{}}'::jsonb AS detail FROM upload WHERE created
+    UNION ALL
+    SELECT '{UPLOAD_FILE}', CASE WHEN status = 'rejected' THEN 'failure' ELSE 'success' END,
+        jsonb_strip_nulls(jsonb_build_object('index', $6::integer, 'status', status, 'instance_id', instance_id))
+    FROM file WHERE created
+    UNION ALL
+    SELECT '{UPLOAD_FILE}', 'denied', jsonb_build_object('index', $6::integer, 'status', 409)
+    FROM upload WHERE NOT mine"""  # noqa: S608
+)
 STOP_SQL = append_records(f"SELECT '{UPLOAD_STOP}' AS action, 'failure' AS outcome, $6::jsonb AS detail")
 
 

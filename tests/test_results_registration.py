@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+from structlog.testing import capture_logs
 
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     accepted,
@@ -288,3 +289,42 @@ async def test_malformed_registrations_are_problems_and_register_nothing(
     assert (await client.post("/internal/registrations", data=b"{")).status in (400, 415)
     rows = await fetch(database_url, "SELECT count(*) FROM instances WHERE owner = $1", owner)
     assert rows[0][0] == 0
+
+
+async def test_a_batch_chosen_as_a_deadlock_victim_runs_its_statements_again(
+    client: Any, owner: str, database_url: str
+) -> None:
+    """The batch locks upload `first` then `second` (items run in (owner, sha256) order); a transaction holding
+    `second` and then asking for `first` closes the cycle, and PostgreSQL aborts the batch (the holder waits
+    longer before checking for deadlocks). The batch reruns and registers both files once."""
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    contents = sorted(["one", "two"], key=sha_of)
+    for upload_id in (first, second):
+        await register_one(client, upload_id, accepted(owner, 0))
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("SET deadlock_timeout = '60s'")
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM uploads WHERE id = $1 FOR UPDATE", second)
+        with capture_logs() as logs:
+            batch = asyncio.create_task(
+                post_batch(
+                    client,
+                    [item(second, accepted(owner, 1, contents[1])), item(first, accepted(owner, 1, contents[0]))],
+                )
+            )
+            await eventually(lambda: waiting_on_a_lock(database_url))  # the batch holds `first`, waits for `second`
+            await holder.execute("UPDATE uploads SET owner = owner WHERE id = $1", first)  # returns once it is aborted
+            await transaction.commit()
+            answers = await batch
+    finally:
+        await holder.close()
+    assert [(a["status"], a["registered"]["status"]) for a in answers] == [(201, "accepted")] * 2
+    assert [entry["attempt"] for entry in logs if entry["event"] == "registration_batch_deadlock"] == [1]
+    for upload_id in (first, second):
+        files = await fetch(database_url, 'SELECT "index" FROM upload_files WHERE upload_id = $1 ORDER BY 1', upload_id)
+        assert [f["index"] for f in files] == [0, 1]
+        assert [r["action"] for r in await upload_records(database_url, upload_id)] == ["upload.create"] + [
+            "upload.file"
+        ] * 2
