@@ -1,20 +1,21 @@
-"""`GET /api/openapi.json` and `GET /api/docs`: the API's OpenAPI document and a page for people.
+"""`GET /api/openapi.json`, `GET /api/docs` and `GET /api/asyncapi.json`: the API's documents.
 
-The page is rendered here from the same document (no JavaScript, no CDN: it must work on a
-machine without internet access).
+The OpenAPI document describes the HTTP API, the page renders it for people (no JavaScript, no
+CDN: it must work on a machine without internet access), and the AsyncAPI document describes the
+messages between the services (`common.messaging.asyncapi`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from html import escape
 from typing import Any
 
 from aiohttp import web
 
-from common.app.openapi import ApiSpec
-
-api_spec_key = web.AppKey("api_spec", ApiSpec)
+from common.messaging.asyncapi import asyncapi_document
+from gateway.keys import api_spec_key
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; padding: 0 1rem; color: #222; }
@@ -38,6 +39,16 @@ async def handle_docs(request: web.Request) -> web.Response:
     return web.Response(text=render_html(_document(request.app)), content_type="text/html")
 
 
+async def handle_asyncapi(_: web.Request) -> web.Response:
+    """The AsyncAPI 3.0 document of the messages the services exchange over RabbitMQ."""
+    return web.json_response(_asyncapi())
+
+
+@functools.cache
+def _asyncapi() -> dict[str, Any]:
+    return asyncapi_document()
+
+
 def _document(app: web.Application) -> dict[str, Any]:
     return app[api_spec_key].document()
 
@@ -50,7 +61,8 @@ def render_html(document: dict[str, Any]) -> str:
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{escape(info['title'])} API <small>{escape(info['version'])}</small></h1>",
         f"<p>{escape(info.get('description', ''))}</p>",
-        '<p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1).</p>',
+        '<p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1); the messages between '
+        'the services: <a href="/api/asyncapi.json">/api/asyncapi.json</a> (AsyncAPI 3.0).</p>',
         "<h2>Operations</h2>",
     ]
     for path, methods in document["paths"].items():

@@ -6,6 +6,8 @@ from aiohttp import web
 
 from common.app.web import make_app
 from gateway.auth import setup_auth
+from gateway.feed.setup import setup_feed
+from gateway.keys import settings_key
 from gateway.proxy import client_session_context
 from gateway.routes import setup_routes
 from gateway.settings import GatewaySettings
@@ -14,11 +16,13 @@ from gateway.settings import GatewaySettings
 def init_app(settings: GatewaySettings) -> web.Application:
     """Build the gateway application from its settings."""
     app = make_app("gateway")
+    app[settings_key] = settings
     app.cleanup_ctx.append(
         client_session_context(
             connect_timeout=settings.upstream_connect_timeout, total_timeout=settings.upstream_timeout
         )
     )
-    setup_auth(app, settings, settings.results_url)
+    setup_auth(app, settings)
     setup_routes(app, settings)
+    setup_feed(app)
     return app

@@ -19,10 +19,9 @@ from common.app.logs import CORRELATION_HEADER, get_logger
 from common.app.problems import PayloadTooLarge, ProblemError, ServiceUnavailable
 from common.app.web import correlation_id_key
 from common.auth.identity import caller_key
+from gateway.keys import client_session_key
 
 log = get_logger(__name__)
-
-client_session_key = web.AppKey("client_session", aiohttp.ClientSession)
 
 # Request headers passed to the upstream; anything else (cookies, auth) stops at the gateway.
 FORWARDED_REQUEST_HEADERS = (

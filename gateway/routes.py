@@ -1,6 +1,9 @@
-"""The route table of the gateway: what is served here and what is proxied where.
+"""The route table of the gateway: every `/api` route is declared by its OpenAPI operation.
 
-Each public API adds its routes and declares its OpenAPI operations in `setup_routes`.
+Each API's operations (`common.schemas.*_api`) are paired with what answers them here: a proxy to
+the service that implements them, or a handler of the gateway's own. `_serve` adds the pairs to
+the router and to the OpenAPI document together, so a route without its operation (or the
+reverse) cannot be written.
 """
 
 from __future__ import annotations
@@ -8,60 +11,59 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from common.app.api_routes import Handler, Route, add_routes, handled_by
 from common.app.openapi import ApiSpec
-from common.schemas.accounts_api import account_operations
+from common.schemas.accounts_api import account_operations, auth_operations
+from common.schemas.docs_api import document_operations
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
-from common.schemas.uploads_api import upload_operations
-from gateway import docs
-from gateway.events import setup_events
+from common.schemas.uploads_api import feed_operations, upload_operations
+from gateway import docs, login
+from gateway.feed.protocol import handle_events
+from gateway.keys import api_spec_key
 from gateway.portal import add_portal_routes
 from gateway.proxy import forward_to
 from gateway.settings import GatewaySettings
 
+TITLE = "dicomflow"
+VERSION = "0.1.0"
+
+
+def _serve(app: web.Application, routes: list[Route]) -> None:
+    app[api_spec_key].add(operation for operation, _ in routes)
+    add_routes(app.router, routes)
+
 
 def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
-    """Register every route and declare the documented operations."""
-    spec = ApiSpec("dicomflow", "0.1.0", "The public HTTP API of dicomflow. Errors are application/problem+json.")
-    app[docs.api_spec_key] = spec
-    app.router.add_get("/api/openapi.json", docs.handle_openapi)
-    app.router.add_get("/api/docs", docs.handle_docs)
-    spec.add(account_operations())  # login/logout, users and audit: routed by gateway.auth
-
-    # Elements: results_service answers every method (and the 405s) itself.
-    to_results = forward_to(settings.results_url, service="results_service", max_body=settings.elements_max_body)
-    for path in ("/api/elements", "/api/elements/", "/api/elements/{element_id}", "/api/elements/{element_id}/"):
-        app.router.add_route("*", path, to_results)
-    spec.add(element_operations())
-
-    # Uploads, instances, previews and studies: read from results_service (GET only; the
-    # registration route /internal/... is never exposed).
-    for path in (
-        "/api/uploads/{upload_id}",
-        "/api/instances",
-        "/api/instances/",
-        "/api/instances/{instance_id}",
-        "/api/instances/{instance_id}/preview.png",
-        "/api/studies",
-        "/api/studies/",
-    ):
-        app.router.add_get(path, to_results)
-    spec.add(instance_operations())
-
-    # Uploads: streamed chunk by chunk to ingest_service (which answers at the same path); no total
-    # deadline for a multi-GB body, only for connecting and for the answer once the body is sent.
-    upload_timeout = aiohttp.ClientTimeout(
+    """Register every route of the API with its operation, then the portal's static files."""
+    app[api_spec_key] = ApiSpec(
+        TITLE, VERSION, "The public HTTP API of dicomflow. Errors are application/problem+json."
+    )
+    to_results = forward_to(settings.results_url, service="results_service")
+    # A download or an upload streams for as long as it takes: no total deadline, only one for connecting
+    # and one for each read once the body is sent.
+    streaming = aiohttp.ClientTimeout(
         total=None, connect=settings.upstream_connect_timeout, sock_read=settings.upstream_timeout
     )
-    to_ingest = forward_to(
-        settings.ingest_url, service="ingest_service", timeout=upload_timeout, max_body=settings.upload_max_bytes
+    documents: dict[str, Handler] = {
+        "get_openapi.json": docs.handle_openapi,
+        "get_docs": docs.handle_docs,
+        "get_asyncapi.json": docs.handle_asyncapi,
+    }
+    _serve(app, handled_by(document_operations(), documents))
+    _serve(
+        app,
+        handled_by(auth_operations(), {"post_auth_login": login.handle_login, "post_auth_logout": login.handle_logout}),
     )
-    app.router.add_post("/api/uploads", to_ingest)
-    spec.add(upload_operations())  # with the live feed of setup_events below
-    # Downloads of stored files stream the same way the other direction: no total deadline.
-    to_results_streaming = forward_to(settings.results_url, service="results_service", timeout=upload_timeout)
-    app.router.add_get("/api/instances/{instance_id}/file", to_results_streaming)
-
-    # The web portal (static files at `/`) and its live status feed (WebSocket at /api/events).
+    # Accounts and the audit trail are answered (and role-checked) by results_service.
+    to_accounts = forward_to(settings.results_url, service="results_service", max_body=settings.max_auth_body)
+    _serve(app, handled_by(account_operations(), default=to_accounts))
+    to_elements = forward_to(settings.results_url, service="results_service", max_body=settings.elements_max_body)
+    _serve(app, handled_by(element_operations(), default=to_elements))
+    to_download = forward_to(settings.results_url, service="results_service", timeout=streaming)
+    _serve(app, handled_by(instance_operations(), {"get_instances_instance_id_file": to_download}, to_results))
+    # Uploads stream chunk by chunk to ingest_service, which owns their size limit (`UPLOAD_MAX_BYTES`).
+    to_ingest = forward_to(settings.ingest_url, service="ingest_service", timeout=streaming)
+    _serve(app, handled_by(upload_operations(), default=to_ingest))
+    _serve(app, handled_by(feed_operations(), default=handle_events))
     add_portal_routes(app)
-    setup_events(app, settings)

@@ -5,17 +5,23 @@ from __future__ import annotations
 from pydantic import Field
 
 from common.app.secret_settings import BlobKeySettings
-from common.app.settings import BaseServiceSettings, UploadBodyLimit
+from common.app.settings import BaseServiceSettings
 from common.messaging.jobs import JobRoutingSettings
 
 GIB = 1024**3
 MIB = 1024**2
 
 
-class IngestSettings(BaseServiceSettings, BlobKeySettings, UploadBodyLimit, JobRoutingSettings):
+class IngestSettings(BaseServiceSettings, BlobKeySettings, JobRoutingSettings):
     """Settings of ingest_service."""
 
     ingest_port: int = Field(default=8082, ge=1, le=65535, description="TCP port of ingest_service (`INGEST_PORT`).")
+    upload_max_bytes: int = Field(
+        default=4 * GIB,
+        ge=1,
+        description="Largest upload body, in bytes; more is refused with 413 (`UPLOAD_MAX_BYTES`). Enforced here "
+        "only: ingest reads the body, the gateway streams it through uncounted.",
+    )
     zip_max_entries: int = Field(
         default=10_000, ge=1, description="Most entries a zip upload may hold (`ZIP_MAX_ENTRIES`)."
     )

@@ -28,7 +28,7 @@ from common.schemas.auth import (
     UserPatch,
 )
 from results_service import account_store
-from results_service.audit import handle_list_audit, record_audit
+from results_service.audit import record_audit
 from results_service.keys import passwords_key, settings_key
 from results_service.passwords import Passwords
 
@@ -145,14 +145,14 @@ async def _passwords_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_accounts(app: web.Application) -> None:
-    """Register the accounts and audit routes and the password hasher's start-up."""
+    """Register the internal accounts routes and the password hasher's start-up (the public `/api` ones are
+    declared by their operations in `routes.setup_routes`)."""
     app.cleanup_ctx.append(_passwords_ctx)
     router = app.router
     router.add_post("/internal/auth/login", handle_login)
     router.add_post("/internal/auth/logout", handle_logout)
     router.add_post("/internal/auth/introspect", handle_introspect)
-    router.add_get("/api/audit", handle_list_audit)
-    for base in ("/api/users", "/internal/users"):
-        router.add_post(base, handle_create_user)
-        router.add_get(base, handle_list_users)
-        router.add_patch(base + "/{user_id}", handle_patch_user)
+    # Operators on the internal network manage accounts without a token (`dicomflow users`).
+    router.add_post("/internal/users", handle_create_user)
+    router.add_get("/internal/users", handle_list_users)
+    router.add_patch("/internal/users/{user_id}", handle_patch_user)

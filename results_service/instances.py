@@ -18,7 +18,7 @@ from common.schemas.instances import ID_PATTERN, InstanceListQuery, Page, StudyL
 from common.storage.blobs import BlobNotFound, BlobUnreadable
 from results_service import pipeline_queries
 from results_service.audit import audited
-from results_service.instance_files import handle_file, read_patient, unreadable
+from results_service.instance_files import read_patient, unreadable
 from results_service.keys import blob_store_key
 
 _ID = re.compile(ID_PATTERN)
@@ -101,15 +101,3 @@ async def handle_list_studies(request: web.Request) -> web.Response:
         page = await pipeline_queries.list_studies(query, _caller(request))
         record["count"] = len(page.items)
     return _json(_with_next(request, page))
-
-
-def setup_pipeline_routes(app: web.Application) -> None:
-    """Register the pipeline's routes (called from `routes.setup_routes`)."""
-    app.router.add_get("/api/uploads/{upload_id}", handle_get_upload)
-    for path in ("/api/instances", "/api/instances/"):
-        app.router.add_get(path, handle_list_instances)
-    app.router.add_get("/api/instances/{instance_id}", handle_get_instance)
-    app.router.add_get("/api/instances/{instance_id}/preview.png", handle_preview)
-    app.router.add_get("/api/instances/{instance_id}/file", handle_file)
-    for path in ("/api/studies", "/api/studies/"):
-        app.router.add_get(path, handle_list_studies)

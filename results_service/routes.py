@@ -1,27 +1,60 @@
-"""The route table of results_service; each API adds its lines here."""
+"""The route table of results_service: every public `/api` route is declared by its OpenAPI operation.
+
+The gateway routes the same operations to this service, so a path is written once, in
+`common.schemas.*_api`; the `/internal` routes are this service's own.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from results_service import elements
-from results_service.accounts import setup_accounts
-from results_service.instances import setup_pipeline_routes
+from common.app.api_routes import add_routes, handled_by
+from common.schemas.accounts_api import account_operations
+from common.schemas.elements_api import element_operations
+from common.schemas.instances_api import instance_operations
+from results_service import accounts, elements, instances
+from results_service.audit import handle_list_audit
+from results_service.instance_files import handle_file
 from results_service.registration_batch import handle_register_files
 from results_service.upload_audit import handle_upload_stop
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register every route; collection and item paths answer with and without the trailing slash."""
-    setup_accounts(app)
-    setup_pipeline_routes(app)
+    """Register every route: the public API's from its operations, then the internal ones."""
+    accounts.setup_accounts(app)
+    public = [
+        *handled_by(
+            account_operations(),
+            {
+                "post_users": accounts.handle_create_user,
+                "get_users": accounts.handle_list_users,
+                "patch_users_user_id": accounts.handle_patch_user,
+                "get_audit": handle_list_audit,
+            },
+        ),
+        *handled_by(
+            element_operations(),
+            {
+                "post_elements": elements.handle_create,
+                "get_elements": elements.handle_list,
+                "get_elements_element_id": elements.handle_get,
+                "put_elements_element_id": elements.handle_update,
+                "patch_elements_element_id": elements.handle_update,
+                "delete_elements_element_id": elements.handle_delete,
+            },
+        ),
+        *handled_by(
+            instance_operations(),
+            {
+                "get_uploads_upload_id": instances.handle_get_upload,
+                "get_instances": instances.handle_list_instances,
+                "get_instances_instance_id": instances.handle_get_instance,
+                "get_instances_instance_id_preview.png": instances.handle_preview,
+                "get_instances_instance_id_file": handle_file,
+                "get_studies": instances.handle_list_studies,
+            },
+        ),
+    ]
+    add_routes(app.router, public)
     app.router.add_post("/internal/registrations", handle_register_files)
     app.router.add_post("/internal/uploads/{upload_id}/stop", handle_upload_stop)
-    for path in ("/api/elements", "/api/elements/"):
-        app.router.add_get(path, elements.handle_list)
-        app.router.add_post(path, elements.handle_create)
-    for path in ("/api/elements/{element_id}", "/api/elements/{element_id}/"):
-        app.router.add_get(path, elements.handle_get)
-        app.router.add_put(path, elements.handle_update)
-        app.router.add_patch(path, elements.handle_update)
-        app.router.add_delete(path, elements.handle_delete)

@@ -1,6 +1,6 @@
 """The live feed's test helpers: gateway replicas running the feed alone, real tokens, a socket's frames.
 
-Gateways here are the feed alone (`setup_events` on the shared app factory) with a token check
+Gateways here are the feed alone (`setup_feed` and the feed's route on the shared app factory) with a token check
 that verifies the signature and expiry of real tokens (`common.auth.tokens`). The fixtures
 `events_exchange` and `make_gateway` live in `tests/conftest.py` and are built from these.
 """
@@ -14,13 +14,18 @@ from typing import Any
 import aio_pika
 from aiohttp import WSMsgType, web
 
+from common.app.api_routes import add_routes, handled_by
 from common.app.problems import Unauthorized
 from common.app.web import make_app
 from common.auth.identity import Caller
 from common.auth.tokens import InvalidToken, Role, issue_token, verify_token
 from common.messaging.broker import TopologyNames
 from common.messaging.messages import InstanceStatus, StatusEvent
-from gateway.events import Authenticator, FeedSession, setup_events
+from common.schemas.uploads_api import feed_operations
+from gateway.feed.protocol import handle_events
+from gateway.feed.session import FeedSession, TokenCheck
+from gateway.feed.setup import setup_feed
+from gateway.keys import settings_key
 from gateway.settings import GatewaySettings
 
 SECRET = "events-test-secret-" + "x" * 40
@@ -61,10 +66,11 @@ GatewayFactory = Callable[..., Awaitable[Any]]
 def gateway_factory(aiohttp_client: Any, amqp_prefix: str) -> GatewayFactory:
     """Start gateway replicas (the feed on the shared app factory) on this prefix's events exchange."""
 
-    async def make(authenticate: Authenticator = check_token, **overrides: Any) -> Any:
-        settings = GatewaySettings(amqp_prefix=amqp_prefix, **{**SETTINGS_SECRET, **overrides})
+    async def make(authenticate: TokenCheck = check_token, **overrides: Any) -> Any:
         app = make_app("gateway")
-        setup_events(app, settings, authenticate)
+        app[settings_key] = GatewaySettings(amqp_prefix=amqp_prefix, **{**SETTINGS_SECRET, **overrides})
+        setup_feed(app, authenticate)
+        add_routes(app.router, handled_by(feed_operations(), default=handle_events))
         return await aiohttp_client(app)
 
     return make

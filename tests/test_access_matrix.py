@@ -125,10 +125,17 @@ ELEMENT_ITEM = [
 ]
 
 
-def on_route(base: str, probes: list[Probe]) -> list[Probe]:
-    """The element `probes` on one spelling of their route: `{base}` filled in, `{missing}` an element not there."""
+def on_routes(route: str, probes: list[Probe]) -> dict[tuple[str, str], list[Probe]]:
+    """The element `probes` on one spelling of their route, by method: `{base}` filled in, `{missing}` an element
+    not there."""
+    base = route.replace("{element_id}", "{element}")
     missing = base.replace("{element}", "nothing-here")
-    return [dataclasses.replace(p, path=p.path.format(base=base, missing=missing)) for p in probes]
+    by_method: dict[tuple[str, str], list[Probe]] = {}
+    for probe in probes:
+        by_method.setdefault((probe.method, route), []).append(
+            dataclasses.replace(probe, path=probe.path.format(base=base, missing=missing))
+        )
+    return by_method
 
 
 MISSING_ELEMENT = "missing-element"
@@ -145,21 +152,20 @@ EXPECTED: dict[tuple[str, str], list[Probe]] = {
     ("POST", "/api/auth/logout"): [
         Probe("POST", "/api/auth/logout", users(204, 204, 204), headers=World.fresh_headers),
     ],
-    ("*", "/api/users"): [
-        Probe("GET", "/api/users", users(403, 403, 200)),
-        Probe("POST", "/api/users", users(403, 403, 201), body=new_user_body),
-    ],
-    ("*", "/api/users/{user_id}"): [
+    ("GET", "/api/users"): [Probe("GET", "/api/users", users(403, 403, 200))],
+    ("POST", "/api/users"): [Probe("POST", "/api/users", users(403, 403, 201), body=new_user_body)],
+    ("PATCH", "/api/users/{user_id}"): [
         Probe("PATCH", "/api/users/{other_user}", users(403, 403, 200), body=json_body({"disabled": False})),
         Probe("PATCH", f"/api/users/{uuid.UUID(int=0)}", users(403, 403, 404), body=json_body({"disabled": False})),
     ],
-    ("*", "/api/audit"): [Probe("GET", "/api/audit?limit=5", users(403, 403, 200))],
+    ("GET", "/api/audit"): [Probe("GET", "/api/audit?limit=5", users(403, 403, 200))],
     ("GET", "/api/openapi.json"): [Probe("GET", "/api/openapi.json", everyone(200))],
     ("GET", "/api/docs"): [Probe("GET", "/api/docs", everyone(200))],
-    ("*", "/api/elements"): on_route("/api/elements", ELEMENT_LIST),
-    ("*", "/api/elements/"): on_route("/api/elements/", ELEMENT_LIST),
-    ("*", "/api/elements/{element_id}"): on_route("/api/elements/{element}", ELEMENT_ITEM),
-    ("*", "/api/elements/{element_id}/"): on_route("/api/elements/{element}/", ELEMENT_ITEM),
+    ("GET", "/api/asyncapi.json"): [Probe("GET", "/api/asyncapi.json", everyone(200))],
+    **on_routes("/api/elements", ELEMENT_LIST),
+    **on_routes("/api/elements/", ELEMENT_LIST),
+    **on_routes("/api/elements/{element_id}", ELEMENT_ITEM),
+    **on_routes("/api/elements/{element_id}/", ELEMENT_ITEM),
     ("GET", "/api/uploads/{upload_id}"): [
         Probe("GET", "/api/uploads/{upload}", users(200, 404, 200)),
         Probe("GET", "/api/uploads/{missing}", users(404, 404, 404)),

@@ -1,6 +1,6 @@
 """The live status feed against the real RabbitMQ: replicas, per-owner delivery, admins, refusals, shutdown.
 
-Gateways here are the feed alone (`setup_events` on the shared app factory) with a token check
+Gateways here are the feed alone (`setup_feed` on the shared app factory) with a token check
 that verifies the signature and expiry of real tokens (`common.auth.tokens`); the full gateway with
 the API's own token check is covered by the browser test and `test_feed_uses_the_api_token_check`.
 """
@@ -22,7 +22,9 @@ from common.auth.identity import Caller
 from common.auth.tokens import Role, issue_token
 from common.messaging.broker import publish
 from common.messaging.messages import InstanceStatus, StatusChanges
-from gateway.events import CLOSE_UNAUTHORIZED, FeedSession, Subscriber
+from gateway.feed.hub import Subscriber
+from gateway.feed.protocol import CLOSE_UNAUTHORIZED
+from gateway.feed.session import FeedSession
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
 from results_service.main import init_app as init_results

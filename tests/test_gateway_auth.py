@@ -19,6 +19,8 @@ from structlog.testing import capture_logs
 
 from common.auth.identity import EMAIL_HEADER, ROLE_HEADER, USER_HEADER
 from common.auth.tokens import Role, issue_token
+from gateway.authenticator import Authenticator
+from gateway.keys import authenticator_key
 from gateway.main import init_app as init_gateway
 from gateway.proxy import forward_to
 from gateway.settings import GatewaySettings
@@ -112,7 +114,7 @@ async def test_public_routes_need_no_token(gateway: Any) -> None:
 
 async def test_forged_expired_and_garbage_tokens_are_401(gateway: Any, internal: Any) -> None:
     user = await new_user(internal)
-    secret = gateway.app[__import__("gateway.auth", fromlist=["authenticator_key"]).authenticator_key]
+    secret = gateway.app[authenticator_key]
     real_secret = secret.settings.auth_secret.get_secret_value()
     forged, _ = issue_token("f" * 48, user_id=user["id"], email=user["email"], role=Role.ADMIN, ttl_seconds=600)
     old = datetime.now(UTC) - timedelta(hours=2)
@@ -127,7 +129,7 @@ async def test_forged_expired_and_garbage_tokens_are_401(gateway: Any, internal:
 async def test_a_token_verified_before_is_still_refused_once_it_expires(gateway: Any, internal: Any) -> None:
     """Verified claims are kept per token, but never past the token's expiry (leeway included)."""
     user = await new_user(internal)
-    authenticator = gateway.app[__import__("gateway.auth", fromlist=["authenticator_key"]).authenticator_key]
+    authenticator = gateway.app[authenticator_key]
     secret = authenticator.settings.auth_secret.get_secret_value()
     leeway = authenticator.settings.token_leeway_seconds
     issued = datetime.now(UTC) - timedelta(seconds=leeway + 59)  # valid for about one more second

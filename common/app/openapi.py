@@ -1,8 +1,10 @@
 """An OpenAPI 3.1 document built from the pydantic models of the API and a list of operations.
 
 Each API declares its operations (method, path, models of the bodies and parameters) next to
-its models; the gateway adds them to one :class:`ApiSpec` and serves the document. Schemas come
-from pydantic (`models_json_schema`), so the document cannot drift from what is validated.
+its models. An operation is also the declaration of its route: services register their routes
+from operations (`common.app.api_routes`), and the gateway adds the same operations to one
+:class:`ApiSpec` and serves the document. Schemas come from pydantic (`models_json_schema`), so
+the document cannot drift from what is validated.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ class Operation:
     request_body: tuple[type[BaseModel], ...] = ()
     params: tuple[Param, ...] = ()
     description: str = ""
+    slash_twin: bool = False
+    """The path also answers with (or without) a trailing slash: routed both ways, documented once."""
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path the route answers at: the documented one first, then its slash twin."""
+        if not self.slash_twin:
+            return (self.path,)
+        twin = self.path[:-1] if self.path.endswith("/") else self.path + "/"
+        return (self.path, twin)
 
     @property
     def operation_id(self) -> str:

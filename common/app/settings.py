@@ -53,15 +53,3 @@ class ElementsBodyLimit(BaseSettings):
         ge=1,
         description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
     )
-
-
-class UploadBodyLimit(BaseSettings):
-    """The upload body limit, enforced by both the gateway and ingest_service: one definition."""
-
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
-
-    upload_max_bytes: int = Field(
-        default=4 * 1024**3,
-        ge=1,
-        description="Largest upload body, in bytes; more is refused with 413 (`UPLOAD_MAX_BYTES`).",
-    )

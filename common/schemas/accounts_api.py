@@ -31,8 +31,8 @@ _BAD_BODY = {
 _USER_ID = Param("user_id", "path", {"type": "string", "format": "uuid"}, "The account's id.", required=True)
 
 
-def account_operations() -> list[Operation]:
-    """`/api/auth/login`, `/api/auth/logout`, `/api/users`, `/api/users/{user_id}` and `/api/audit`."""
+def auth_operations() -> list[Operation]:
+    """`/api/auth/login` and `/api/auth/logout` (answered by the gateway, which holds the token caches)."""
     return [
         Operation(
             "POST",
@@ -55,6 +55,12 @@ def account_operations() -> list[Operation]:
             AUTH_TAG,
             {204: json_reply("Logged out: the token is refused from now on."), **UNAUTHORIZED, **RATE_LIMITED},
         ),
+    ]
+
+
+def account_operations() -> list[Operation]:
+    """`/api/users`, `/api/users/{user_id}` and `/api/audit` (answered by results_service)."""
+    return [
         Operation(
             "POST",
             "/api/users",

@@ -1,6 +1,6 @@
 """The elements API as OpenAPI operations (served by the gateway, implemented by results_service).
 
-Every path also answers without its trailing slash; only the slash form is documented.
+Every path also answers without its trailing slash (`slash_twin`); only the slash form is documented.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def element_operations() -> list[Operation]:
             },
             request_body=(ElementIn, ElementDocument),
             description="A document answers with `ElementDocumentOut`, one element with `ElementOut` and `Location`.",
+            slash_twin=True,
         ),
         Operation(
             "GET",
@@ -65,6 +66,7 @@ def element_operations() -> list[Operation]:
             TAG,
             {200: json_reply("One page.", ElementPage), 422: Reply("A query parameter is invalid or unknown.")},
             params=query_params(ElementListQuery),
+            slash_twin=True,
         ),
         Operation(
             "GET",
@@ -73,6 +75,7 @@ def element_operations() -> list[Operation]:
             TAG,
             {200: json_reply("The element.", ElementOut), **_NOT_FOUND},
             params=(_ID, _OWNER),
+            slash_twin=True,
         ),
         *(
             Operation(
@@ -89,10 +92,17 @@ def element_operations() -> list[Operation]:
                 request_body=(ElementUpdate,),
                 params=(_ID, _OWNER),
                 description="Any other field is a 422 naming it; the stored figures never change.",
+                slash_twin=True,
             )
             for method, verb in (("PUT", "Replace"), ("PATCH", "Change"))
         ),
         Operation(
-            "DELETE", ITEM, "Delete one element", TAG, {204: json_reply("Deleted."), **_NOT_FOUND}, params=(_ID, _OWNER)
+            "DELETE",
+            ITEM,
+            "Delete one element",
+            TAG,
+            {204: json_reply("Deleted."), **_NOT_FOUND},
+            params=(_ID, _OWNER),
+            slash_twin=True,
         ),
     ]

@@ -44,6 +44,7 @@ def instance_operations() -> list[Operation]:
             TAG,
             {200: json_reply("One page.", InstancePage), **_BAD_QUERY},
             params=query_params(InstanceListQuery),
+            slash_twin=True,
         ),
         Operation(
             "GET",
@@ -89,6 +90,7 @@ def instance_operations() -> list[Operation]:
             TAG,
             {200: json_reply("One page.", StudyPage), **_BAD_QUERY},
             params=query_params(StudyListQuery),
+            slash_twin=True,
             description="Studies are ordered by the arrival of their first instance, then by Study Instance UID, so "
             "new studies go to the last page; `total` counts them all and `next` is the next page's path.",
         ),

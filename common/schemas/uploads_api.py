@@ -1,5 +1,5 @@
 """Uploads and the live status feed as OpenAPI operations (served by the gateway; uploads answered by
-ingest_service, the feed by the gateway itself)."""
+ingest_service, the feed by the gateway itself). The feed's frames are `gateway.feed.frames`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ TAG = "uploads"
 
 
 def upload_operations() -> list[Operation]:
-    """`POST /api/uploads` and `GET /api/events`."""
+    """`POST /api/uploads` (answered by ingest_service)."""
     return [
         Operation(
             "POST",
@@ -36,6 +36,12 @@ def upload_operations() -> list[Operation]:
             "Send the body as `application/dicom`, `multipart/form-data` (file fields), "
             '`multipart/related; type="application/dicom"` or `application/zip`.',
         ),
+    ]
+
+
+def feed_operations() -> list[Operation]:
+    """`GET /api/events` (answered by the gateway itself)."""
+    return [
         Operation(
             "GET",
             "/api/events",

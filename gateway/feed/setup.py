@@ -1,0 +1,25 @@
+"""Install the live feed on an application: its hub, its token check, its consumer and hooks.
+
+The route itself (`GET /api/events` → `gateway.feed.protocol.handle_events`) is declared with its
+OpenAPI operation in `gateway.routes`, like every other route of the API.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from common.app.web import readiness_checks_key
+from gateway.feed.consumer import close_sockets, feed_consumer_ctx, feed_ready
+from gateway.feed.hub import EventHub
+from gateway.feed.reauth import authenticate_with_api
+from gateway.feed.session import TokenCheck
+from gateway.keys import event_hub_key, feed_token_check_key
+
+
+def setup_feed(app: web.Application, token_check: TokenCheck = authenticate_with_api) -> None:
+    """Hub, token check, AMQP consumer, shutdown and readiness hooks (settings under `settings_key`)."""
+    app[event_hub_key] = EventHub()
+    app[feed_token_check_key] = token_check
+    app.cleanup_ctx.append(feed_consumer_ctx)
+    app.on_shutdown.append(close_sockets)
+    app[readiness_checks_key].append(feed_ready)

@@ -1,0 +1,62 @@
+"""`POST /api/auth/login` and `POST /api/auth/logout`: relayed to results_service, which holds the accounts.
+
+The gateway answers them itself (rather than proxying) because logout must also drop this
+replica's cached answer about the token, so the token is refused here at once.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from common.app.bodies import read_body_bytes
+from common.app.logs import CORRELATION_HEADER
+from common.app.problems import ServiceUnavailable
+from common.app.web import correlation_id_key
+from common.auth.identity import CLIENT_HEADER, Caller, caller_key
+from common.schemas.auth import LogoutRequest
+from gateway.keys import authenticator_key, claims_key, client_session_key
+
+
+def _internal_headers(request: web.Request, caller: Caller | None = None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", CLIENT_HEADER: request.remote or ""}
+    correlation_id = request.get(correlation_id_key)
+    if correlation_id:
+        headers[CORRELATION_HEADER] = correlation_id
+    if caller is not None:
+        headers.update(caller.headers())
+    return headers
+
+
+async def _relay(request: web.Request, path: str, body: bytes, headers: dict[str, str]) -> web.Response:
+    session = request.app[client_session_key]
+    url = request.app[authenticator_key].results_url + path
+    try:
+        async with session.post(url, data=body, headers=headers) as upstream:
+            payload = await upstream.read()
+            content_type = upstream.headers.get("Content-Type", "application/json")
+            extra = {k: v for k, v in upstream.headers.items() if k.lower() == "www-authenticate"}
+            return web.Response(
+                status=upstream.status, body=payload or None, headers={**extra, "Content-Type": content_type}
+            )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ServiceUnavailable("results_service is unavailable; try again shortly.") from exc
+
+
+async def handle_login(request: web.Request) -> web.Response:
+    """POST /api/auth/login `{"email", "password"}` → `{"access_token", "token_type", "expires_at"}`."""
+    max_bytes = request.app[authenticator_key].settings.max_auth_body
+    body = await read_body_bytes(request, max_bytes=max_bytes)
+    headers = _internal_headers(request)
+    headers["Content-Type"] = request.headers.get("Content-Type", "application/json")
+    return await _relay(request, "/internal/auth/login", body, headers)
+
+
+async def handle_logout(request: web.Request) -> web.Response:
+    """POST /api/auth/logout: revoke the token this request carries; 204."""
+    claims = request[claims_key]
+    body = LogoutRequest(jti=claims.jti, sub=claims.sub, expires_at=claims.exp).model_dump_json().encode()
+    response = await _relay(request, "/internal/auth/logout", body, _internal_headers(request, request[caller_key]))
+    if response.status == 204:
+        request.app[authenticator_key].forget(claims.jti)
+    return response
