@@ -7,8 +7,8 @@ verified identity. An `/api/echo` route on both sides shows exactly which header
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,8 +52,26 @@ def gateway_settings(results_server: Any, **overrides: Any) -> GatewaySettings:
     return GatewaySettings(results_url=url, **{"auth_cache_seconds": 0, **overrides})
 
 
-async def make_gateway(aiohttp_client: Any, results_server: Any, **overrides: Any) -> Any:
-    app = init_gateway(gateway_settings(results_server, **overrides))
+class FakeClock:
+    """The gateway's clock, moved by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def make_gateway(
+    aiohttp_client: Any, results_server: Any, *, clock: FakeClock | None = None, **overrides: Any
+) -> Any:
+    settings = gateway_settings(results_server, **overrides)
+    app = init_gateway(settings)
+    if clock is not None:
+        app[authenticator_key] = Authenticator(settings, settings.results_url, clock=clock)
     app.router.add_get("/api/echo", forward_to(str(results_server.make_url("")).rstrip("/"), service="results"))
     return await aiohttp_client(app)
 
@@ -126,21 +144,41 @@ async def test_forged_expired_and_garbage_tokens_are_401(gateway: Any, internal:
         assert reason in problem["detail"] and token not in problem["detail"]
 
 
-async def test_a_token_verified_before_is_still_refused_once_it_expires(gateway: Any, internal: Any) -> None:
+async def test_a_token_verified_before_is_still_refused_once_it_expires(
+    aiohttp_client: Any, results_server: Any, internal: Any
+) -> None:
     """Verified claims are kept per token, but never past the token's expiry (leeway included)."""
+    clock = FakeClock()
+    gateway = await make_gateway(aiohttp_client, results_server, clock=clock)
     user = await new_user(internal)
     authenticator = gateway.app[authenticator_key]
     secret = authenticator.settings.auth_secret.get_secret_value()
-    leeway = authenticator.settings.token_leeway_seconds
-    issued = datetime.now(UTC) - timedelta(seconds=leeway + 59)  # valid for about one more second
-    token, _ = issue_token(secret, user_id=user["id"], email=user["email"], role=Role.USER, ttl_seconds=60, now=issued)
+    token, _ = issue_token(secret, user_id=user["id"], email=user["email"], role=Role.USER, ttl_seconds=60)
     assert (await gateway.get("/api/elements/", headers=bearer(token))).status == 200
+    clock.advance(59 + authenticator.settings.token_leeway_seconds)
     assert (await gateway.get("/api/elements/", headers=bearer(token))).status == 200
-    await asyncio.sleep(1.5)
+    clock.advance(2)
     problem = await assert_401(await gateway.get("/api/elements/", headers=bearer(token)))
     assert "expired" in problem["detail"]
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     await assert_401(await gateway.get("/api/elements/", headers=bearer(tampered)))
+
+
+async def test_results_service_answer_about_a_token_is_kept_for_auth_cache_seconds_then_asked_again(
+    aiohttp_client: Any, results_server: Any, internal: Any
+) -> None:
+    clock = FakeClock()
+    gateway = await make_gateway(aiohttp_client, results_server, clock=clock, auth_cache_seconds=30)
+    user = await new_user(internal)
+    token = await token_for(gateway, user)
+    assert (await gateway.get("/api/echo", headers=bearer(token))).status == 200
+    async with internal.patch(f"/internal/users/{user['id']}", json={"disabled": True}) as r:
+        assert r.status == 200
+    clock.advance(29)
+    assert (await gateway.get("/api/echo", headers=bearer(token))).status == 200  # the cached answer
+    clock.advance(2)
+    problem = await assert_401(await gateway.get("/api/echo", headers=bearer(token)))
+    assert "disabled" in problem["detail"]
 
 
 async def test_valid_token_forwards_the_verified_identity_and_drops_client_copies(gateway: Any, internal: Any) -> None:

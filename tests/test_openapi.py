@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
+from common.app.api_routes import handled_by
 from common.app.openapi import ApiSpec, Operation, Reply
+from common.schemas.accounts_api import account_operations
 from common.schemas.elements import ElementOut
+from common.schemas.elements_api import element_operations
+from common.schemas.instances_api import instance_operations
+from common.schemas.uploads_api import upload_operations
+from gateway.keys import api_spec_key
 from gateway.main import init_app
 from gateway.settings import GatewaySettings
+from ingest_service.main import init_app as init_ingest
+from ingest_service.settings import IngestSettings
+from results_service.main import init_app as init_results
+from results_service.settings import ResultsSettings
 
 ELEMENT_ROUTES = {
     "/api/elements/": {"get", "post"},
@@ -101,22 +114,59 @@ def test_a_broken_document_fails_validation() -> None:
         validate({"openapi": "3.1.0", "info": {"title": "x"}, "paths": {}})
 
 
-async def test_every_api_route_of_the_gateway_is_documented(document: dict[str, Any]) -> None:
-    """Walk the real route table: a new /api route without an OpenAPI operation fails here."""
+def registered_api_routes(app: web.Application) -> Counter[tuple[str, str]]:
+    """(method, path) of every /api route of the app's router, HEAD twins of GETs left out."""
+    return Counter(
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api") and route.method != "HEAD"
+    )
+
+
+def operation_routes(operations: Iterable[Operation]) -> Counter[tuple[str, str]]:
+    return Counter((operation.method, path) for operation in operations for path in operation.paths)
+
+
+async def test_every_api_route_of_the_gateway_has_exactly_one_operation_and_every_operation_a_route(
+    document: dict[str, Any],
+) -> None:
+    """Walk the real route table: a /api route without an OpenAPI operation (or the reverse) fails here."""
     app = init_app(GatewaySettings())
-    undocumented = []
-    for route in app.router.routes():
-        path = route.resource.canonical if route.resource is not None else ""
-        if not path.startswith("/api/") or path in ("/api/openapi.json", "/api/docs") or route.method == "HEAD":
-            continue
-        paths = document["paths"]  # a path is documented in one form, with or without its trailing slash
-        documented = paths.get(path) or paths.get(path.rstrip("/")) or paths.get(path.rstrip("/") + "/") or {}
-        if route.method == "*" and not documented:
-            undocumented.append(f"* {path}")
-        elif route.method != "*" and route.method.lower() not in documented:
-            undocumented.append(f"{route.method} {path}")
-    assert undocumented == []
+    spec = app[api_spec_key]
+    routes = registered_api_routes(app)
+    assert routes == operation_routes(spec.operations)
+    assert set(routes.values()) == {1}
+    documented = {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
+    assert documented == {(operation.method, operation.path) for operation in spec.operations}
     for path in ("/api/auth/login", "/api/auth/logout", "/api/users", "/api/users/{user_id}", "/api/audit"):
         assert path in document["paths"], path
     assert set(document["paths"]["/api/uploads"]) == {"post"} and set(document["paths"]["/api/events"]) == {"get"}
     assert "401" in document["paths"]["/api/audit"]["get"]["responses"]
+
+
+async def test_results_service_and_ingest_route_the_operations_they_answer_and_nothing_else_under_api() -> None:
+    results = init_results(ResultsSettings())
+    assert registered_api_routes(results) == operation_routes(
+        [*account_operations(), *element_operations(), *instance_operations()]
+    )
+    ingest = init_ingest(IngestSettings())
+    assert registered_api_routes(ingest) == operation_routes(upload_operations())
+
+
+def test_an_operation_without_a_handler_or_a_handler_without_an_operation_is_refused() -> None:
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response()
+
+    with pytest.raises(ValueError, match="has no handler"):
+        handled_by(element_operations(), {"get_elements": handler})
+    with pytest.raises(ValueError, match="handlers of no operation"):
+        handled_by(element_operations(), {"get_nothing": handler}, default=handler)
+
+
+async def test_the_asyncapi_document_is_served_beside_the_openapi_one_without_a_token(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(init_app(GatewaySettings()))
+    response = await client.get("/api/asyncapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    document = await response.json()
+    assert document["asyncapi"] == "3.0.0"
+    assert {"ProcessJob", "ProcessResult", "StatusEvent", "StatusChanges"} <= set(document["components"]["messages"])
