@@ -19,8 +19,8 @@ from common.app.problems import Unauthorized
 from common.app.web import make_app
 from common.auth.identity import Caller
 from common.auth.tokens import InvalidToken, Role, issue_token, verify_token
-from common.messaging.broker import TopologyNames
-from common.messaging.messages import InstanceStatus, StatusEvent
+from common.messaging.broker import TopologyNames, publish
+from common.messaging.messages import InstanceStatus, StatusChanges, StatusEvent
 from common.schemas.uploads_api import feed_operations
 from gateway.feed.protocol import handle_events
 from gateway.feed.session import FeedSession, TokenCheck
@@ -47,6 +47,11 @@ def token_for(user: str, role: Role = Role.USER, ttl: int = 600) -> str:
 
 def event(owner: str, status: InstanceStatus = InstanceStatus.QUEUED, instance: str = "i1") -> StatusEvent:
     return StatusEvent(instance_id=f"{owner}-{instance}", upload_id=f"{owner}-u", owner=owner, status=status)
+
+
+async def announce(exchange: aio_pika.abc.AbstractExchange, *events: StatusEvent) -> None:
+    """Publish events as results_service announces them: one `StatusChanges` message."""
+    await publish(exchange, StatusChanges(events=list(events)), "")
 
 
 async def events_exchange_for(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:

@@ -15,7 +15,7 @@ import pytest
 from aio_pika.exceptions import DeliveryError
 
 from common.messaging.broker import TopologyNames, to_amqp
-from common.messaging.messages import InstanceStatus
+from common.messaging.messages import InstanceStatus, StatusChanges
 from tests.feed_helpers import GatewayFactory, event, next_status, open_feed, token_for
 
 
@@ -33,7 +33,9 @@ async def strict_events(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.Abstract
 async def routed(exchange: aio_pika.abc.AbstractExchange, owner: str = "alice") -> bool:
     """True when RabbitMQ put an announcement in at least one queue."""
     try:
-        await exchange.publish(to_amqp(event(owner, InstanceStatus.DONE)), routing_key="", mandatory=True)
+        await exchange.publish(
+            to_amqp(StatusChanges(events=[event(owner, InstanceStatus.DONE)])), routing_key="", mandatory=True
+        )
     except DeliveryError:
         return False
     return True

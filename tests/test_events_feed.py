@@ -33,6 +33,7 @@ from tests.account_helpers import PASSWORD, create_user, unique_email
 from tests.feed_helpers import (
     SETTINGS_SECRET,
     GatewayFactory,
+    announce,
     assert_closed_with,
     check_token,
     event,
@@ -47,7 +48,7 @@ async def test_every_replica_gets_every_event(make_gateway: GatewayFactory, even
     on_first = await open_feed(first, token_for("alice"))
     on_second = await open_feed(second, token_for("alice"))
     sent = event("alice", InstanceStatus.DONE)
-    await publish(events_exchange, sent, "")
+    await announce(events_exchange, sent)
     for ws in (on_first, on_second):
         got = await next_status(ws)
         assert got == {
@@ -65,12 +66,12 @@ async def test_a_user_receives_only_their_own_events(make_gateway: GatewayFactor
     alice = await open_feed(gateway, token_for("alice"))
     bob = await open_feed(gateway, token_for("bob"))
     # Events arrive in order: if Bob's first event reached Alice, it would be the first thing she got.
-    await publish(events_exchange, event("bob", instance="b1"), "")
-    await publish(events_exchange, event("alice", instance="a1"), "")
-    await publish(events_exchange, event("bob", InstanceStatus.FAILED, instance="b2"), "")
+    await announce(events_exchange, event("bob", instance="b1"))
+    await announce(events_exchange, event("alice", instance="a1"))
+    await announce(events_exchange, event("bob", InstanceStatus.FAILED, instance="b2"))
     assert (await next_status(alice))["instance_id"] == "alice-a1"
     assert [(await next_status(bob))["instance_id"] for _ in range(2)] == ["bob-b1", "bob-b2"]
-    await publish(events_exchange, event("alice", InstanceStatus.DONE, instance="a1"), "")
+    await announce(events_exchange, event("alice", InstanceStatus.DONE, instance="a1"))
     assert (await next_status(alice))["status"] == "done"
 
 
@@ -94,7 +95,7 @@ async def test_one_batch_of_changes_reaches_each_owner_in_order(
         ("alice-a1", "processing"),
     ]
     assert (await next_status(bob))["instance_id"] == "bob-b1"
-    await publish(events_exchange, event("bob", InstanceStatus.DONE, instance="b1"), "")
+    await announce(events_exchange, event("bob", InstanceStatus.DONE, instance="b1"))
     assert (await next_status(bob))["status"] == "done"  # nothing else of the batch reached Bob
 
 
@@ -102,7 +103,7 @@ async def test_an_admin_receives_everyones_events(make_gateway: GatewayFactory, 
     gateway = await make_gateway()
     admin = await open_feed(gateway, token_for("root", Role.ADMIN))
     for owner in ("alice", "bob", "carol"):
-        await publish(events_exchange, event(owner), "")
+        await announce(events_exchange, event(owner))
     assert [(await next_status(admin))["owner"] for _ in range(3)] == ["alice", "bob", "carol"]
 
 
@@ -112,7 +113,7 @@ async def test_a_bearer_header_on_the_upgrade_also_authenticates(
     gateway = await make_gateway()
     ws = await gateway.ws_connect("/api/events", headers={"Authorization": f"Bearer {token_for('alice')}"})
     assert (await ws.receive_json(timeout=5)) == {"type": "ready", "user": "alice", "role": "user"}
-    await publish(events_exchange, event("alice"), "")
+    await announce(events_exchange, event("alice"))
     assert (await next_status(ws))["owner"] == "alice"
 
 
@@ -218,7 +219,7 @@ async def test_no_token_appears_in_the_logs(make_gateway: GatewayFactory, events
     good, bad = token_for("alice"), "forged." + "z" * 30
     with capture_logs() as logs:
         ws = await open_feed(gateway, good)
-        await publish(events_exchange, event("alice"), "")
+        await announce(events_exchange, event("alice"))
         await next_status(ws)
         refused = await gateway.ws_connect(f"/api/events?token={bad}")
         await refused.send_str(json.dumps({"type": "auth", "token": bad}))
@@ -261,7 +262,7 @@ async def test_an_outage_during_a_recheck_keeps_the_socket_open(
     ws = await open_feed(gateway, token_for("alice"))
     down = True
     await asyncio.sleep(0.7)  # several failed re-checks
-    await publish(events_exchange, event("alice"), "")
+    await announce(events_exchange, event("alice"))
     assert (await next_status(ws))["owner"] == "alice"
 
 
@@ -288,7 +289,7 @@ async def test_feed_uses_the_api_token_check(full_gateway: Any, events_exchange:
     assert login.status == 200, await login.text()
     token = (await login.json())["access_token"]
     ws = await open_feed(gateway, token)
-    await publish(events_exchange, event(user["id"]), "")
+    await announce(events_exchange, event(user["id"]))
     assert (await next_status(ws))["owner"] == user["id"]
     # Logging out revokes the token: the open socket is closed at its next re-check.
     logout = await gateway.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})

@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
 PIPELINE_VERSION = "1"
 
@@ -100,11 +100,6 @@ class StatusChanges(Message):
     kind: Literal["status_changes"] = "status_changes"
     version: Literal[1] = 1
     events: list[StatusEvent] = Field(min_length=1, max_length=1000)
-
-
-class Announcement(RootModel[Annotated[StatusChanges | StatusEvent, Field(discriminator="kind")]]):
-    """What `P.events` carries: `StatusChanges`, or a single `StatusEvent` from a results_service of the
-    release before batched announcements (so replicas can be upgraded one at a time)."""
 
 
 class Statistics(BaseModel):

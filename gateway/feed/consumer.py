@@ -19,7 +19,7 @@ from pamqp.common import FieldTable
 
 from common.app.logs import get_logger
 from common.messaging.broker import TopologyNames, connect, consume, open_channel
-from common.messaging.messages import Announcement, StatusChanges
+from common.messaging.messages import StatusChanges
 from gateway.feed.binding import FeedBinding
 from gateway.keys import event_hub_key, feed_binding_key, feed_connection_key, settings_key
 
@@ -46,12 +46,11 @@ async def feed_consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         app[feed_binding_key] = FeedBinding(queue, exchange)  # bound while a socket is open
 
-        async def handle_announcement(announcement: Announcement, _: AbstractIncomingMessage) -> None:
-            message = announcement.root
-            for event in message.events if isinstance(message, StatusChanges) else [message]:
+        async def handle_changes(changes: StatusChanges, _: AbstractIncomingMessage) -> None:
+            for event in changes.events:
                 hub.dispatch(event)
 
-        await consume(queue, handle_announcement, Announcement)
+        await consume(queue, handle_changes, StatusChanges)
         app[feed_connection_key] = connection
         log.info("events_feed_started", queue=queue.name)
         yield
