@@ -8,7 +8,7 @@ from aiohttp import web
 
 from common.app.openapi import ApiSpec
 from common.auth.tokens import TokenClaims
-from gateway.authenticator import Authenticator
+from gateway.authenticator import Authenticator, Clock
 from gateway.feed.binding import FeedBinding
 from gateway.feed.hub import EventHub
 from gateway.feed.session import TokenCheck
@@ -21,6 +21,7 @@ api_spec_key = web.AppKey("api_spec", ApiSpec)
 # The live feed.
 event_hub_key = web.AppKey("event_hub", EventHub)
 feed_token_check_key: web.AppKey[TokenCheck] = web.AppKey("feed_token_check")
+feed_clock_key: web.AppKey[Clock] = web.AppKey("feed_clock")
 feed_connection_key = web.AppKey("feed_connection", AbstractRobustConnection)
 feed_binding_key = web.AppKey("feed_binding", FeedBinding)
 

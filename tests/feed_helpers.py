@@ -8,6 +8,7 @@ that verifies the signature and expiry of real tokens (`common.auth.tokens`). Th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from common.auth.tokens import InvalidToken, Role, issue_token, verify_token
 from common.messaging.broker import TopologyNames, publish
 from common.messaging.messages import InstanceStatus, StatusChanges, StatusEvent
 from common.schemas.uploads_api import feed_operations
+from gateway.authenticator import Clock
 from gateway.feed.protocol import handle_events
 from gateway.feed.session import FeedSession, TokenCheck
 from gateway.feed.setup import setup_feed
@@ -68,13 +70,26 @@ async def events_exchange_for(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.Ab
 GatewayFactory = Callable[..., Awaitable[Any]]
 
 
+class FakeClock:
+    """The feed's clock, moved by a test instead of sleeping until a token expires."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def gateway_factory(aiohttp_client: Any, amqp_prefix: str) -> GatewayFactory:
     """Start gateway replicas (the feed on the shared app factory) on this prefix's events exchange."""
 
-    async def make(authenticate: TokenCheck = check_token, **overrides: Any) -> Any:
+    async def make(authenticate: TokenCheck = check_token, clock: Clock = time.time, **overrides: Any) -> Any:
         app = make_app("gateway")
         app[settings_key] = GatewaySettings(amqp_prefix=amqp_prefix, **{**SETTINGS_SECRET, **overrides})
-        setup_feed(app, authenticate)
+        setup_feed(app, authenticate, clock)
         add_routes(app.router, handled_by(feed_operations(), default=handle_events))
         return await aiohttp_client(app)
 

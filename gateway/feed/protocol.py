@@ -116,7 +116,7 @@ async def _send_loop(subscriber: Subscriber, app: web.Application) -> None:
     while not ws.closed:
         try:
             frame = await asyncio.wait_for(
-                subscriber.outbox.get(), timeout=seconds_to_recheck(subscriber, recheck_every)
+                subscriber.outbox.get(), timeout=seconds_to_recheck(subscriber, app, recheck_every)
             )
         except TimeoutError:
             if not await still_authorised(subscriber, app):

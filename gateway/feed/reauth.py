@@ -15,7 +15,7 @@ from common.app.logs import get_logger
 from common.app.problems import ProblemError, Unauthorized
 from gateway.feed.hub import Subscriber
 from gateway.feed.session import FeedSession
-from gateway.keys import authenticator_key, client_session_key, feed_token_check_key
+from gateway.keys import authenticator_key, client_session_key, feed_clock_key, feed_token_check_key
 
 log = get_logger(__name__)
 
@@ -35,18 +35,22 @@ async def feed_session(app: web.Application, token: str) -> FeedSession | None:
         return None
 
 
-def seconds_to_recheck(subscriber: Subscriber, every: float) -> float:
+def _now(app: web.Application) -> datetime:
+    return datetime.fromtimestamp(app[feed_clock_key](), UTC)
+
+
+def seconds_to_recheck(subscriber: Subscriber, app: web.Application, every: float) -> float:
     """Until the next check: `every` seconds, or sooner when the token expires before that."""
     expires_at = subscriber.session.expires_at
     if expires_at is None:
         return every
-    return min(every, max(0.0, (expires_at - datetime.now(UTC)).total_seconds()))
+    return min(every, max(0.0, (expires_at - _now(app)).total_seconds()))
 
 
 async def still_authorised(subscriber: Subscriber, app: web.Application) -> bool:
     """False once the token has expired or the API refuses it; True while it cannot be checked (an outage)."""
     expires_at = subscriber.session.expires_at
-    if expires_at is not None and expires_at <= datetime.now(UTC):
+    if expires_at is not None and expires_at <= _now(app):
         return False
     try:
         return await feed_session(app, subscriber.token) is not None
