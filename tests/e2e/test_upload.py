@@ -157,12 +157,12 @@ async def test_whole_body_refusals(
     assert problem["status"] == status and problem["detail"]
 
 
-async def test_body_over_the_limit_is_413_at_the_gateway_and_at_ingest(start_system) -> None:
+async def test_body_over_the_limit_is_ingest_413_through_the_gateway(start_system) -> None:
     system: RunningSystem = start_system(UPLOAD_MAX_BYTES="100000")
     user = await system.create_user("carol")
     data = SAMPLE_01.read_bytes()
     status, problem = await upload(system, user, io.BytesIO(data), DICOM)
-    assert (status, problem["detail"]) == (413, f"The body is {len(data)} bytes; the limit is 100000.")
+    assert (status, problem["detail"]) == (413, f"The upload is {len(data)} bytes; the limit is 100000.")
 
     async def chunks() -> Any:
         for start in range(0, len(data), 65536):
