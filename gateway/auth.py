@@ -1,11 +1,11 @@
 """The gateway's authentication edge: bearer tokens on every API route, per-user rate limits, body size limits.
 
-Every `/api/...` route except login, the API's documents (and the live feed, which authenticates
-its first frame) needs `Authorization: Bearer <token>`; anything else answers 401 problem+json
-with `WWW-Authenticate: Bearer`. A token must verify and still be active in results_service
-(`gateway.authenticator`). The verified caller is put on the request (`caller_key`); the proxy
-sends it upstream as `X-Authenticated-User`/`-Role`, and client-supplied copies of those headers
-are never forwarded.
+Every `/api/...` route except the operations declared `public` (login, the API's documents, and
+the live feed, which authenticates its first frame) needs `Authorization: Bearer <token>`;
+anything else answers 401 problem+json with `WWW-Authenticate: Bearer`. A token must verify and
+still be active in results_service (`gateway.authenticator`). The verified caller is put on the
+request (`caller_key`); the proxy sends it upstream as `X-Authenticated-User`/`-Role`, and
+client-supplied copies of those headers are never forwarded.
 """
 
 from __future__ import annotations
@@ -18,23 +18,23 @@ from aiohttp import web
 from common.app.problems import PayloadTooLarge, TooManyRequests
 from common.auth.bearer import required_bearer_token
 from common.auth.identity import Caller, caller_key
+from common.schemas.accounts_api import LOGIN_PATH
 from gateway.authenticator import Authenticator
-from gateway.keys import authenticator_key, claims_key, client_session_key
+from gateway.keys import api_spec_key, authenticator_key, claims_key, client_session_key
 from gateway.settings import GatewaySettings
 
-LOGIN_PATH = "/api/auth/login"
-# API paths anyone may call; every path outside /api/ (portal files, health, metrics) is public too.
-PUBLIC_API_PATHS = frozenset({LOGIN_PATH, "/api/openapi.json", "/api/docs", "/api/asyncapi.json", "/api/events"})
 # Uploads are streamed to ingest_service, which owns their size limit (`UPLOAD_MAX_BYTES`).
 UNLIMITED_BODY_PREFIXES = ("/api/uploads",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _is_public(path: str) -> bool:
-    if path in PUBLIC_API_PATHS:
+def _is_public(request: web.Request) -> bool:
+    """Outside /api (portal files, health, metrics), or an operation declared `public`."""
+    path = request.path
+    if not (path == "/api" or path.startswith("/api/")):
         return True
-    return not (path == "/api" or path.startswith("/api/"))
+    return path in request.app[api_spec_key].public_paths()
 
 
 def _retry_after(seconds: float) -> int:
@@ -54,7 +54,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         wait = authenticator.logins.acquire(f"ip:{request.remote}")
         if wait:
             raise TooManyRequests("Too many login attempts; wait and try again.", retry_after=_retry_after(wait))
-    if _is_public(path):
+    if _is_public(request):
         return await handler(request)
     token = required_bearer_token(request.headers)
     caller, claims = await authenticator.authenticate(request.app[client_session_key], token)

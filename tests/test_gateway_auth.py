@@ -126,7 +126,7 @@ async def test_malformed_authorization_headers_are_401(gateway: Any, header: str
 async def test_public_routes_need_no_token(gateway: Any) -> None:
     for path in ("/healthz", "/metrics"):
         assert (await gateway.get(path)).status == 200, path
-    for path in ("/api/openapi.json", "/api/docs", "/"):
+    for path in ("/api/openapi.json", "/api/docs", "/api/asyncapi.json", "/"):
         assert (await gateway.get(path)).status != 401, path
 
 

@@ -142,6 +142,19 @@ async def test_every_api_route_of_the_gateway_has_exactly_one_operation_and_ever
         assert path in document["paths"], path
     assert set(document["paths"]["/api/uploads"]) == {"post"} and set(document["paths"]["/api/events"]) == {"get"}
     assert "401" in document["paths"]["/api/audit"]["get"]["responses"]
+    # Every operation needs the bearer token but those declared public, which the gateway lets through.
+    assert document["security"] == [{"bearer": []}]
+    public = {
+        (m.upper(), p) for p, methods in document["paths"].items() for m, op in methods.items() if "security" in op
+    }
+    assert public == {
+        ("POST", "/api/auth/login"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/docs"),
+        ("GET", "/api/asyncapi.json"),
+        ("GET", "/api/events"),
+    }
+    assert spec.public_paths() == {path for _, path in public}
 
 
 async def test_results_service_and_ingest_route_the_operations_they_answer_and_nothing_else_under_api() -> None:

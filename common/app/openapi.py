@@ -21,6 +21,7 @@ from common.app.problems import PROBLEM_CONTENT_TYPE, Problem
 REF_TEMPLATE = "#/components/schemas/{model}"
 Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
 JSON = "application/json"
+BEARER = "bearer"
 ParamLocation = Literal["query", "path", "header"]
 
 
@@ -63,6 +64,8 @@ class Operation:
     description: str = ""
     slash_twin: bool = False
     """The path also answers with (or without) a trailing slash: routed both ways, documented once."""
+    public: bool = False
+    """Callable without a bearer token (documented with `security: []`; the gateway lets it through)."""
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -105,6 +108,7 @@ class ApiSpec:
         self.description = description
         self.operations: list[Operation] = []
         self._document: dict[str, Any] | None = None
+        self._public: frozenset[str] | None = None
 
     def add(self, operations: Iterable[Operation]) -> None:
         """Declare operations; a method declared twice on one path is a programming error."""
@@ -113,6 +117,13 @@ class ApiSpec:
                 raise ValueError(f"{operation.method} {operation.path} is declared twice")
             self.operations.append(operation)
         self._document = None
+        self._public = None
+
+    def public_paths(self) -> frozenset[str]:
+        """Every path (slash twins included) of the operations anyone may call without a token (built once)."""
+        if self._public is None:
+            self._public = frozenset(path for op in self.operations if op.public for path in op.paths)
+        return self._public
 
     def document(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of every declared operation (built once, then reused)."""
@@ -130,7 +141,11 @@ class ApiSpec:
             "openapi": "3.1.0",
             "info": {"title": self.title, "version": self.version, "description": self.description},
             "paths": paths,
-            "components": {"schemas": definitions.get("$defs", {})},
+            "security": [{BEARER: []}],
+            "components": {
+                "schemas": definitions.get("$defs", {}),
+                "securitySchemes": {BEARER: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            },
         }
 
     def _models(self) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
@@ -153,6 +168,8 @@ class ApiSpec:
         }
         if operation.description:
             result["description"] = operation.description
+        if operation.public:
+            result["security"] = []
         if operation.params:
             result["parameters"] = [_param(param) for param in operation.params]
         if operation.request_body:

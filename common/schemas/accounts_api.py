@@ -15,6 +15,7 @@ from common.schemas.auth import (
     UserView,
 )
 
+LOGIN_PATH = "/api/auth/login"
 AUTH_TAG = "auth"
 USERS_TAG = "users"
 AUDIT_TAG = "audit"
@@ -36,7 +37,7 @@ def auth_operations() -> list[Operation]:
     return [
         Operation(
             "POST",
-            "/api/auth/login",
+            LOGIN_PATH,
             "Log in with email and password; answers a bearer token and when it expires",
             AUTH_TAG,
             {
@@ -46,7 +47,8 @@ def auth_operations() -> list[Operation]:
                 429: Reply("Too many login attempts from this address; `Retry-After` says when to try again."),
             },
             request_body=(LoginRequest,),
-            description="Every attempt, successful or not, is audited. No token is needed.",
+            description="Every attempt, successful or not, is audited.",
+            public=True,
         ),
         Operation(
             "POST",

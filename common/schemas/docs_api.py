@@ -17,7 +17,7 @@ def document_operations() -> list[Operation]:
             "This document: the OpenAPI 3.1 description of the public HTTP API",
             TAG,
             {200: Reply("The OpenAPI document.", (), JSON)},
-            description="No token is needed.",
+            public=True,
         ),
         Operation(
             "GET",
@@ -25,7 +25,7 @@ def document_operations() -> list[Operation]:
             "The OpenAPI document as one self-contained HTML page",
             TAG,
             {200: Reply("The page.", (), "text/html")},
-            description="No token is needed.",
+            public=True,
         ),
         Operation(
             "GET",
@@ -33,6 +33,7 @@ def document_operations() -> list[Operation]:
             "The AsyncAPI 3.0 document of every message the services exchange over RabbitMQ",
             TAG,
             {200: Reply("The AsyncAPI document: channels, operations and the JSON Schema of each message.", (), JSON)},
-            description="Generated from the message models and the broker topology. No token is needed.",
+            description="Generated from the message models and the broker topology.",
+            public=True,
         ),
     ]

@@ -54,5 +54,6 @@ def feed_operations() -> list[Operation]:
             description='Upgrade to a WebSocket; the first frame is `{"type": "auth", "token": ...}` (or send '
             "`Authorization: Bearer` on the upgrade). The server then sends `ready` and one `status` frame per "
             "change of the caller's instances (all instances for admins). Close codes: 4401 bad token, 1013 retry.",
+            public=True,  # the token may come in the first frame: the upgrade itself needs none
         ),
     ]
