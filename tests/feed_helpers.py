@@ -70,19 +70,6 @@ async def events_exchange_for(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.Ab
 GatewayFactory = Callable[..., Awaitable[Any]]
 
 
-class FakeClock:
-    """The feed's clock, moved by a test instead of sleeping until a token expires."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def gateway_factory(aiohttp_client: Any, amqp_prefix: str) -> GatewayFactory:
     """Start gateway replicas (the feed on the shared app factory) on this prefix's events exchange."""
 

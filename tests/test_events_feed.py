@@ -29,9 +29,9 @@ from gateway.settings import GatewaySettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.account_helpers import PASSWORD, create_user, unique_email
+from tests.fake_clock import FakeClock
 from tests.feed_helpers import (
     SETTINGS_SECRET,
-    FakeClock,
     GatewayFactory,
     announce,
     assert_closed_with,

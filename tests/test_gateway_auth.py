@@ -8,7 +8,6 @@ verified identity. An `/api/echo` route on both sides shows exactly which header
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from gateway.settings import GatewaySettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.account_helpers import PASSWORD, assert_problem, audit_rows, unique_email
+from tests.fake_clock import FakeClock
 
 
 async def echo_headers(request: web.Request) -> web.Response:
@@ -50,19 +50,6 @@ async def internal(results_server: Any) -> Any:
 def gateway_settings(results_server: Any, **overrides: Any) -> GatewaySettings:
     url = str(results_server.make_url("")).rstrip("/")
     return GatewaySettings(results_url=url, **{"auth_cache_seconds": 0, **overrides})
-
-
-class FakeClock:
-    """The gateway's clock, moved by the test instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def make_gateway(

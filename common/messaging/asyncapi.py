@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from common.messaging.broker import CORRELATION_AMQP_HEADER, JOB_LARGE, JOB_STANDARD, TopologyNames
+from common.messaging.broker import (
+    CORRELATION_AMQP_HEADER,
+    JOB_LARGE,
+    JOB_STANDARD,
+    RESULT_PATTERN,
+    STATUS_PATTERN,
+    TopologyNames,
+)
 from common.messaging.messages import InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -55,10 +62,6 @@ class Channel:
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _status_values(*statuses: InstanceStatus) -> list[str]:
-    return [status.value for status in statuses]
-
-
 def _job_channel(routing_key: str, queue: str, size: str) -> Channel:
     return Channel(
         id=routing_key.replace(".", "_"),
@@ -72,37 +75,51 @@ def _job_channel(routing_key: str, queue: str, size: str) -> Channel:
     )
 
 
+def _worker_channel(
+    name: str,
+    pattern: str,
+    model: type[BaseModel],
+    queue: str,
+    description: str,
+    about_status: str,
+    statuses: list[InstanceStatus],
+) -> Channel:
+    """What processor_service sends results_service, routed by `<kind>.<status>` (the queue binds `pattern`)."""
+    return Channel(
+        id=name,
+        address=pattern.replace("#", "{status}"),
+        exchange=NAMES.exchange,
+        exchange_type="topic",
+        queues={queue: "results_service"},
+        models=(model,),
+        senders=("processor_service",),
+        description=description,
+        parameters={"status": {"enum": [status.value for status in statuses], "description": about_status}},
+    )
+
+
 def channels() -> list[Channel]:
     """Every channel of the topology, in the order a file travels through them."""
     return [
         _job_channel(JOB_STANDARD, NAMES.jobs, "a file up to `LARGE_JOB_BYTES`"),
         _job_channel(JOB_LARGE, NAMES.jobs_large, "a file larger than `LARGE_JOB_BYTES`"),
-        Channel(
-            id="status",
-            address="status.{status}",
-            exchange=NAMES.exchange,
-            exchange_type="topic",
-            queues={NAMES.status: "results_service"},
-            models=(StatusEvent,),
-            senders=("processor_service",),
-            description="A worker took a job (`status.processing`).",
-            parameters={"status": {"enum": _status_values(*InstanceStatus), "description": "The new status."}},
+        _worker_channel(
+            "status",
+            STATUS_PATTERN,
+            StatusEvent,
+            NAMES.status,
+            "A worker took a job (`status.processing`).",
+            "The new status.",
+            list(InstanceStatus),
         ),
-        Channel(
-            id="result",
-            address="result.{status}",
-            exchange=NAMES.exchange,
-            exchange_type="topic",
-            queues={NAMES.results: "results_service"},
-            models=(ProcessResult,),
-            senders=("processor_service",),
-            description="The outcome of one job.",
-            parameters={
-                "status": {
-                    "enum": _status_values(InstanceStatus.DONE, InstanceStatus.FAILED),
-                    "description": "The job's outcome.",
-                }
-            },
+        _worker_channel(
+            "result",
+            RESULT_PATTERN,
+            ProcessResult,
+            NAMES.results,
+            "The outcome of one job.",
+            "The job's outcome.",
+            [InstanceStatus.DONE, InstanceStatus.FAILED],
         ),
         Channel(
             id="events",
