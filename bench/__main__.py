@@ -2,7 +2,7 @@
 
 python -m bench                            # all of them
 python -m bench process_json               # only bench_process_json (the `bench_` prefix is optional)
-python -m bench pipeline --accept-only     # options (arguments starting with -) go to the one benchmark named
+python -m bench pipeline --baseline HEAD~3 # options (from the first argument starting with -) go to the one named
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def available() -> list[str]:
 
 def main(argv: list[str]) -> int:
     names = available()
-    options = [arg for arg in argv if arg.startswith("-")]
-    given = [arg for arg in argv if not arg.startswith("-")]
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    given, options = argv[:first_option], argv[first_option:]
     wanted = [name if name.startswith(PREFIX) else PREFIX + name for name in given] or names
     unknown = [name for name in wanted if name not in names]
     if unknown:

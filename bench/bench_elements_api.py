@@ -149,7 +149,7 @@ def report(results: dict[tuple[str, str], Timings], load: float) -> list[str]:
     lines = [
         f"Measured {date.today().isoformat()} on {os.cpu_count()} CPUs (load average {load:.1f} before the run), "
         f"Python {platform.python_version()}: "
-        f"results_service and gateway as processes (LOG_LEVEL=INFO), {ELEMENTS} elements of 50 values, "
+        f"the services as processes (LOG_LEVEL=INFO), {ELEMENTS} elements of 50 values, "
         f"{CONCURRENCY} concurrent clients for create and get, lists followed page by page ({PAGE} rows, "
         f"{LIST_PASSES} passes over all {ELEMENTS} rows).",
         "",
