@@ -27,7 +27,6 @@ class GatewayAuthSettings(AuthSettings):
         ge=1024,
         description="Largest declared body of any API request except uploads, in bytes (`MAX_REQUEST_BYTES`).",
     )
-    max_auth_body: int = Field(default=16 * 1024, ge=256, description="Largest login body, in bytes.")
     auth_cache_seconds: float = Field(
         default=5.0,
         ge=0,

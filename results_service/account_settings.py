@@ -22,7 +22,6 @@ class AccountSettings(AuthSettings):
     admin_password: SecretStr = Field(
         default=SecretStr(""), description="Its password (`ADMIN_PASSWORD`); generated and printed once if unset."
     )
-    max_auth_body: int = Field(default=16 * 1024, ge=256, description="Largest login/user/audit body, in bytes.")
 
     def deid_uid_key(self) -> bytes:
         """The key of de-identified UIDs, derived from AUTH_SECRET (one secret fewer to manage; the same

@@ -44,6 +44,9 @@ class AuthSettings(BaseSettings):
     auth_secret_file: str = Field(default=str(AUTH_SECRET_FILE), description="File holding AUTH_SECRET.")
     token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, description="Lifetime of an access token.")
     token_leeway_seconds: int = Field(default=10, ge=0, le=300, description="Clock skew tolerated on expiry.")
+    max_auth_body: int = Field(
+        default=16 * 1024, ge=256, description="Largest login/user/audit body, in bytes (`MAX_AUTH_BODY`)."
+    )
 
     @model_validator(mode="after")
     def _require_secret(self) -> AuthSettings:
