@@ -34,7 +34,6 @@ from tortoise import connections
 
 from common.app.logs import get_logger
 from common.app.problems import Conflict
-from common.messaging.messages import InstanceStatus
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.upload_audit import REGISTRATION_AUDIT, UploadAuditContext, audit_parameters
 
@@ -72,7 +71,7 @@ REGISTER_SQL = f"""WITH upload AS (
     WHERE mine AND $11::text = 'accepted'
         AND NOT EXISTS (SELECT FROM upload_files WHERE upload_id = $1 AND "index" = $6)
     ON CONFLICT (owner, sha256) DO UPDATE SET owner = instances.owner
-    RETURNING id, status, xmax = 0 AS created
+    RETURNING id, xmax = 0 AS created
 ), file AS (
     INSERT INTO upload_files (upload_id, "index", name, sha256, size, status, reason, instance_id, created_at)
     SELECT $1, $6, $7, $8, $9,
@@ -85,12 +84,7 @@ REGISTER_SQL = f"""WITH upload AS (
 ), audit AS (
     {REGISTRATION_AUDIT}
 )
-SELECT upload.mine, file.created, file.status, file.reason, file.instance_id,
-    coalesce(
-        (SELECT status FROM instance WHERE id = file.instance_id),
-        (SELECT status FROM instances WHERE id = file.instance_id)
-    ) AS instance_status
-FROM upload LEFT JOIN file ON true"""  # noqa: S608
+SELECT upload.mine, file.created, file.status, file.reason, file.instance_id FROM upload LEFT JOIN file ON true"""  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,6 @@ def _outcome(upload_id: str, row: Any) -> Registration | Conflict:
     body = FileRegistered(
         instance_id=row["instance_id"],
         status=FileStatus(row["status"]),
-        instance_status=InstanceStatus(row["instance_status"]) if row["instance_status"] else None,
         reason=row["reason"],
     )
     return Registration(body, created=row["created"])

@@ -57,7 +57,7 @@ async def test_a_new_file_records_the_upload_the_instance_with_every_field_and_t
     answer = await register_one(client, upload_id, registration)
     assert answer["status"] == 201
     registered = answer["registered"]
-    assert (registered["status"], registered["instance_status"], registered["reason"]) == ("accepted", "received", None)
+    assert (registered["status"], registered["reason"]) == ("accepted", None)
     [upload] = await fetch(database_url, "SELECT owner FROM uploads WHERE id = $1", upload_id)
     assert upload["owner"] == owner
     [instance] = await fetch(database_url, "SELECT * FROM instances WHERE id = $1", registered["instance_id"])
@@ -83,24 +83,12 @@ async def test_no_patient_name_or_id_is_stored_in_the_clear(database_url: str) -
     assert not {row["column_name"] for row in columns} & {"patient_name", "patient_id"}
 
 
-async def test_a_duplicate_answers_the_first_instance_and_its_live_status(
-    client: Any, owner: str, database_url: str
-) -> None:
+async def test_a_duplicate_answers_the_first_instance(client: Any, owner: str, database_url: str) -> None:
     first = (await register_one(client, uuid.uuid4().hex, accepted(owner, 0, "twice")))["registered"]
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("UPDATE instances SET status = 'queued' WHERE id = $1", first["instance_id"])
-    finally:
-        await conn.close()
     upload_id = uuid.uuid4().hex
     answer = await register_one(client, upload_id, accepted(owner, 0, "twice"))
     assert answer["status"] == 201
-    assert answer["registered"] == {
-        "instance_id": first["instance_id"],
-        "status": "duplicate",
-        "instance_status": "queued",
-        "reason": None,
-    }
+    assert answer["registered"] == {"instance_id": first["instance_id"], "status": "duplicate", "reason": None}
     [file] = await fetch(database_url, "SELECT status, instance_id FROM upload_files WHERE upload_id = $1", upload_id)
     assert (file["status"], file["instance_id"]) == ("duplicate", first["instance_id"])
     other = (await register_one(client, uuid.uuid4().hex, accepted(f"{owner}-b", 0, "twice")))["registered"]
@@ -221,12 +209,7 @@ async def test_a_rejected_file_is_registered_with_its_reason(client: Any, owner:
     upload_id = uuid.uuid4().hex
     answer = await register_one(client, upload_id, rejected(owner, 0, reason="empty file (0 bytes)"))
     assert answer["status"] == 201
-    assert answer["registered"] == {
-        "instance_id": None,
-        "status": "rejected",
-        "instance_status": None,
-        "reason": "empty file (0 bytes)",
-    }
+    assert answer["registered"] == {"instance_id": None, "status": "rejected", "reason": "empty file (0 bytes)"}
     status, upload = await get_json(client, f"/api/uploads/{upload_id}", owner)
     assert status == 200 and upload["rejected"] == 1 and upload["files"][0]["reason"] == "empty file (0 bytes)"
     assert await fetch(database_url, "SELECT 1 FROM instances WHERE upload_id = $1", upload_id) == []

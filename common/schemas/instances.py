@@ -75,9 +75,6 @@ class FileRegistered(BaseModel):
 
     instance_id: str | None = None
     status: FileStatus
-    instance_status: InstanceStatus | None = Field(
-        default=None, description="Live status of the instance; `received` means its job was never confirmed."
-    )
     reason: str | None = None
 
 
