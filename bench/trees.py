@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 from common.app.settings import BaseServiceSettings
@@ -42,6 +43,7 @@ def commit_of(ref: str | None) -> str:
 @contextlib.contextmanager
 def worktree(ref: str, path: Path) -> Iterator[Path]:
     """`ref` checked out (detached) at `path` for the duration of the block, then removed."""
+    git("worktree", "prune")  # entries of earlier runs whose folder is gone
     git("worktree", "add", "--detach", str(path), f"{ref}^{{commit}}")
     try:
         yield path
@@ -59,6 +61,18 @@ def setup_modules(makefile: str) -> list[str]:
             break
         modules += SETUP_STEP.findall(line)
     return modules
+
+
+def missing_requirements(lock: str) -> list[str]:
+    """The `name==version` pins of a requirements.lock text whose package this venv does not have at all."""
+    pins = [line.split(";")[0].strip() for line in lock.splitlines() if "==" in line and not line.startswith("#")]
+    missing = []
+    for pin in pins:
+        try:
+            metadata.distribution(pin.split("==")[0])
+        except metadata.PackageNotFoundError:
+            missing.append(pin)
+    return missing
 
 
 def own_code(root: Path, env: dict[str, str]) -> None:
@@ -83,6 +97,9 @@ def tree_system(root: Path, folder: Path, env: dict[str, str] | None = None) -> 
         "BLOB_KEYS_FILE": str(folder / "secrets" / "blob_keys"),
     }
     system = RunningSystem(database_url, folder, {**BENCH_ENV, **(env or {}), **secrets}, root=root)
+    missing = missing_requirements((root / "requirements.lock").read_text())
+    if missing:
+        raise SystemExit(f"{root} needs {', '.join(missing)}: {sys.executable} -m pip install {' '.join(missing)}")
     try:
         own_code(root, system.env)
         for module in setup_modules((root / "Makefile").read_text()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.trees import git, setup_modules, worktree
+from bench.trees import git, missing_requirements, setup_modules, worktree
 from single_host.processes import ROOT
 
 OLD_MAKEFILE = """\
@@ -41,3 +41,9 @@ def test_a_worktree_holds_the_commit_and_is_gone_afterwards(tmp_path: Path) -> N
 
     assert not path.exists()
     assert str(path) not in git("worktree", "list")
+
+
+def test_a_pin_of_a_package_this_venv_lacks_is_reported_and_installed_ones_are_not() -> None:
+    lock = "# pinned\naiohttp==0.0.1\nno-such-package-dicomflow==1.0 ; python_version >= '3.11'\n"
+
+    assert missing_requirements(lock) == ["no-such-package-dicomflow==1.0"]
