@@ -1,11 +1,10 @@
 """This replica's events queue is bound to `P.events` only while one of its live-feed sockets is open.
 
-Announcements are worth something only to an open socket. A replica with none used to receive,
-decode and ack every one anyway: during a bulk upload with nobody watching, 0.15-0.2 ms of the
-gateway's CPU and ~0.07 ms of RabbitMQ's per uploaded file (`bench/README.md`, "Accept path, third
-round"). Unbound, RabbitMQ drops an announcement that no replica wants as it routes it (they are
-published best-effort, not mandatory). The first socket binds before it is told `ready`, so it
-misses nothing it has not been invited to re-read; the last one to leave unbinds.
+Announcements are worth something only to an open socket. A replica with none would receive,
+decode and ack every one anyway, costing gateway and RabbitMQ CPU on every uploaded file while
+nobody watches. Unbound, RabbitMQ drops an announcement that no replica wants as it routes it
+(they are published best-effort, not mandatory). The first socket binds before it is told
+`ready`, so it misses nothing it has not been invited to re-read; the last one to leave unbinds.
 """
 
 from __future__ import annotations
