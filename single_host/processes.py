@@ -1,8 +1,8 @@
 """The whole system as child processes on this host, on free ports: for `make up`, end-to-end tests and benchmarks.
 
 :class:`ChildProcess` is the one implementation of starting and stopping a process: each runs in a
-session of its own (so the workers it forks go down with it) and is stopped with SIGTERM, then
-SIGKILL to its whole process group if it has not exited in time. The supervisor runs the services
+session of its own, is stopped with SIGTERM to itself (it shuts its own workers down, as under an
+orchestrator), then SIGKILL to its whole process group, workers included, if it has not exited in time. The supervisor runs the services
 with it in the foreground; :class:`RunningSystem` runs all four of one source tree with their own
 free 127.0.0.1 ports, database, AMQP prefix and blob folder, waits for every `/readyz`, can stop,
 kill and restart one service, reads its resident memory, and deletes its queues and exchanges when
@@ -107,12 +107,16 @@ class ChildProcess:
         raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.log_tail()}")
 
     def stop(self, *, kill: bool = False, timeout: float = STOP_TIMEOUT) -> bool:
-        """SIGTERM (graceful) or SIGKILL at once to the process group, SIGKILL after `timeout`; True if killed."""
+        """SIGTERM to the process, which shuts its workers down itself (as an orchestrator stops it), or SIGKILL at
+        once to its whole process group; SIGKILL to the group after `timeout`. True if it had to be killed."""
         process = self.process
         if process is None or process.poll() is not None:
             return False
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            if kill:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.terminate()
         killed = kill
         try:
             process.wait(timeout)
@@ -226,7 +230,7 @@ class RunningSystem:
         service.wait_ready(f"{service.url}/readyz", timeout)
 
     def stop(self, name: str, *, kill: bool = False) -> None:
-        """SIGTERM (graceful, then SIGKILL after STOP_TIMEOUT) or SIGKILL at once, to the whole process group."""
+        """Graceful (SIGTERM, SIGKILL after STOP_TIMEOUT), or SIGKILL at once to the service and its workers."""
         self.services[name].stop(kill=kill)
 
     def kill(self, name: str) -> None:
