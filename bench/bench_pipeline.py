@@ -172,7 +172,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--accept-only", action="store_true", help="only the upload rounds; printed, bench/README.md untouched"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.passes < 1:
+        parser.error("--passes must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] = ()) -> None:
