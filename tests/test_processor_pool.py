@@ -1,15 +1,33 @@
-"""processor_service.pool: worker processes that time out or die are killed and replaced, alone."""
+"""processor_service.pool: worker processes that time out or die are stopped and replaced, alone.
+
+Nothing here depends on how fast the machine is: concurrency is shown with a barrier both workers
+must reach, "still running" with an event the test sets, and only the job timeouts under test are short.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from multiprocessing.managers import SyncManager
+from typing import Any
 
+import psutil
 import pytest
 
 from processor_service.pool import JobTimedOut, WorkerLost, WorkerPool
+
+MEET_LIMIT = 60.0  # a liveness bound only: the barrier breaks (and the test fails) if a worker never arrives
+
+
+@pytest.fixture(scope="module")
+def manager() -> Iterator[SyncManager]:
+    """Barriers and events that worker processes can be handed as arguments."""
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        yield manager
 
 
 @pytest.fixture
@@ -21,11 +39,18 @@ async def pool() -> AsyncIterator[WorkerPool]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+def _meet(barrier: Any) -> tuple[int, bool]:
+    """Wait until every worker is inside this call; return the pid and whether the worker was warmed up."""
+    barrier.wait(MEET_LIMIT)
+    return os.getpid(), "processor_service.imaging" in sys.modules
+
+
+def _wait_then_pid(event: Any) -> int:
+    event.wait(MEET_LIMIT)
+    return os.getpid()
 
 
 def _sleep_then_pid(seconds: float) -> int:
@@ -37,50 +62,93 @@ def _raise() -> None:
     raise ValueError("bad input")
 
 
-async def test_calls_run_in_other_processes(pool: WorkerPool) -> None:
-    pids = await asyncio.gather(*(pool.run(_sleep_then_pid, 0.2, timeout=10) for _ in range(2)))
+async def _both_workers(pool: WorkerPool, manager: SyncManager) -> set[int]:
+    """The pids of the pool's two workers, each shown alive and warmed up by one call held until both run."""
+    barrier = manager.Barrier(2)
+    answers = await asyncio.gather(*(pool.run(_meet, barrier, timeout=MEET_LIMIT * 2) for _ in range(2)))
+    assert all(warm for _, warm in answers)
+    return {pid for pid, _ in answers}
+
+
+def _workers_of_this_process() -> set[int]:
+    """Children of the test process that are pool workers (not the manager or the resource tracker)."""
+    return {
+        child.pid
+        for child in psutil.Process().children()
+        if "multiprocessing.spawn" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE
+    }
+
+
+async def test_calls_run_at_once_in_other_warmed_up_processes(pool: WorkerPool, manager: SyncManager) -> None:
+    pids = await _both_workers(pool, manager)
     assert os.getpid() not in pids
-    assert len(set(pids)) == 2  # both processes work at once
+    assert len(pids) == 2
 
 
-async def test_timed_out_worker_is_killed_and_replaced(pool: WorkerPool) -> None:
-    before = set(await asyncio.gather(*(pool.run(_sleep_then_pid, 0.1, timeout=10) for _ in range(2))))
+async def test_timed_out_worker_is_stopped_and_replaced_before_the_next_job(
+    pool: WorkerPool, manager: SyncManager
+) -> None:
+    before = await _both_workers(pool, manager)
     with pytest.raises(JobTimedOut):
         await pool.run(_sleep_then_pid, 30, timeout=0.3)
-    after = set(await asyncio.gather(*(pool.run(_sleep_then_pid, 0.1, timeout=10) for _ in range(2))))
+    after = await _both_workers(pool, manager)  # two warm workers again: the replacement took this job
     killed = before - after
     assert len(killed) == 1
     assert not any(_alive(pid) for pid in killed)
 
 
-async def test_a_timeout_does_not_disturb_the_job_beside_it(pool: WorkerPool) -> None:
-    innocent = asyncio.ensure_future(pool.run(_sleep_then_pid, 0.6, timeout=10))
+async def test_a_timeout_does_not_disturb_the_job_beside_it(pool: WorkerPool, manager: SyncManager) -> None:
+    release = manager.Event()
+    innocent = asyncio.ensure_future(pool.run(_wait_then_pid, release, timeout=MEET_LIMIT * 2))
     with pytest.raises(JobTimedOut):
-        await pool.run(_sleep_then_pid, 30, timeout=0.2)
-    assert isinstance(await innocent, int)
+        await pool.run(_sleep_then_pid, 30, timeout=0.3)
+    assert not innocent.done()  # it waits for `release`, which only the test sets
+    release.set()
+    pid = await innocent
+    assert _alive(pid)
 
 
-async def test_dead_worker_is_reported_and_replaced(pool: WorkerPool) -> None:
+async def test_dead_worker_is_reported_and_replaced(pool: WorkerPool, manager: SyncManager) -> None:
     with pytest.raises(WorkerLost):
-        await pool.run(os._exit, 3, timeout=10)
-    # The replacement is warming up meanwhile; the second call waits for it rather than failing.
-    pids = await asyncio.gather(*(pool.run(_sleep_then_pid, 1.0, timeout=10) for _ in range(2)))
-    assert len(set(pids)) == 2
+        await pool.run(os._exit, 3, timeout=MEET_LIMIT)
+    assert len(await _both_workers(pool, manager)) == 2
 
 
-async def test_an_exception_in_the_call_keeps_the_worker(pool: WorkerPool) -> None:
-    first = await pool.run(os.getpid, timeout=10)
+async def test_an_exception_in_the_call_keeps_the_worker(pool: WorkerPool, manager: SyncManager) -> None:
+    before = await _both_workers(pool, manager)
     with pytest.raises(ValueError, match="bad input"):
-        await pool.run(_raise, timeout=10)
-    pids = set(await asyncio.gather(*(pool.run(_sleep_then_pid, 0.1, timeout=10) for _ in range(2))))
-    assert first in pids
+        await pool.run(_raise, timeout=MEET_LIMIT)
+    assert await _both_workers(pool, manager) == before
 
 
-async def test_closed_pool_kills_its_workers_and_refuses_calls() -> None:
-    pool = WorkerPool(1)
+async def test_start_returns_with_every_worker_up_and_close_leaves_no_process() -> None:
+    before = _workers_of_this_process()
+    pool = WorkerPool(2)
     await pool.start()
-    pid = await pool.run(os.getpid, timeout=10)
+    workers = _workers_of_this_process() - before
+    assert len(workers) == 2
+    assert pool.healthy
     await pool.close()
-    assert not _alive(pid)
+    assert not any(_alive(pid) for pid in workers)
+    assert _workers_of_this_process() - before == set()
+    assert not pool.healthy
     with pytest.raises(RuntimeError, match="closed"):
         await pool.run(os.getpid, timeout=10)
+
+
+async def test_close_ends_an_in_flight_call_with_worker_lost(manager: SyncManager) -> None:
+    pool = WorkerPool(1)
+    await pool.start()
+    release = manager.Event()
+    started = manager.Event()
+    call = asyncio.ensure_future(pool.run(_signal_then_wait, started, release, timeout=MEET_LIMIT * 2))
+    await asyncio.to_thread(started.wait, MEET_LIMIT)
+    await pool.close()
+    with pytest.raises(WorkerLost):
+        await call
+
+
+def _signal_then_wait(started: Any, release: Any) -> int:
+    started.set()
+    release.wait(MEET_LIMIT)
+    return os.getpid()
