@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 import asyncpg
@@ -19,7 +19,7 @@ from common.app.problems import PROBLEM_CONTENT_TYPE
 from common.auth.identity import USER_HEADER
 from common.messaging.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
 from common.messaging.jobs import job_message_id, publish_job
-from common.messaging.messages import InstanceStatus, ProcessJob, StatusChanges, StatusEvent
+from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.queue_helpers import take
@@ -157,6 +157,46 @@ async def instance_moved_to(
     await publish(topology.exchange, event, status_key(status.value))
     await wait_status(client, owner, instance_id, status.value)
     return instance_id, event
+
+
+def done_result(instance_id: str, owner: str, **overrides: Any) -> ProcessResult:
+    """A worker's `done` result for the instance (fields overridable, e.g. a `failed` one with a reason)."""
+    image = ImageResult(has_pixel_data=False, note="no pixel data", processing_ms=1.5, worker="host:1")
+    fields: dict[str, Any] = {
+        "instance_id": instance_id,
+        "upload_id": "u",
+        "owner": owner,
+        "status": InstanceStatus.DONE,
+        "result": image,
+    }
+    fields.update(overrides)
+    return ProcessResult.model_validate(fields)
+
+
+async def consumed_through_witness(
+    client: Any, topology: Topology, owner: str, queue: Literal["status", "results", "queued"]
+) -> str:
+    """Prove results_service took everything published so far on `queue`: publish a witness message after it on
+    that queue and wait until the API shows the witness instance moved. Returns the witness instance's id.
+
+    Each of these consumers applies its queue in order (deliveries join one batcher's queue as they arrive,
+    batches are stored one after another), so once the witness is applied, every message before it has been
+    applied or dropped, and each batch's announcements published. A test that something did NOT change
+    calls this before asserting it.
+    """
+    if queue == "status":
+        witness, _ = await instance_moved_to(client, topology, owner, InstanceStatus.PROCESSING)
+        return witness
+    _, body = await register(client, owner)
+    witness = body["instance_id"]
+    if queue == "results":
+        await publish(topology.exchange, done_result(witness, owner), "result.done")
+        moved = InstanceStatus.DONE
+    else:
+        await publish_jobs(topology, owner, [witness])
+        moved = InstanceStatus.QUEUED
+    await wait_status(client, owner, witness, moved.value)
+    return witness
 
 
 async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -1,5 +1,9 @@
 """results_service's consumers against the real RabbitMQ and PostgreSQL: batched idempotent results,
-forward-only status events and job copies, dead-lettered jobs failing their instance with a reason."""
+forward-only status events and job copies, dead-lettered jobs failing their instance with a reason.
+
+A test that a message changed nothing first proves the consumer took it: a witness published after it on
+the same queue has been applied (`consumed_through_witness`), or the consumer logged its handling.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ import asyncio
 from typing import Any
 
 from aio_pika.abc import AbstractQueue
+from structlog.testing import capture_logs
 
 from common.messaging.broker import JOB_STANDARD, Topology, publish, status_key
-from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
+from common.messaging.messages import InstanceStatus, ProcessJob, StatusEvent
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     LIMIT,
     announced,
     channel_fixture,
     client_fixture,
+    consumed_through_witness,
+    done_result,
     events_fixture,
     eventually,
     fetch,
@@ -32,19 +39,6 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
 from tests.queue_helpers import take
 
 
-def done_result(instance_id: str, owner: str, **overrides: Any) -> ProcessResult:
-    image = ImageResult(has_pixel_data=False, note="no pixel data", processing_ms=1.5, worker="host:1")
-    fields: dict[str, Any] = {
-        "instance_id": instance_id,
-        "upload_id": "u",
-        "owner": owner,
-        "status": InstanceStatus.DONE,
-        "result": image,
-    }
-    fields.update(overrides)
-    return ProcessResult.model_validate(fields)
-
-
 async def test_the_same_result_twice_is_stored_once_and_announced(
     client: Any, topology: Topology, events: AbstractQueue, owner: str, database_url: str
 ) -> None:
@@ -54,14 +48,17 @@ async def test_the_same_result_twice_is_stored_once_and_announced(
     await publish(topology.exchange, result, "result.done")
     await publish(topology.exchange, result, "result.done")
     await publish(topology.exchange, done_result(instance_id, owner), "result.done")  # another message id
-    await wait_status(client, owner, instance_id, "done")
-    await take(topology.results, 0, timeout=1)  # all acked
+    witness = await consumed_through_witness(client, topology, owner, "results")  # all three were taken
+    await take(topology.results, 0)  # and acked, none requeued
     rows = await fetch(database_url, "SELECT status, data FROM results WHERE instance_id = $1", instance_id)
     assert len(rows) == 1 and rows[0]["status"] == "done"
     _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
     assert view["result"]["note"] == "no pixel data" and view["result"]["worker"] == "host:1"
-    [done] = await announced(events, 1, timeout=3)
-    assert done.status is InstanceStatus.DONE and done.instance_id == instance_id
+    announcements = await announced(events, 2)  # the instance once, then the witness
+    assert [(e.instance_id, e.status) for e in announcements] == [
+        (instance_id, InstanceStatus.DONE),
+        (witness, InstanceStatus.DONE),
+    ]
 
 
 async def test_a_batch_of_results_is_stored_in_one_go(
@@ -86,8 +83,8 @@ async def test_a_late_processing_event_after_done_changes_nothing(client: Any, t
     for status in (InstanceStatus.PROCESSING, InstanceStatus.QUEUED, InstanceStatus.FAILED):
         late = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=status)
         await publish(topology.exchange, late, status_key(status.value))
-    await take(topology.status, 0, timeout=2)  # consumed and acked
-    await asyncio.sleep(0.1)
+    await consumed_through_witness(client, topology, owner, "status")
+    await take(topology.status, 0)  # acked, none requeued
     assert await status_of(client, owner, instance_id) == "done"
 
 
@@ -100,13 +97,17 @@ async def test_a_failed_result_fails_the_instance_with_its_reason(client: Any, t
     _, view = await get_json(client, f"/api/instances/{instance_id}", owner)
     assert view["reason"] == "pixel data broken" and view["result"] is None
     await publish(topology.exchange, done_result(instance_id, owner), "result.done")  # too late: stays failed
-    await take(topology.results, 0, timeout=2)
+    await consumed_through_witness(client, topology, owner, "results")
+    await take(topology.results, 0)
     assert await status_of(client, owner, instance_id) == "failed"
 
 
-async def test_a_result_for_an_unknown_instance_is_dropped(client: Any, topology: Topology, database_url: str) -> None:
+async def test_a_result_for_an_unknown_instance_is_dropped(
+    client: Any, topology: Topology, owner: str, database_url: str
+) -> None:
     await publish(topology.exchange, done_result("f" * 32, "nobody"), "result.done")
-    await take(topology.results, 0, timeout=2)
+    await consumed_through_witness(client, topology, owner, "results")
+    await take(topology.results, 0)  # acked, not requeued
     assert (await fetch(database_url, "SELECT count(*) FROM results WHERE instance_id = $1", "f" * 32))[0][0] == 0
 
 
@@ -135,14 +136,21 @@ async def test_a_rejected_job_fails_its_instance_but_never_a_done_one(
     ids = [(await register(client, owner))[1]["instance_id"] for _ in range(2)]
     await publish(topology.exchange, done_result(ids[1], owner), "result.done")
     await wait_status(client, owner, ids[1], "done")
-    for instance_id in ids:
-        await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
-        message = await topology.jobs.get(timeout=5)
-        await message.reject(requeue=False)
-    await wait_status(client, owner, ids[0], "failed")
+    with capture_logs() as logs:
+        for instance_id in ids:
+            await publish(topology.exchange, job_for(instance_id, owner), JOB_STANDARD)
+            message = await topology.jobs.get(timeout=5)
+            await message.reject(requeue=False)
+        await wait_status(client, owner, ids[0], "failed")
+
+        async def both_handled() -> bool:  # dead letters are handled concurrently: no witness, its log line
+            handled = {entry["instance_id"] for entry in logs if entry["event"] == "job_dead_lettered"}
+            return handled >= set(ids)
+
+        await eventually(both_handled)
     _, view = await get_json(client, f"/api/instances/{ids[0]}", owner)
     assert "could not read the job" in view["reason"]
-    await take(topology.deadletters, 0, timeout=2)
+    await take(topology.deadletters, 0)
     assert await status_of(client, owner, ids[1]) == "done"
 
 
@@ -158,10 +166,13 @@ async def test_the_copy_of_a_published_job_moves_its_instance_to_queued_and_is_a
     assert {(e.status, e.owner) for e in queued} == {(InstanceStatus.QUEUED, owner)}
     rows = await fetch(database_url, "SELECT id, status FROM instances WHERE owner = $1", owner)
     assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(ids, "queued")
-    await take(topology.queued, 0, timeout=1)  # every copy acked
     await publish_jobs(topology, owner, ids)  # published again (the reconciler): nothing moves, nothing announced
-    await announced(events, 0, timeout=1)
-    await take(topology.queued, 0, timeout=1)
+    witness = await consumed_through_witness(client, topology, owner, "queued")
+    [only] = await announced(events, 1)
+    assert (only.instance_id, only.status) == (witness, InstanceStatus.QUEUED)
+    await take(topology.queued, 0)  # every copy acked, none requeued
+    rows = await fetch(database_url, "SELECT id, status FROM instances WHERE owner = $1 AND id <> $2", owner, witness)
+    assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(ids, "queued")
 
 
 async def test_a_late_job_copy_never_moves_an_instance_back(
@@ -175,7 +186,7 @@ async def test_a_late_job_copy_never_moves_an_instance_back(
     witness = body["instance_id"]
     await publish_jobs(topology, owner, [processing, done, witness])  # the late copies, then one that moves
     await wait_status(client, owner, witness, "queued")  # the copies before it were consumed too (one queue)
-    await take(topology.queued, 0, timeout=1)
+    await take(topology.queued, 0)
     rows = await fetch(database_url, "SELECT id, status FROM instances WHERE owner = $1", owner)
     assert {row["id"]: row["status"] for row in rows} == {processing: "processing", done: "done", witness: "queued"}
     announcements = await announced(events, 4)  # processing twice, done, then the witness's queued only
@@ -186,7 +197,8 @@ async def test_a_job_copy_for_an_unknown_instance_is_acked_and_changes_nothing(
     client: Any, topology: Topology, owner: str, database_url: str
 ) -> None:
     await publish_jobs(topology, owner, ["f" * 32])
-    await take(topology.queued, 0, timeout=2)  # consumed and acked, not redelivered
+    await consumed_through_witness(client, topology, owner, "queued")
+    await take(topology.queued, 0)  # acked, not redelivered
     assert (await fetch(database_url, "SELECT count(*) FROM instances WHERE id = $1", "f" * 32))[0][0] == 0
 
 
@@ -207,7 +219,7 @@ async def test_what_is_announced_on_the_events_exchange_never_reaches_results_se
     announcement = StatusEvent(instance_id=instance_id, upload_id="u", owner=owner, status=InstanceStatus.PROCESSING)
     await publish(topology.events, announcement, "")
     await take(events, 1)  # the live feeds got it
-    await asyncio.sleep(0.3)
+    await consumed_through_witness(client, topology, owner, "status")  # had it reached P.status, it was applied
     assert await status_of(client, owner, instance_id) == "received"
 
 
@@ -221,5 +233,5 @@ async def test_status_changes_are_applied_when_no_live_feed_listens(
     for queued in ids:
         await wait_status(client, owner, queued, "queued")
     assert await status_of(client, owner, instance_id) == "processing"
-    await take(topology.status, 0, timeout=1)  # nothing left behind or requeued
-    await take(topology.queued, 0, timeout=1)
+    await take(topology.status, 0)  # nothing left behind or requeued
+    await take(topology.queued, 0)
