@@ -1,4 +1,8 @@
-"""processor_service against the real RabbitMQ: jobs in, status events and confirmed results out."""
+"""processor_service against the real RabbitMQ: jobs in, status events and confirmed results out.
+
+A job that must outlast a timeout reads a blob that is a named pipe nobody writes to: its worker blocks in
+`open` for as long as the test needs, whatever the machine's speed.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 import aio_pika
 import numpy as np
+import psutil
 import pydicom
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -35,7 +40,7 @@ from processor_service.work import measure_blob
 from tests.queue_helpers import take
 
 LIMIT = 1
-WAIT = 20.0  # seconds for a job's messages: the first job also starts a worker process
+WAIT = 60.0  # a liveness bound only: how long a test waits for a message before it fails
 StartProcessor = Callable[..., Awaitable[Any]]
 
 
@@ -86,6 +91,25 @@ def start_processor(amqp_prefix: str, blob_dir: Path, topology: Topology, aiohtt
         return await aiohttp_client(init_app(ProcessorSettings(**fields)))
 
     return start
+
+
+@pytest.fixture
+def hanging_blob(store: BlobStore) -> str:
+    """The key of a blob whose read never returns: a named pipe with no writer, so `open` blocks."""
+    sha256 = "e" * 64
+    path = store.path(sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return sha256
+
+
+def _worker_processes() -> list[psutil.Process]:
+    """The processor's worker processes: spawned children of this (test) process."""
+    return [
+        child
+        for child in psutil.Process().children()
+        if "multiprocessing.spawn" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def make_job(sha256: str, **overrides: Any) -> ProcessJob:
@@ -161,11 +185,10 @@ async def test_undecodable_pixel_data_is_a_failed_result_with_the_reason(
 
 
 async def test_timed_out_job_is_retried_then_parked_without_a_result(
-    start_processor: StartProcessor, topology: Topology, events: AbstractQueue, store: BlobStore, samples_dir: Path
+    start_processor: StartProcessor, topology: Topology, events: AbstractQueue, hanging_blob: str
 ) -> None:
-    sha256 = await store.put_bytes((samples_dir / "sample-02-dicom.dcm").read_bytes())
-    await start_processor(processor_job_timeout=0.01)
-    job = make_job(sha256)
+    await start_processor(processor_job_timeout=0.5)
+    job = make_job(hanging_blob)
     await publish(topology.exchange, job, JOB_STANDARD)
     [parked] = await take(topology.parked, 1, timeout=WAIT)
     assert ProcessJob.model_validate_json(parked.body) == job
@@ -189,13 +212,31 @@ async def test_stop_finishes_the_job_in_flight_before_closing(
     start_processor: StartProcessor, topology: Topology, events: AbstractQueue, store: BlobStore, samples_dir: Path
 ) -> None:
     sha256 = await store.put_bytes((samples_dir / "sample-02-dicom.dcm").read_bytes())
-    client = await start_processor()
+    client = await start_processor(shutdown_timeout=WAIT)  # the drain bound is not under test here
     await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
     await take(events, 1, timeout=WAIT)  # the job has started
     await client.close()
     [message] = await take(topology.results, 1, timeout=WAIT)
     assert ProcessResult.model_validate_json(message.body).status is InstanceStatus.DONE
     await take(topology.jobs, 0)
+
+
+async def test_stop_requeues_a_job_still_running_after_the_shutdown_timeout_and_leaves_no_worker(
+    start_processor: StartProcessor, topology: Topology, events: AbstractQueue, hanging_blob: str
+) -> None:
+    before = {process.pid for process in _worker_processes()}
+    client = await start_processor(shutdown_timeout=0.5, processor_job_timeout=WAIT)
+    workers = [process for process in _worker_processes() if process.pid not in before]
+    assert len(workers) == 2  # started (and warmed up) with the app
+    job = make_job(hanging_blob)
+    await publish(topology.exchange, job, JOB_STANDARD)
+    await take(events, 1, timeout=WAIT)  # the job has started, and will never finish
+    await client.close()
+    [requeued] = await take(topology.jobs, 1, timeout=WAIT)
+    assert ProcessJob.model_validate_json(requeued.body) == job
+    await take(topology.results, 0)  # the service is gone: no result can come any more
+    assert not [process for process in workers if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
+    assert {process.pid for process in _worker_processes()} <= before
 
 
 def _without_timing(analysis: Any) -> tuple[dict[str, Any], bytes | None]:
