@@ -55,7 +55,9 @@ class Authenticator:
         claims = self._verified.get(token)
         if claims is None:
             try:
-                claims = verify_token(token, self.settings.auth_secret.get_secret_value(), leeway_seconds=leeway)
+                claims = verify_token(
+                    token, self.settings.auth_secret.get_secret_value(), leeway_seconds=leeway, clock=self.clock
+                )
             except InvalidToken as exc:
                 raise Unauthorized(f"The access token is not valid: {exc}.") from exc
             self._verified[token] = claims

@@ -7,6 +7,7 @@ token and set the identity headers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -84,6 +85,7 @@ async def handle_login(request: web.Request) -> web.Response:
         email=user.email,
         role=Role(user.role),
         ttl_seconds=settings.token_ttl_seconds,
+        clock=time.time,
     )
     actor = Caller(user_id=str(user.id), role=Role(user.role), email=user.email, client=client)
     await record_audit(

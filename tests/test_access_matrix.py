@@ -262,7 +262,12 @@ async def world(
         world.headers[identity] = await world.fresh_headers(identity)
     past = datetime.now(UTC) - timedelta(hours=2)
     expired, _ = issue_token(
-        secret, user_id=world.ids["owner"], email=world.emails["owner"], role=Role.USER, ttl_seconds=60, now=past
+        secret,
+        user_id=world.ids["owner"],
+        email=world.emails["owner"],
+        role=Role.USER,
+        ttl_seconds=60,
+        clock=past.timestamp,
     )
     forged, _ = issue_token(
         secrets.token_urlsafe(48),

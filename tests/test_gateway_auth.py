@@ -124,7 +124,7 @@ async def test_forged_expired_and_garbage_tokens_are_401(gateway: Any, internal:
     forged, _ = issue_token("f" * 48, user_id=user["id"], email=user["email"], role=Role.ADMIN, ttl_seconds=600)
     old = datetime.now(UTC) - timedelta(hours=2)
     expired, _ = issue_token(
-        real_secret, user_id=user["id"], email=user["email"], role=Role.USER, ttl_seconds=60, now=old
+        real_secret, user_id=user["id"], email=user["email"], role=Role.USER, ttl_seconds=60, clock=old.timestamp
     )
     for token, reason in ((forged, "signature"), (expired, "expired"), ("x.y.z", "malformed")):
         problem = await assert_401(await gateway.get("/api/elements/", headers=bearer(token)))

@@ -1,24 +1,35 @@
-"""Access tokens: what verifies, and every way a token is refused."""
+"""Access tokens: what verifies, and every way a token is refused.
+
+Time is a FakeClock handed to issue_token and verify_token: expiry is reached by moving it, never by waiting.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jwt
 import pytest
 
 from common.auth.tokens import InvalidToken, Role, issue_token, verify_token
+from tests.fake_clock import FakeClock
 
 SECRET = "s" * 64
 
 
+def _raw_claims(clock: FakeClock, **overrides: object) -> dict[str, object]:
+    """The claims of a user token issued at `clock()` for 60 s, as a hand-made JWT would carry them."""
+    now = int(clock())
+    return {"sub": "u", "email": "e@x", "role": "user", "jti": "j", "iat": now, "exp": now + 60, **overrides}
+
+
 def test_issued_token_verifies_with_all_claims() -> None:
-    now = datetime.now(UTC)
-    token, claims = issue_token(SECRET, user_id="u-1", email="a@b.c", role=Role.ADMIN, ttl_seconds=600, now=now)
-    verified = verify_token(token, SECRET)
+    clock = FakeClock()
+    token, claims = issue_token(SECRET, user_id="u-1", email="a@b.c", role=Role.ADMIN, ttl_seconds=600, clock=clock)
+    verified = verify_token(token, SECRET, clock=clock)
     assert verified == claims
+    assert verified.iat.timestamp() == int(clock())
     assert verified.sub == "u-1" and verified.email == "a@b.c" and verified.role is Role.ADMIN
     assert verified.exp - verified.iat == timedelta(seconds=600)
     assert len(verified.jti) == 32
@@ -31,11 +42,22 @@ def test_each_token_has_its_own_jti() -> None:
 
 
 def test_expired_token_is_refused_beyond_the_leeway_only() -> None:
-    past = datetime.now(UTC) - timedelta(seconds=70)
-    token, _ = issue_token(SECRET, user_id="u", email="e@x", role=Role.USER, ttl_seconds=60, now=past)
+    clock = FakeClock()
+    token, _ = issue_token(SECRET, user_id="u", email="e@x", role=Role.USER, ttl_seconds=60, clock=clock)
+    clock.advance(70)
     with pytest.raises(InvalidToken, match="expired"):
-        verify_token(token, SECRET, leeway_seconds=5)
-    assert verify_token(token, SECRET, leeway_seconds=30).sub == "u"
+        verify_token(token, SECRET, leeway_seconds=5, clock=clock)
+    assert verify_token(token, SECRET, leeway_seconds=30, clock=clock).sub == "u"
+
+
+def test_a_token_verifies_until_its_expiry_plus_the_leeway() -> None:
+    clock = FakeClock()
+    token, claims = issue_token(SECRET, user_id="u", email="e@x", role=Role.USER, ttl_seconds=60, clock=clock)
+    clock.now = claims.exp.timestamp() + 10 - 1
+    assert verify_token(token, SECRET, leeway_seconds=10, clock=clock).jti == claims.jti
+    clock.advance(1)
+    with pytest.raises(InvalidToken, match="expired"):
+        verify_token(token, SECRET, leeway_seconds=10, clock=clock)
 
 
 def test_token_signed_with_another_secret_is_refused() -> None:
@@ -55,16 +77,14 @@ def test_token_with_edited_claims_is_refused() -> None:
 
 
 def test_unsigned_alg_none_token_is_refused() -> None:
-    now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": "u", "email": "e@x", "role": "admin", "jti": "j", "iat": now, "exp": now + 60}
+    claims = _raw_claims(FakeClock(), role="admin")
     token = jwt.encode(claims, key=None, algorithm="none")
     with pytest.raises(InvalidToken):
         verify_token(token, SECRET)
 
 
 def test_other_algorithm_is_refused() -> None:
-    now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": "u", "email": "e@x", "role": "admin", "jti": "j", "iat": now, "exp": now + 60}
+    claims = _raw_claims(FakeClock(), role="admin")
     token = jwt.encode(claims, SECRET, algorithm="HS512")
     with pytest.raises(InvalidToken, match="malformed"):
         verify_token(token, SECRET)
@@ -72,25 +92,34 @@ def test_other_algorithm_is_refused() -> None:
 
 @pytest.mark.parametrize("missing", ["sub", "email", "role", "jti", "exp", "iat"])
 def test_token_missing_a_claim_is_refused(missing: str) -> None:
-    now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": "u", "email": "e@x", "role": "user", "jti": "j", "iat": now, "exp": now + 60}
+    clock = FakeClock()
+    claims = _raw_claims(clock)
     del claims[missing]
     with pytest.raises(InvalidToken):
-        verify_token(jwt.encode(claims, SECRET, algorithm="HS256"), SECRET)
+        verify_token(jwt.encode(claims, SECRET, algorithm="HS256"), SECRET, clock=clock)
 
 
 def test_unknown_role_is_refused() -> None:
-    now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": "u", "email": "e@x", "role": "root", "jti": "j", "iat": now, "exp": now + 60}
+    clock = FakeClock()
+    claims = _raw_claims(clock, role="root")
     with pytest.raises(InvalidToken, match="unexpected claims"):
-        verify_token(jwt.encode(claims, SECRET, algorithm="HS256"), SECRET)
+        verify_token(jwt.encode(claims, SECRET, algorithm="HS256"), SECRET, clock=clock)
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+def test_a_lifetime_claim_that_is_not_a_number_is_refused(claim: str) -> None:
+    clock = FakeClock()
+    claims = _raw_claims(clock, **{claim: "soon"})
+    with pytest.raises(InvalidToken, match="malformed"):
+        verify_token(jwt.encode(claims, SECRET, algorithm="HS256"), SECRET, clock=clock)
 
 
 def test_token_issued_in_the_future_is_refused() -> None:
-    future = datetime.now(UTC) + timedelta(hours=1)
-    token, _ = issue_token(SECRET, user_id="u", email="e@x", role=Role.USER, ttl_seconds=7200, now=future)
+    clock = FakeClock()
+    token, _ = issue_token(SECRET, user_id="u", email="e@x", role=Role.USER, ttl_seconds=7200, clock=clock)
+    clock.advance(-3600)  # the verifier's clock is an hour behind the issuer's
     with pytest.raises(InvalidToken, match="not valid yet"):
-        verify_token(token, SECRET)
+        verify_token(token, SECRET, clock=clock)
 
 
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "Bearer x.y.z", "é.é.é"])
