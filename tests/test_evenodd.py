@@ -1,4 +1,8 @@
-"""Even/odd printer: 1..N strictly in order, odd numbers from the odd thread, even from the even one, paced."""
+"""Even/odd printer: 1..N strictly in order, odd numbers from the odd thread, even from the even one, paced.
+
+Pacing is checked on a clock the test moves by hand (the wait until a due time moves it), and stopping
+with an event that says the printer is waiting: nothing depends on how fast the machine is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 import pytest
 
 from common.brief.evenodd import EVEN_THREAD, ODD_THREAD, EvenOdd
+from tests.fake_clock import FakeClock
 
 
 class Recorder:
@@ -43,16 +48,40 @@ def test_numbers_come_strictly_in_order_each_from_its_own_thread() -> None:
 
 
 def test_one_number_every_interval_without_drift() -> None:
-    interval = 0.02
+    clock = FakeClock()
+    waits: list[float] = []
 
-    started = time.monotonic()
-    printed = EvenOdd(upto=8, interval=interval, emit=Recorder()).run()
-    elapsed = time.monotonic() - started
+    def wait(stop: threading.Event, seconds: float) -> bool:
+        """Time passes only here, by exactly the wait asked for."""
+        waits.append(seconds)
+        clock.advance(seconds)
+        return stop.is_set()
 
-    for item in printed:
-        assert item.at >= (item.number - 1) * interval - 0.001, item
-    assert elapsed >= 7 * interval - 0.001
-    assert printed[-1].at < 7 * interval + 0.25  # paced against the start, not against the previous number
+    def slow_emit(number: int, thread: str) -> None:
+        clock.advance(0.007)  # printing takes time: pacing against the previous number would drift by it
+
+    printed = EvenOdd(upto=8, interval=0.02, emit=slow_emit, clock=clock, wait=wait).run()
+
+    assert [item.at for item in printed] == pytest.approx([(n - 1) * 0.02 for n in range(1, 9)], abs=1e-6)
+    assert waits == pytest.approx([0.013] * 7, abs=1e-6)  # each wait is the interval less the time printing took
+
+
+def test_no_wait_when_a_number_is_already_due() -> None:
+    clock = FakeClock()
+    waits: list[float] = []
+
+    def wait(stop: threading.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        clock.advance(seconds)
+        return stop.is_set()
+
+    def slower_than_the_interval(number: int, thread: str) -> None:
+        clock.advance(0.05)
+
+    printed = EvenOdd(upto=4, interval=0.02, emit=slower_than_the_interval, clock=clock, wait=wait).run()
+
+    assert waits == []  # behind schedule: print at once, never wait
+    assert [item.at for item in printed] == pytest.approx([0.0, 0.05, 0.10, 0.15], abs=1e-6)
 
 
 def test_upto_one_prints_only_one_from_the_odd_thread() -> None:
@@ -63,17 +92,23 @@ def test_upto_one_prints_only_one_from_the_odd_thread() -> None:
     assert recorder.lines == [(1, ODD_THREAD, ODD_THREAD)]
 
 
-def test_stop_ends_both_threads_early() -> None:
+def test_stop_ends_both_threads_early_even_mid_wait() -> None:
     recorder = Recorder()
-    printer = EvenOdd(upto=200, interval=0.05, emit=recorder)
-    threading.Timer(0.12, printer.stop).start()
+    waiting = threading.Event()
 
-    started = time.monotonic()
-    printer.run()
+    def wait(stop: threading.Event, seconds: float) -> bool:
+        waiting.set()
+        return stop.wait(seconds)  # a real wait, for number 2's due time an hour away
 
-    assert time.monotonic() - started < 1.0
-    assert 1 <= len(recorder.lines) < 10
-    assert [number for number, _, _ in recorder.lines] == list(range(1, len(recorder.lines) + 1))
+    printer = EvenOdd(upto=200, interval=3600, emit=recorder, wait=wait)
+    runner = threading.Thread(target=printer.run)
+    runner.start()
+    assert waiting.wait(60), "the printer never waited for a due time"
+    printer.stop()
+    runner.join(60)  # a liveness bound: stop must wake the wait long before the hour
+
+    assert not runner.is_alive()
+    assert [number for number, _, _ in recorder.lines] == [1]
     assert not [t for t in threading.enumerate() if t.name in (EVEN_THREAD, ODD_THREAD)]
 
 

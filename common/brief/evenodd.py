@@ -1,8 +1,8 @@
 """Even/odd printer (the brief's exercise 5): two threads print 1..N strictly in order.
 
 A `Condition` guards whose turn it is; each number also has a due time (`start + (n - 1) *
-interval`), so the pace is one number per interval without drift. The print function, clock and
-wait are injectable so tests run with a tiny interval and see which thread printed what.
+interval`), so the pace is one number per interval without drift. The print function, the clock
+and the wait until a due time are injectable, so tests see which thread printed what and move time by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ ODD_THREAD = "odd"
 
 Emit = Callable[[int, str], None]
 Clock = Callable[[], float]
+Wait = Callable[[threading.Event, float], bool]
+"""Wait up to `seconds` for the stop event; True when it is set (default: `threading.Event.wait`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,14 @@ class Printed:
 class EvenOdd:
     """Two threads, one for the odd and one for the even numbers, taking turns through a Condition."""
 
-    def __init__(self, upto: int, interval: float, emit: Emit | None = None, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        upto: int,
+        interval: float,
+        emit: Emit | None = None,
+        clock: Clock = time.monotonic,
+        wait: Wait = threading.Event.wait,
+    ) -> None:
         """`emit(number, thread_name)` prints one number (default: :func:`print_number`)."""
         if upto < 1:
             raise ValueError(f"upto must be >= 1, got {upto}")
@@ -41,6 +50,7 @@ class EvenOdd:
         self.interval = interval
         self._emit = emit if emit is not None else print_number
         self._clock = clock
+        self._wait = wait
         self._turn = threading.Condition()
         self._next = 1
         self._stop = threading.Event()
@@ -87,7 +97,7 @@ class EvenOdd:
             if self._stop.is_set():
                 return
             delay = self._start + (number - 1) * self.interval - self._clock()
-            if delay > 0 and self._stop.wait(delay):
+            if delay > 0 and self._wait(self._stop, delay):
                 return
             self._printed.append(Printed(number, name, self._clock() - self._start))
             try:
