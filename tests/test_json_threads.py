@@ -157,19 +157,26 @@ def test_the_limit_follows_max_threads(generator: ModuleType, tmp_path: Path, ma
 
 
 def test_a_new_worker_starts_as_soon_as_one_ends(generator: ModuleType, tmp_path: Path) -> None:
-    """Element 1 is slow; with a pool of 2 the others flow through the second slot without waiting for it."""
+    """Element 1 holds its slot until element 6 has started: with a pool of 2, elements 2 to 6 can only get
+    there by flowing through the other slot one after another, never waiting for element 1."""
     elements = generator.make_elements(seed=8, elements=6, values=100)
-    finished_at: dict[str, float] = {}
-    started = time.monotonic()
+    last_started = threading.Event()
+    started: list[str] = []
+    held: list[bool] = []
 
     def on_worker_start(key: str) -> None:
-        time.sleep(0.3 if key == "1" else 0.01)
-        finished_at[key] = time.monotonic() - started
+        started.append(key)
+        if key == "6":
+            last_started.set()
+        if key == "1":
+            held.append(last_started.wait(60))  # 60 s: a liveness bound; a pool that waits never gets there
 
     with SharedLog(tmp_path / "run.log", "test") as log:
-        process_elements(elements, log, max_threads=2, emit=None, on_worker_start=on_worker_start)
+        results, _ = process_elements(elements, log, max_threads=2, emit=None, on_worker_start=on_worker_start)
 
-    assert all(finished_at[key] < finished_at["1"] for key in "23456")
+    assert held == [True]
+    assert sorted(started) == [str(n) for n in range(1, 7)]
+    assert all(result.figures is not None for result in results)
 
 
 def test_the_shared_log_keeps_every_line_whole_under_load(tmp_path: Path) -> None:
