@@ -22,7 +22,7 @@ from common.messaging.jobs import job_message_id, publish_job
 from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
-from tests.queue_helpers import take
+from tests.queue_helpers import LIVENESS, take
 
 LIMIT = 1
 
@@ -124,8 +124,8 @@ async def register(
     return answer["status"], answer["registered"] or {"detail": answer["detail"]}
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Wait until `check()` is true (consumers work asynchronously)."""
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = LIVENESS) -> None:
+    """Wait until `check()` is true (consumers work asynchronously); `timeout` only guards against hanging."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
@@ -242,7 +242,7 @@ async def uncommitted_twin(database_url: str, owner: str, content: str) -> Async
         await holder.close()
 
 
-async def announced(queue: AbstractQueue, expected: int, timeout: float = 10.0) -> list[StatusEvent]:
+async def announced(queue: AbstractQueue, expected: int, timeout: float = LIVENESS) -> list[StatusEvent]:
     """The status events announced on a live-feed queue, in order, until `expected` arrived (each message is a
     `StatusChanges` of one batch); checks that no more are there."""
 

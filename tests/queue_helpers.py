@@ -1,5 +1,10 @@
 """Reading a test's RabbitMQ queues: take exactly the messages a test expects and prove there are no more, or
-drain whatever a queue holds."""
+drain whatever a queue holds.
+
+LIVENESS is the one bound on waiting for something that must happen: a guard against hanging, far above
+any machine's speed; a passing test never waits for it. Proving that something did NOT happen is never
+done by waiting: see `tests.pipeline_helpers.consumed_through_witness`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import asyncio
 from collections.abc import Callable
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+LIVENESS = 60.0
+"""Seconds a test waits for what must happen before it fails."""
 
 
 def _one(_: AbstractIncomingMessage) -> int:
@@ -16,7 +24,7 @@ def _one(_: AbstractIncomingMessage) -> int:
 async def take(
     queue: AbstractQueue,
     expected: int,
-    timeout: float = 10.0,
+    timeout: float = LIVENESS,
     *,
     weight: Callable[[AbstractIncomingMessage], int] = _one,
 ) -> list[AbstractIncomingMessage]:
@@ -24,6 +32,8 @@ async def take(
 
     `weight` says how many of the expected things one message carries (1 each by default). basic.get
     rather than the declare-ok message count, which RabbitMQ 3.10 reports late for classic queues.
+    "No more" holds for what was published before the test's proof that the expected messages are all
+    out (a later message would arrive after this returns).
     """
     taken: list[AbstractIncomingMessage] = []
     count = 0
@@ -39,7 +49,10 @@ async def take(
 
 
 async def drain(queue: AbstractQueue, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
-    """Every message of a queue no consumer reads (acked), until none has arrived for `settle` seconds."""
+    """Every message of a queue no consumer reads (acked), until none has arrived for `settle` seconds.
+
+    A time-based guess: prefer `take` with the expected count wherever the count is known.
+    """
     messages: list[AbstractIncomingMessage] = []
     deadline = asyncio.get_running_loop().time() + settle
     while asyncio.get_running_loop().time() < deadline:

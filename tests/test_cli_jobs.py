@@ -7,12 +7,15 @@ import json
 
 import aio_pika
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from common.app.settings import BaseServiceSettings
 from common.cli.cmd_jobs import list_parked
 from common.cli.main import main
 from common.messaging.broker import JOB_LARGE, JOB_STANDARD, declare_topology, delete_topology, open_channel, publish
 from common.messaging.messages import ProcessJob
+from tests.pipeline_helpers import eventually
+from tests.queue_helpers import take
 
 
 def make_job(instance_id: str) -> ProcessJob:
@@ -39,29 +42,18 @@ async def _park(settings: BaseServiceSettings, jobs: list[tuple[ProcessJob, str]
             message = await queue.get(timeout=5)
             assert message is not None
             await message.reject(requeue=False)
-    for _ in range(100):  # dead-lettering from a quorum queue is asynchronous
-        if len(await list_parked(settings)) == len(jobs):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the rejected jobs never reached the parked queue")
+
+    async def all_parked() -> bool:  # dead-lettering from a quorum queue is asynchronous
+        return len(await list_parked(settings)) == len(jobs)
+
+    await eventually(all_parked)
 
 
-async def _drain(
-    settings: BaseServiceSettings, queue_name: str, expected: int
-) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    """Take `expected` messages (waiting up to 2 s for them), then whatever else is there."""
+async def _take(settings: BaseServiceSettings, queue_name: str, expected: int) -> list[AbstractIncomingMessage]:
+    """The `expected` messages of the queue (acked), and proof that no more are there."""
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
-        queue = await (await connection.channel()).get_queue(queue_name)
-        taken = []
-        for _ in range(100):
-            while (message := await queue.get(fail=False, timeout=5)) is not None:
-                await message.ack()
-                taken.append(message)
-            if len(taken) >= expected:
-                break
-            await asyncio.sleep(0.02)
-        return taken
+        return await take(await (await connection.channel()).get_queue(queue_name), expected)
 
 
 async def _delete(settings: BaseServiceSettings) -> None:
@@ -95,14 +87,14 @@ def test_listing_keeps_the_messages_and_replay_sends_them_back(settings, capsys)
 
     assert main(["jobs", "replay", jobs[1][0].message_id]) == 0
     assert "i-2" in capsys.readouterr().out
-    [large] = asyncio.run(_drain(settings, settings.amqp_prefix + ".jobs.large", 1))
+    [large] = asyncio.run(_take(settings, settings.amqp_prefix + ".jobs.large", 1))
     assert ProcessJob.model_validate_json(large.body) == jobs[1][0]
     assert "x-death" not in (large.headers or {})
     assert [m["message_id"] for m in parked_json(capsys)] == [jobs[0][0].message_id, jobs[2][0].message_id]
 
     assert main(["jobs", "replay", "--all", "--json"]) == 0
     assert [m["instance_id"] for m in json.loads(capsys.readouterr().out)] == ["i-1", "i-3"]
-    replayed = asyncio.run(_drain(settings, settings.amqp_prefix + ".jobs", 2))
+    replayed = asyncio.run(_take(settings, settings.amqp_prefix + ".jobs", 2))
     assert [ProcessJob.model_validate_json(m.body).instance_id for m in replayed] == ["i-1", "i-3"]
     assert parked_json(capsys) == []
 

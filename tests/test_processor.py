@@ -37,10 +37,9 @@ from processor_service.imaging import analyse
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
 from processor_service.work import measure_blob
-from tests.queue_helpers import take
+from tests.queue_helpers import LIVENESS, take
 
 LIMIT = 1
-WAIT = 60.0  # a liveness bound only: how long a test waits for a message before it fails
 StartProcessor = Callable[..., Awaitable[Any]]
 
 
@@ -135,7 +134,7 @@ async def test_job_gives_a_processing_event_and_a_done_result_with_a_preview(
     assert (await client.get("/readyz")).status == 200
     job = make_job(sha256)
     await publish(topology.exchange, job, JOB_STANDARD)
-    [message] = await take(topology.results, 1, timeout=WAIT)
+    [message] = await take(topology.results, 1)
     assert message.routing_key == "result.done"
     result = ProcessResult.model_validate_json(message.body)
     assert (result.instance_id, result.upload_id, result.owner) == ("inst-1", "up-1", "alice")
@@ -149,7 +148,7 @@ async def test_job_gives_a_processing_event_and_a_done_result_with_a_preview(
     assert result.result.preview_sha256 is not None
     preview = Image.open(io.BytesIO(await store.read_bytes(result.result.preview_sha256)))
     assert preview.format == "PNG" and max(preview.size) <= 256
-    [event] = await take(events, 1, timeout=WAIT)
+    [event] = await take(events, 1)
     status = StatusEvent.model_validate_json(event.body)
     assert (status.instance_id, status.status) == ("inst-1", InstanceStatus.PROCESSING)
     await take(topology.jobs, 0)  # acked
@@ -161,7 +160,7 @@ async def test_missing_blob_is_a_failed_result_and_the_job_is_acked(
 ) -> None:
     await start_processor()
     await publish(topology.exchange, make_job("b" * 64), JOB_STANDARD)
-    [message] = await take(topology.results, 1, timeout=WAIT)
+    [message] = await take(topology.results, 1)
     assert message.routing_key == "result.failed"
     result = ProcessResult.model_validate_json(message.body)
     assert result.status is InstanceStatus.FAILED and result.result is None
@@ -177,7 +176,7 @@ async def test_undecodable_pixel_data_is_a_failed_result_with_the_reason(
     sha256 = await store.put_bytes(data[: len(data) // 2])
     await start_processor()
     await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
-    [message] = await take(topology.results, 1, timeout=WAIT)
+    [message] = await take(topology.results, 1)
     result = ProcessResult.model_validate_json(message.body)
     assert result.status is InstanceStatus.FAILED
     assert result.reason
@@ -190,11 +189,11 @@ async def test_timed_out_job_is_retried_then_parked_without_a_result(
     await start_processor(processor_job_timeout=0.5)
     job = make_job(hanging_blob)
     await publish(topology.exchange, job, JOB_STANDARD)
-    [parked] = await take(topology.parked, 1, timeout=WAIT)
+    [parked] = await take(topology.parked, 1)
     assert ProcessJob.model_validate_json(parked.body) == job
     assert parked.headers["x-death"][0]["reason"] == "delivery_limit"
     await take(topology.results, 0)
-    processing = [StatusEvent.model_validate_json(m.body).status for m in await take(events, LIMIT + 1, timeout=WAIT)]
+    processing = [StatusEvent.model_validate_json(m.body).status for m in await take(events, LIMIT + 1)]
     assert processing == [InstanceStatus.PROCESSING] * (LIMIT + 1)
 
 
@@ -204,7 +203,7 @@ async def test_large_jobs_are_consumed_when_configured(
     sha256 = await store.put_bytes((samples_dir / "sample-01-dicom.dcm").read_bytes())
     await start_processor(processor_queues=["large"])
     await publish(topology.exchange, make_job(sha256, instance_id="big"), "job.large")
-    [message] = await take(topology.results, 1, timeout=WAIT)
+    [message] = await take(topology.results, 1)
     assert ProcessResult.model_validate_json(message.body).instance_id == "big"
 
 
@@ -212,11 +211,11 @@ async def test_stop_finishes_the_job_in_flight_before_closing(
     start_processor: StartProcessor, topology: Topology, events: AbstractQueue, store: BlobStore, samples_dir: Path
 ) -> None:
     sha256 = await store.put_bytes((samples_dir / "sample-02-dicom.dcm").read_bytes())
-    client = await start_processor(shutdown_timeout=WAIT)  # the drain bound is not under test here
+    client = await start_processor(shutdown_timeout=LIVENESS)  # the drain bound is not under test here
     await publish(topology.exchange, make_job(sha256), JOB_STANDARD)
-    await take(events, 1, timeout=WAIT)  # the job has started
+    await take(events, 1)  # the job has started
     await client.close()
-    [message] = await take(topology.results, 1, timeout=WAIT)
+    [message] = await take(topology.results, 1)
     assert ProcessResult.model_validate_json(message.body).status is InstanceStatus.DONE
     await take(topology.jobs, 0)
 
@@ -225,14 +224,14 @@ async def test_stop_requeues_a_job_still_running_after_the_shutdown_timeout_and_
     start_processor: StartProcessor, topology: Topology, events: AbstractQueue, hanging_blob: str
 ) -> None:
     before = {process.pid for process in _worker_processes()}
-    client = await start_processor(shutdown_timeout=0.5, processor_job_timeout=WAIT)
+    client = await start_processor(shutdown_timeout=0.5, processor_job_timeout=LIVENESS)
     workers = [process for process in _worker_processes() if process.pid not in before]
     assert len(workers) == 2  # started (and warmed up) with the app
     job = make_job(hanging_blob)
     await publish(topology.exchange, job, JOB_STANDARD)
-    await take(events, 1, timeout=WAIT)  # the job has started, and will never finish
+    await take(events, 1)  # the job has started, and will never finish
     await client.close()
-    [requeued] = await take(topology.jobs, 1, timeout=WAIT)
+    [requeued] = await take(topology.jobs, 1)
     assert ProcessJob.model_validate_json(requeued.body) == job
     await take(topology.results, 0)  # the service is gone: no result can come any more
     assert not [process for process in workers if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]

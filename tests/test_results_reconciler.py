@@ -91,7 +91,7 @@ async def test_an_instance_received_longer_than_the_bound_gets_its_job_again_wit
         ("job_republished", instance_id)
     ]
     await wait_status(client, owner, instance_id, "queued")  # the copy beside the job moved it
-    await take(topology.jobs_large, 0, timeout=1)
+    await take(topology.jobs_large, 0)
 
 
 async def test_younger_instances_and_other_states_are_left_alone_and_one_republished_waits_another_bound(
@@ -107,7 +107,7 @@ async def test_younger_instances_and_other_states_are_left_alone_and_one_republi
     [message] = await take(topology.jobs, 1)
     assert ProcessJob.model_validate_json(message.body).instance_id == stale
     assert await round_of(topology) == []  # just republished: not again before another bound
-    await take(topology.jobs, 0, timeout=1)
+    await take(topology.jobs, 0)
     rows = await fetch(database_url, "SELECT id, status FROM instances WHERE id = ANY($1::varchar[])", others)
     assert {row["id"]: row["status"] for row in rows} == dict(
         zip(others, ["queued", "processing", "done", "failed"], strict=True)
@@ -122,7 +122,7 @@ async def test_a_republished_job_is_routed_by_the_same_size_rule_as_ingests(
     await round_of(topology, large_job_bytes=9)
     [message] = await take(topology.jobs_large, 1)
     assert ProcessJob.model_validate_json(message.body).instance_id == instance_id
-    await take(topology.jobs, 0, timeout=1)
+    await take(topology.jobs, 0)
 
 
 async def test_two_reconcilers_at_once_publish_one_job_per_instance(
