@@ -4,8 +4,10 @@ and parked, and a processor killed mid-batch loses nothing and duplicates no res
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import math
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +17,18 @@ import aio_pika
 import aiohttp
 import asyncpg
 import numpy as np
+import psutil
 import pydicom
 import pytest
 from PIL import Image
 from pydicom.pixels.utils import pixel_array
 
+from common.app.secret_settings import BlobKeySettings
+from common.storage.blobs import BlobStore
 from processor_service.imaging import HISTOGRAM_BINS
 from samples.make_instances import SAMPLE_01, SAMPLE_02, iter_instances
 from tests.e2e.conftest import RunningSystem, User
+from tests.queue_helpers import LIVENESS
 
 DICOM = "application/dicom"
 
@@ -118,14 +124,34 @@ async def parked_jobs(system: RunningSystem) -> list[aio_pika.abc.AbstractIncomi
 
 
 async def test_a_job_that_always_times_out_ends_failed_and_parked(start_system: Callable[..., RunningSystem]) -> None:
-    system = start_system(PROCESSOR_JOB_TIMEOUT="0.01", JOB_DELIVERY_LIMIT="1")
+    """Its stored file is swapped for a named pipe nobody writes to: each attempt blocks, whatever the machine."""
+    system = start_system(PROCESSOR_JOB_TIMEOUT="1", JOB_DELIVERY_LIMIT="1")
+    system.stop("processor_service")  # no attempt before the swap
     user = await system.create_user("carol")
-    body = await upload(system, user, SAMPLE_02.read_bytes())
+    data = SAMPLE_02.read_bytes()
+    body = await upload(system, user, data)
+    blob = BlobStore(system.blob_dir, BlobKeySettings().keyring()).path(hashlib.sha256(data).hexdigest())
+    assert blob.is_file()
+    blob.unlink()
+    os.mkfifo(blob)
+    system.start("processor_service")
     [view] = await wait_final(system, user, [body["files"][0]["instance_id"]])
     assert view["status"] == "failed" and view["result"] is None
     assert view["reason"].startswith("processing failed 2 times (the worker timed out or crashed each time)")
     parked = await parked_jobs(system)
     assert len(parked) == 1 and b'"instance_id":"' + view["id"].encode() in parked[0].body
+
+
+async def test_a_processor_stopped_with_sigterm_exits_by_itself_and_leaves_no_worker(
+    start_system: Callable[..., RunningSystem],
+) -> None:
+    system = start_system(PROCESSOR_CONCURRENCY="2")
+    workers = psutil.Process(system.pid("processor_service")).children(recursive=True)
+    assert len(workers) >= 2  # the pool's worker processes (and multiprocessing's resource tracker)
+    killed = system.services["processor_service"].stop()  # SIGTERM; SIGKILL only after the stop timeout
+    assert not killed
+    _, alive = psutil.wait_procs(workers, timeout=LIVENESS)
+    assert alive == []
 
 
 async def result_rows(database_url: str, instance_ids: list[str]) -> list[tuple[str, str]]:
