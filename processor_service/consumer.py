@@ -171,6 +171,6 @@ def pool_context(settings: ProcessorSettings) -> Callable[[web.Application], Asy
 
 
 async def pool_ready(app: web.Application) -> None:
-    """Readiness check: the worker pool is open and pebble's pool is running."""
-    if not app[pool_key].healthy:
-        raise RuntimeError("worker pool is closed or broken")
+    """Readiness check: the worker pool is open."""
+    if app[pool_key].closed:
+        raise RuntimeError("worker pool is closed")

@@ -6,6 +6,12 @@ replacement, never disturbing the jobs running beside it, which would otherwise 
 towards the delivery limit through no fault of their own. Every worker, first or replacement, imports
 the heavy modules in pebble's initializer before it takes a job, and says so on a semaphore: `start`
 returns once all `size` workers have, so the first job is not slowed by the imports.
+
+pebble gives up on its whole pool when a worker dies while no task is known to be running on any
+worker (an idle worker killed, or one that dies before its pool has seen it take its task): it fails
+the tasks it knows of and may leave others waiting forever. So a waiting call checks the pool every
+PATROL_SECONDS and ends with WorkerLost (the job goes back to the queue), and the next call replaces
+the broken pool with a fresh, warmed-up one.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ WARM_UP_LIMIT = 120.0
 """Seconds `start` waits for a worker to report warm: start-up fails loudly rather than hang on a broken import."""
 
 
+PATROL_SECONDS = 1.0
+"""How often a waiting call checks that pebble has not given up on its pool (which would leave the call hanging)."""
+
+
 class JobTimedOut(Exception):
     """The job ran longer than its timeout; its worker process was stopped and replaced."""
 
@@ -50,11 +60,16 @@ class WorkerPool:
     def __init__(self, size: int) -> None:
         self.size = size
         # spawn: the service has threads (asyncio.to_thread, pebble's own), which fork would copy half-way.
-        context = multiprocessing.get_context("spawn")
-        self._warmed = context.Semaphore(0)
-        self._pool = ProcessPool(max_workers=size, initializer=warm_up, initargs=(self._warmed,), context=context)
+        self._context = multiprocessing.get_context("spawn")
+        self._pool, self._warmed = self._new_pool()
+        self._replacing = asyncio.Lock()
         self._futures: set[ProcessFuture[Any]] = set()
         self.closed = False
+
+    def _new_pool(self) -> tuple[ProcessPool, Semaphore]:
+        warmed = self._context.Semaphore(0)  # one per pool: a replaced worker's release must not count for the next
+        pool = ProcessPool(max_workers=self.size, initializer=warm_up, initargs=(warmed,), context=self._context)
+        return pool, warmed
 
     async def start(self) -> None:
         """Start every worker process and return once each has warmed up."""
@@ -64,10 +79,17 @@ class WorkerPool:
             if not await asyncio.to_thread(self._warmed.acquire, True, WARM_UP_LIMIT):
                 raise RuntimeError(f"a worker process did not warm up within {WARM_UP_LIMIT:g} s")
 
-    @property
-    def healthy(self) -> bool:
-        """Open, and pebble's pool still running (its manager threads alive)."""
-        return not self.closed and self._pool.active
+    async def _working_pool(self) -> ProcessPool:
+        """pebble's pool, first replaced by a fresh, warmed-up one if pebble has given up on it."""
+        async with self._replacing:
+            if not self.closed and not self._pool.active:
+                log.warning("worker_pool_replaced", reason="pebble gave up on its pool")
+                broken = self._pool
+                self._pool, self._warmed = self._new_pool()
+                broken.stop()
+                await asyncio.to_thread(broken.join)
+                await self.start()
+            return self._pool
 
     async def run(self, fn: Callable[..., T], *args: object, timeout: float) -> T:
         """`fn(*args)` in a worker process; raise JobTimedOut or WorkerLost when it does not come back.
@@ -76,14 +98,20 @@ class WorkerPool:
         """
         if self.closed:
             raise RuntimeError("worker pool is closed")
+        pool = await self._working_pool()
         try:
-            future = self._pool.schedule(fn, args=args, timeout=timeout)
+            future = pool.schedule(fn, args=args, timeout=timeout)
         except RuntimeError as exc:  # pebble refuses work once one of its manager threads has died
             raise WorkerLost(f"worker pool is broken: {exc}") from exc
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
+        waiting = asyncio.wrap_future(future)
         try:
-            return await asyncio.wrap_future(future)
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=PATROL_SECONDS)
+                if not waiting.done() and not pool.active:  # pebble gave up on its pool: the task would never end
+                    raise WorkerLost("worker pool broke while processing")
+            return waiting.result()
         except TimeoutError as exc:
             raise JobTimedOut(f"no result after {timeout:g} s; worker process stopped") from exc
         except (ProcessExpired, BrokenProcessPool) as exc:
@@ -92,7 +120,10 @@ class WorkerPool:
             task = asyncio.current_task()
             if self.closed and task is not None and not task.cancelling():
                 raise WorkerLost("worker pool closed while processing") from None
-            raise  # our caller was cancelled: wrap_future cancelled the task, pebble stops its worker
+            raise
+        finally:
+            if not waiting.done():  # our caller was cancelled, or the pool broke: pebble stops the task's worker
+                waiting.cancel()
 
     async def close(self) -> None:
         """Stop every worker process and wait until they are gone (in-flight calls end with WorkerLost)."""

@@ -114,6 +114,19 @@ async def test_dead_worker_is_reported_and_replaced(pool: WorkerPool, manager: S
     assert len(await _both_workers(pool, manager)) == 2
 
 
+async def test_a_worker_killed_while_idle_is_replaced_and_the_pool_goes_on(
+    pool: WorkerPool, manager: SyncManager
+) -> None:
+    """The OOM killer's case; pebble gives up on its whole pool when an idle worker dies, so the pool is replaced."""
+    before = await _both_workers(pool, manager)
+    victim = psutil.Process(min(before))
+    victim.kill()
+    while psutil.pid_exists(victim.pid):  # until pebble has reaped it, so has seen it die (never reap it here)
+        await asyncio.sleep(0.01)
+    after = await _both_workers(pool, manager)
+    assert len(after) == 2 and victim.pid not in after
+
+
 async def test_an_exception_in_the_call_keeps_the_worker(pool: WorkerPool, manager: SyncManager) -> None:
     before = await _both_workers(pool, manager)
     with pytest.raises(ValueError, match="bad input"):
@@ -127,11 +140,11 @@ async def test_start_returns_with_every_worker_up_and_close_leaves_no_process() 
     await pool.start()
     workers = _workers_of_this_process() - before
     assert len(workers) == 2
-    assert pool.healthy
+    assert not pool.closed
     await pool.close()
     assert not any(_alive(pid) for pid in workers)
     assert _workers_of_this_process() - before == set()
-    assert not pool.healthy
+    assert pool.closed
     with pytest.raises(RuntimeError, match="closed"):
         await pool.run(os.getpid, timeout=10)
 
