@@ -24,7 +24,7 @@ from common.messaging.broker import (
     publish,
 )
 from common.messaging.messages import ProcessJob
-from tests.queue_helpers import take
+from tests.queue_helpers import LIVENESS, take
 
 LIMIT = 2
 
@@ -73,7 +73,7 @@ async def test_published_job_is_consumed_with_its_correlation_id(topology: Topol
 
     bind_correlation_id("someone-else")
     await consume(topology.jobs, handler, ProcessJob)
-    model, correlation_id, message = await asyncio.wait_for(received.get(), 5)
+    model, correlation_id, message = await asyncio.wait_for(received.get(), LIVENESS)
     assert model == job
     assert correlation_id == "corr-42"
     assert message.headers[CORRELATION_AMQP_HEADER] == "corr-42"

@@ -182,7 +182,9 @@ async def test_killing_a_processor_mid_batch_loses_nothing_and_duplicates_nothin
         status, page = await api(system, user, "/api/instances?status=done&limit=1")
         return int(page["total"]) if status == 200 else 0
 
+    deadline = asyncio.get_running_loop().time() + LIVENESS
     while await done_count() < 5:
+        assert asyncio.get_running_loop().time() < deadline, "the processor never finished 5 files"
         await asyncio.sleep(0.2)
     system.kill("processor_service")  # SIGKILL to the whole group: parent and worker processes
     killed_at = await done_count()
