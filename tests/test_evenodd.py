@@ -47,41 +47,44 @@ def test_numbers_come_strictly_in_order_each_from_its_own_thread() -> None:
     assert [(p.number, p.thread) for p in printed] == [(n, t) for n, t, _ in recorder.lines]
 
 
-def test_one_number_every_interval_without_drift() -> None:
-    clock = FakeClock()
-    waits: list[float] = []
+class HandMovedTime(FakeClock):
+    """A clock that moves only when the printer waits (by exactly the wait asked for) or a print costs time."""
 
-    def wait(stop: threading.Event, seconds: float) -> bool:
-        """Time passes only here, by exactly the wait asked for."""
-        waits.append(seconds)
-        clock.advance(seconds)
+    def __init__(self, print_cost: float) -> None:
+        super().__init__()
+        self.print_cost = print_cost
+        self.waits: list[float] = []
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.advance(seconds)
         return stop.is_set()
 
-    def slow_emit(number: int, thread: str) -> None:
-        clock.advance(0.007)  # printing takes time: pacing against the previous number would drift by it
+    def emit(self, number: int, thread: str) -> None:
+        self.advance(self.print_cost)
 
-    printed = EvenOdd(upto=8, interval=0.02, emit=slow_emit, clock=clock, wait=wait).run()
+    def run(self, upto: int, interval: float) -> list[float]:
+        """When each number was printed, in seconds after the start."""
+        printer = EvenOdd(upto=upto, interval=interval, emit=self.emit, clock=self, wait=self.wait)
+        return [item.at for item in printer.run()]
 
-    assert [item.at for item in printed] == pytest.approx([(n - 1) * 0.02 for n in range(1, 9)], abs=1e-6)
-    assert waits == pytest.approx([0.013] * 7, abs=1e-6)  # each wait is the interval less the time printing took
+
+def test_one_number_every_interval_without_drift() -> None:
+    time_ = HandMovedTime(print_cost=0.007)  # pacing against the previous number would drift by it
+
+    printed_at = time_.run(upto=8, interval=0.02)
+
+    assert printed_at == pytest.approx([(n - 1) * 0.02 for n in range(1, 9)], abs=1e-6)
+    assert time_.waits == pytest.approx([0.013] * 7, abs=1e-6)  # the interval less the time printing took
 
 
 def test_no_wait_when_a_number_is_already_due() -> None:
-    clock = FakeClock()
-    waits: list[float] = []
+    time_ = HandMovedTime(print_cost=0.05)  # slower than the interval
 
-    def wait(stop: threading.Event, seconds: float) -> bool:
-        waits.append(seconds)
-        clock.advance(seconds)
-        return stop.is_set()
+    printed_at = time_.run(upto=4, interval=0.02)
 
-    def slower_than_the_interval(number: int, thread: str) -> None:
-        clock.advance(0.05)
-
-    printed = EvenOdd(upto=4, interval=0.02, emit=slower_than_the_interval, clock=clock, wait=wait).run()
-
-    assert waits == []  # behind schedule: print at once, never wait
-    assert [item.at for item in printed] == pytest.approx([0.0, 0.05, 0.10, 0.15], abs=1e-6)
+    assert time_.waits == []  # behind schedule: print at once, never wait
+    assert printed_at == pytest.approx([0.0, 0.05, 0.10, 0.15], abs=1e-6)
 
 
 def test_upto_one_prints_only_one_from_the_odd_thread() -> None:
