@@ -15,7 +15,6 @@ from typing import Any
 
 import aio_pika
 import numpy as np
-import psutil
 import pydicom
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -37,6 +36,7 @@ from processor_service.imaging import analyse
 from processor_service.main import init_app
 from processor_service.settings import ProcessorSettings
 from processor_service.work import measure_blob
+from tests.process_helpers import alive, spawned_workers
 from tests.queue_helpers import LIVENESS, take
 
 LIMIT = 1
@@ -100,15 +100,6 @@ def hanging_blob(store: BlobStore) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(path)
     return sha256
-
-
-def _worker_processes() -> list[psutil.Process]:
-    """The processor's worker processes: spawned children of this (test) process."""
-    return [
-        child
-        for child in psutil.Process().children()
-        if "multiprocessing.spawn" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE
-    ]
 
 
 def make_job(sha256: str, **overrides: Any) -> ProcessJob:
@@ -223,9 +214,9 @@ async def test_stop_finishes_the_job_in_flight_before_closing(
 async def test_stop_requeues_a_job_still_running_after_the_shutdown_timeout_and_leaves_no_worker(
     start_processor: StartProcessor, topology: Topology, events: AbstractQueue, hanging_blob: str
 ) -> None:
-    before = {process.pid for process in _worker_processes()}
+    before = spawned_workers()
     client = await start_processor(shutdown_timeout=0.5, processor_job_timeout=LIVENESS)
-    workers = [process for process in _worker_processes() if process.pid not in before]
+    workers = spawned_workers() - before
     assert len(workers) == 2  # started (and warmed up) with the app
     job = make_job(hanging_blob)
     await publish(topology.exchange, job, JOB_STANDARD)
@@ -234,8 +225,8 @@ async def test_stop_requeues_a_job_still_running_after_the_shutdown_timeout_and_
     [requeued] = await take(topology.jobs, 1)
     assert ProcessJob.model_validate_json(requeued.body) == job
     await take(topology.results, 0)  # the service is gone: no result can come any more
-    assert not [process for process in workers if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
-    assert {process.pid for process in _worker_processes()} <= before
+    assert not [pid for pid in workers if alive(pid)]
+    assert spawned_workers() <= before
 
 
 def _without_timing(analysis: Any) -> tuple[dict[str, Any], bytes | None]:

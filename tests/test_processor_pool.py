@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from processor_service.pool import JobTimedOut, WorkerLost, WorkerPool
+from tests.process_helpers import alive, spawned_workers
 
 MEET_LIMIT = 60.0  # a liveness bound only: the barrier breaks (and the test fails) if a worker never arrives
 
@@ -36,10 +37,6 @@ async def pool() -> AsyncIterator[WorkerPool]:
     await pool.start()
     yield pool
     await pool.close()
-
-
-def _alive(pid: int) -> bool:
-    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 
 
 def _meet(barrier: Any) -> tuple[int, bool]:
@@ -70,15 +67,6 @@ async def _both_workers(pool: WorkerPool, manager: SyncManager) -> set[int]:
     return {pid for pid, _ in answers}
 
 
-def _workers_of_this_process() -> set[int]:
-    """Children of the test process that are pool workers (not the manager or the resource tracker)."""
-    return {
-        child.pid
-        for child in psutil.Process().children()
-        if "multiprocessing.spawn" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE
-    }
-
-
 async def test_calls_run_at_once_in_other_warmed_up_processes(pool: WorkerPool, manager: SyncManager) -> None:
     pids = await _both_workers(pool, manager)
     assert os.getpid() not in pids
@@ -94,7 +82,7 @@ async def test_timed_out_worker_is_stopped_and_replaced_before_the_next_job(
     after = await _both_workers(pool, manager)  # two warm workers again: the replacement took this job
     killed = before - after
     assert len(killed) == 1
-    assert not any(_alive(pid) for pid in killed)
+    assert not any(alive(pid) for pid in killed)
 
 
 async def test_a_timeout_does_not_disturb_the_job_beside_it(pool: WorkerPool, manager: SyncManager) -> None:
@@ -105,7 +93,7 @@ async def test_a_timeout_does_not_disturb_the_job_beside_it(pool: WorkerPool, ma
     assert not innocent.done()  # it waits for `release`, which only the test sets
     release.set()
     pid = await innocent
-    assert _alive(pid)
+    assert alive(pid)
 
 
 async def test_dead_worker_is_reported_and_replaced(pool: WorkerPool, manager: SyncManager) -> None:
@@ -135,15 +123,15 @@ async def test_an_exception_in_the_call_keeps_the_worker(pool: WorkerPool, manag
 
 
 async def test_start_returns_with_every_worker_up_and_close_leaves_no_process() -> None:
-    before = _workers_of_this_process()
+    before = spawned_workers()
     pool = WorkerPool(2)
     await pool.start()
-    workers = _workers_of_this_process() - before
+    workers = spawned_workers() - before
     assert len(workers) == 2
     assert not pool.closed
     await pool.close()
-    assert not any(_alive(pid) for pid in workers)
-    assert _workers_of_this_process() - before == set()
+    assert not any(alive(pid) for pid in workers)
+    assert spawned_workers() - before == set()
     assert pool.closed
     with pytest.raises(RuntimeError, match="closed"):
         await pool.run(os.getpid, timeout=10)
