@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := common gateway ingest_service processor_service results_service single_host
 
 .DEFAULT_GOAL := help
-.PHONY: help venv preflight setup up test lint format bench clean
+.PHONY: help venv preflight setup up test test-quick lint format bench clean
 
 help: ## Show this help.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ $(CHROMIUM):
 
 test: preflight $(CHROMIUM) ## Set up, then run the whole test suite against the local PostgreSQL and RabbitMQ.
 	$(PY) -m pytest
+
+test-quick: preflight ## Unit and app-level tests only: no service processes, no browser (tests/e2e left out).
+	$(PY) -m pytest --ignore=tests/e2e
 
 lint: venv ## ruff and mypy (strict) on the packages.
 	$(PY) -m ruff check .
