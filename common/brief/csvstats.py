@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.brief.opening import explain_open_errors
+
 _SNIFF_BYTES = 4096
 
 
@@ -101,15 +103,11 @@ def csv_stats(path: str | os.PathLike[str]) -> CsvStats:
 
 def _check_is_text(file: Path) -> None:
     """Refuse folders, missing files, binary and non-UTF-8 files before the csv module sees them."""
-    try:
-        with file.open("rb") as handle:
-            head = handle.read(_SNIFF_BYTES)
-    except FileNotFoundError as e:
-        raise CsvNotFound(f"CSV file {str(file)!r} does not exist") from e
-    except IsADirectoryError as e:
-        raise NotCsv(f"{str(file)!r} is a folder, not a CSV file") from e
-    except PermissionError as e:
-        raise CsvError(f"CSV file {str(file)!r} cannot be read: permission denied") from e
+    with (
+        explain_open_errors(file, "CSV file", CsvError, missing=CsvNotFound, wrong_kind=NotCsv),
+        file.open("rb") as handle,
+    ):
+        head = handle.read(_SNIFF_BYTES)
     if not head.strip():
         raise CsvEmpty(f"{file.name} is empty")
     if b"\x00" in head:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from common.brief.opening import explain_open_errors
+
 EntryKind = Literal["file", "directory", "symlink", "other"]
 
 
@@ -25,15 +27,8 @@ class FolderEntry:
 def list_folder(folder: str | os.PathLike[str]) -> list[FolderEntry]:
     """Every entry of `folder` (hidden ones included), sorted by name."""
     path = Path(folder)
-    try:
-        with os.scandir(path) as scan:
-            entries = [FolderEntry(entry.name, _kind(entry)) for entry in scan]
-    except FileNotFoundError as e:
-        raise FolderError(f"folder {str(path)!r} does not exist") from e
-    except NotADirectoryError as e:
-        raise FolderError(f"{str(path)!r} is not a folder") from e
-    except PermissionError as e:
-        raise FolderError(f"folder {str(path)!r} cannot be read: permission denied") from e
+    with explain_open_errors(path, "folder", FolderError), os.scandir(path) as scan:
+        entries = [FolderEntry(entry.name, _kind(entry)) for entry in scan]
     return sorted(entries, key=lambda entry: entry.name)
 
 

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from common.app.logs import get_logger
 from common.brief.elements import ElementDataError, ElementFigures, summarise
+from common.brief.opening import explain_open_errors
 
 log = get_logger(__name__)
 
@@ -132,14 +133,8 @@ def load_elements(path: str | os.PathLike[str]) -> dict[str, object]:
     """The file's top-level object of elements, keyed as in the file."""
     file = Path(path)
     try:
-        with file.open("rb") as handle:
+        with explain_open_errors(file, "JSON file", JsonFileError), file.open("rb") as handle:
             document = json.load(handle)
-    except FileNotFoundError as e:
-        raise JsonFileError(f"JSON file {str(file)!r} does not exist") from e
-    except IsADirectoryError as e:
-        raise JsonFileError(f"{str(file)!r} is a folder, not a JSON file") from e
-    except PermissionError as e:
-        raise JsonFileError(f"JSON file {str(file)!r} cannot be read: permission denied") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise JsonFileError(f"{file.name} is not valid JSON: {e}") from e
     if not isinstance(document, dict):
