@@ -49,6 +49,13 @@ async def api(system: RunningSystem, user: User, path: str) -> tuple[int, Any]:
         return r.status, (await r.json() if r.content_type.endswith("json") else await r.read())
 
 
+async def status_in_listing(system: RunningSystem, user: User, instance_id: str) -> str | None:
+    """The instance's status as the user's listing shows it (the listing reads no stored file)."""
+    status, page = await api(system, user, "/api/instances?limit=1000")
+    assert status == 200, page
+    return next((v["status"] for v in page["items"] if v["id"] == instance_id), None)
+
+
 async def wait_final(system: RunningSystem, user: User, instance_ids: list[str], timeout: float = 60) -> list[Any]:
     """Poll the user's instances (one listing per round: the gateway rate-limits) until all are final."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -111,11 +118,21 @@ async def test_both_samples_reach_done_with_numpys_figures_and_a_preview(
 
 
 async def parked_jobs(system: RunningSystem) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """The messages of the parked queue, left there."""
+    return await queued_messages(system, "parked")
+
+
+async def queued_jobs(system: RunningSystem) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """The messages of the standard jobs queue, left there."""
+    return await queued_messages(system, "jobs")
+
+
+async def queued_messages(system: RunningSystem, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
     taken = []
     async with connection:
         channel = await connection.channel()
-        queue = await channel.get_queue(f"{system.prefix}.parked", ensure=False)
+        queue = await channel.get_queue(f"{system.prefix}.{queue_name}", ensure=False)
         while (message := await queue.get(fail=False)) is not None:
             taken.append(message)
         for message in taken:
@@ -123,11 +140,11 @@ async def parked_jobs(system: RunningSystem) -> list[aio_pika.abc.AbstractIncomi
     return taken
 
 
-async def test_a_job_that_always_times_out_ends_failed_and_parked(start_system: Callable[..., RunningSystem]) -> None:
-    """Its stored file is swapped for a named pipe nobody writes to: each attempt blocks, whatever the machine."""
-    system = start_system(PROCESSOR_JOB_TIMEOUT="1", JOB_DELIVERY_LIMIT="1")
+async def upload_a_job_that_hangs(system: RunningSystem, user: User) -> str:
+    """Upload sample-02 with the processor stopped, then swap its stored file for a named pipe nobody writes
+    to and start the processor: every attempt at the job blocks reading it, whatever the machine's speed.
+    Returns the instance id."""
     system.stop("processor_service")  # no attempt before the swap
-    user = await system.create_user("carol")
     data = SAMPLE_02.read_bytes()
     body = await upload(system, user, data)
     blob = BlobStore(system.blob_dir, BlobKeySettings().keyring()).path(hashlib.sha256(data).hexdigest())
@@ -135,23 +152,37 @@ async def test_a_job_that_always_times_out_ends_failed_and_parked(start_system: 
     blob.unlink()
     os.mkfifo(blob)
     system.start("processor_service")
-    [view] = await wait_final(system, user, [body["files"][0]["instance_id"]])
+    return str(body["files"][0]["instance_id"])
+
+
+async def test_a_job_that_always_times_out_ends_failed_and_parked(start_system: Callable[..., RunningSystem]) -> None:
+    system = start_system(PROCESSOR_JOB_TIMEOUT="1", JOB_DELIVERY_LIMIT="1")
+    user = await system.create_user("carol")
+    [view] = await wait_final(system, user, [await upload_a_job_that_hangs(system, user)])
     assert view["status"] == "failed" and view["result"] is None
     assert view["reason"].startswith("processing failed 2 times (the worker timed out or crashed each time)")
     parked = await parked_jobs(system)
     assert len(parked) == 1 and b'"instance_id":"' + view["id"].encode() in parked[0].body
 
 
-async def test_a_processor_stopped_with_sigterm_exits_by_itself_and_leaves_no_worker(
+async def test_sigterm_requeues_a_job_past_the_shutdown_timeout_and_the_processor_leaves_no_worker(
     start_system: Callable[..., RunningSystem],
 ) -> None:
-    system = start_system(PROCESSOR_CONCURRENCY="2")
+    system = start_system(PROCESSOR_CONCURRENCY="2", SHUTDOWN_TIMEOUT="1", PROCESSOR_JOB_TIMEOUT="600")
+    user = await system.create_user("erin")
+    instance_id = await upload_a_job_that_hangs(system, user)
+    deadline = asyncio.get_running_loop().time() + LIVENESS
+    while await status_in_listing(system, user, instance_id) != "processing":  # a view would read the pipe
+        assert asyncio.get_running_loop().time() < deadline, "the job never started"
+        await asyncio.sleep(0.25)
     workers = psutil.Process(system.pid("processor_service")).children(recursive=True)
     assert len(workers) >= 2  # the pool's worker processes (and multiprocessing's resource tracker)
     killed = system.services["processor_service"].stop()  # SIGTERM; SIGKILL only after the stop timeout
-    assert not killed
+    assert not killed  # the drain gave up after SHUTDOWN_TIMEOUT and the pool stopped the blocked worker
     _, alive = psutil.wait_procs(workers, timeout=LIVENESS)
     assert alive == []
+    [job] = await queued_jobs(system)
+    assert b'"instance_id":"' + instance_id.encode() in job.body  # back in its queue for the next processor
 
 
 async def result_rows(database_url: str, instance_ids: list[str]) -> list[tuple[str, str]]:
