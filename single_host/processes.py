@@ -2,11 +2,11 @@
 
 :class:`ChildProcess` is the one implementation of starting and stopping a process: each runs in a
 session of its own, is stopped with SIGTERM to itself (it shuts its own workers down, as under an
-orchestrator), then SIGKILL to its whole process group, workers included, if it has not exited in time. The supervisor runs the services
-with it in the foreground; :class:`RunningSystem` runs all four of one source tree with their own
-free 127.0.0.1 ports, database, AMQP prefix and blob folder, waits for every `/readyz`, can stop,
-kill and restart one service, reads its resident memory, and deletes its queues and exchanges when
-stopped.
+orchestrator), then SIGKILL to its whole process group, workers included, if it has not exited in
+time. The supervisor runs the services with it in the foreground; :class:`RunningSystem` runs all
+four of one source tree with their own free 127.0.0.1 ports, database, AMQP prefix and blob folder,
+waits for every `/readyz`, can stop, kill and restart one service, reads its resident memory, and
+deletes its queues and exchanges when stopped.
 """
 
 from __future__ import annotations
