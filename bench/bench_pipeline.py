@@ -166,6 +166,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="REF",
         help="a commit measured as 'after', from a worktree too (default: this checkout, uncommitted changes included)",
     )
+    for side in ("baseline", "after"):
+        parser.add_argument(
+            f"--{side}-env",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=f"an environment variable for the {side} system's services only (repeatable), e.g. to measure "
+            "one setting on and off in the same run with --after set to the baseline's commit",
+        )
     parser.add_argument(
         "--passes", type=int, default=3, help="passes of both upload rounds; the report gives medians (default 3)"
     )
@@ -175,6 +184,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error("--passes must be at least 1")
+    for pair in args.baseline_env + args.after_env:
+        if "=" not in pair:
+            parser.error(f"{pair!r} is not NAME=VALUE")
     return args
 
 
@@ -196,7 +208,13 @@ def main(argv: Sequence[str] = ()) -> None:
                 name: stack.enter_context(worktree(versions[name], folder / f"{name}-tree")) if ref else ROOT
                 for name, ref in refs.items()
             }
-            systems = {name: stack.enter_context(tree_system(tree, folder / name)) for name, tree in trees.items()}
+            envs = {"before": args.baseline_env, "after": args.after_env}
+            systems = {
+                name: stack.enter_context(
+                    tree_system(tree, folder / name, dict(pair.split("=", 1) for pair in envs[name]))
+                )
+                for name, tree in trees.items()
+            }
             orthanc = stack.enter_context(Orthanc(binary, folder / "orthanc", free_port()))
             run_passes(orthanc, systems, paths, figures, processing=not args.accept_only)
     lines = report(figures)
