@@ -23,7 +23,7 @@ from ingest_service.settings import IngestSettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import eventually, fetch
-from tests.queue_helpers import drain
+from tests.queue_helpers import drain, take
 
 
 def uploader(owner: str, correlation_id: str | None = None) -> dict[str, str]:
@@ -54,9 +54,14 @@ class IngestRig:
         """The upload's file rows, by index."""
         return await self.rows('SELECT * FROM upload_files WHERE upload_id = $1 ORDER BY "index"', upload_id)
 
-    async def drain(self, queue_name: str, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
-        """Every message of a queue no consumer reads here (the jobs queues: no processor runs)."""
-        return await drain(await self.channel.get_queue(queue_name, ensure=False), settle=settle)
+    async def drain(self, queue_name: str) -> list[AbstractIncomingMessage]:
+        """Every message of a queue no consumer reads here (the jobs queues: no processor runs). After ingest's
+        answer this is every job it published: it answers only once the broker confirmed each of them."""
+        return await drain(await self.channel.get_queue(queue_name, ensure=False))
+
+    async def take(self, queue_name: str, expected: int) -> list[AbstractIncomingMessage]:
+        """Wait for the `expected` messages of a queue no consumer reads here (and prove there are no more)."""
+        return await take(await self.channel.get_queue(queue_name, ensure=False), expected)
 
     async def read_blob(self, sha256: str) -> bytes:
         """A stored file's bytes, decrypted with the run's keys."""

@@ -1,5 +1,5 @@
 """Reading a test's RabbitMQ queues: take exactly the messages a test expects and prove there are no more, or
-drain whatever a queue holds.
+drain whatever a queue holds once its publisher's confirms are in.
 
 LIVENESS is the one bound on waiting for something that must happen: a guard against hanging, far above
 any machine's speed; a passing test never waits for it. Proving that something did NOT happen is never
@@ -44,28 +44,26 @@ async def take(
             taken.append(message)
             count += weight(message)
     assert count == expected, f"{queue.name}: {count} taken, expected {expected}"
-    assert await queue.get(fail=False, timeout=5) is None, f"{queue.name}: more than {expected}"
+    assert await queue.get(fail=False, timeout=LIVENESS) is None, f"{queue.name}: more than {expected}"
     return taken
 
 
-async def drain(queue: AbstractQueue, *, settle: float = 0.3) -> list[AbstractIncomingMessage]:
-    """Every message of a queue no consumer reads (acked), until none has arrived for `settle` seconds.
+async def drain(queue: AbstractQueue) -> list[AbstractIncomingMessage]:
+    """Every message a queue no consumer reads holds now (acked), taken until a basic.get finds it empty.
 
-    A time-based guess: prefer `take` with the expected count wherever the count is known.
+    Complete for what its publisher saw confirmed before the call (RabbitMQ confirms a message once the queue
+    holds it), e.g. every job of an upload ingest answered 202 for. Not for messages still on their way: `take`.
     """
     messages: list[AbstractIncomingMessage] = []
-    deadline = asyncio.get_running_loop().time() + settle
-    while asyncio.get_running_loop().time() < deadline:
-        message = await _next(queue)
-        if message is not None:
-            messages.append(message)
-            deadline = asyncio.get_running_loop().time() + settle  # wait `settle` after the last one
+    while (message := await queue.get(fail=False, timeout=LIVENESS)) is not None:
+        await message.ack()
+        messages.append(message)
     return messages
 
 
 async def _next(queue: AbstractQueue) -> AbstractIncomingMessage | None:
     """The next message, acked; None after a short pause when the queue is empty."""
-    message = await queue.get(fail=False, timeout=5)
+    message = await queue.get(fail=False, timeout=LIVENESS)
     if message is None:
         await asyncio.sleep(0.02)
         return None

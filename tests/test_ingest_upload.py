@@ -82,7 +82,7 @@ async def test_single_dicom_file_is_stored_registered_and_queued(rig: IngestRig,
     assert job_message.message_id == job.message_id == f"{instance['id']}.job.1"
     # The same confirmed publish put results_service's copy beside the job, which makes the instance `queued`.
     await rig.wait_status(instance["id"], "queued")
-    assert await rig.drain(rig.names.jobs_large, settle=0.05) == []
+    assert await rig.drain(rig.names.jobs_large) == []
 
 
 async def test_multipart_form_data_takes_each_file_and_rejects_the_bad_one(
@@ -169,7 +169,7 @@ async def test_a_duplicate_whose_instance_is_still_received_gets_no_job_from_ing
     assert response.status == 202
     [dup] = (await response.json())["files"]
     assert (dup["status"], dup["instance_id"]) == ("duplicate", first["registered"]["instance_id"])
-    assert await rig.drain(rig.names.jobs, settle=0.05) == []
+    assert await rig.drain(rig.names.jobs) == []
 
 
 async def test_large_file_goes_to_the_large_queue(rig: IngestRig, owner: str, sample_01: bytes) -> None:
@@ -177,7 +177,7 @@ async def test_large_file_goes_to_the_large_queue(rig: IngestRig, owner: str, sa
     response = await client.post("/upload", data=io.BytesIO(sample_01), headers=as_dicom(owner))
     assert response.status == 202
     [job] = await rig.drain(rig.names.jobs_large)
-    assert await rig.drain(rig.names.jobs, settle=0.05) == []
+    assert await rig.drain(rig.names.jobs) == []
     # results_service's copy comes whatever the size
     await rig.wait_status(ProcessJob.model_validate_json(job.body).instance_id, "queued")
 
@@ -243,8 +243,7 @@ async def test_results_service_stopping_mid_upload_is_a_503_naming_the_files_tak
 
     async def body() -> AsyncIterator[bytes]:
         yield f"--{boundary}\r\n".encode() + part("a.dcm", sample_01) + b"\r\n"  # a's end is seen: it is taken
-        while not jobs:  # the first file's job is published once its registration was answered
-            jobs.extend(await rig.drain(rig.names.jobs, settle=0.05))
+        jobs.extend(await rig.take(rig.names.jobs, 1))  # published once a's registration was answered
         await rig.results.server.close()
         yield part("b.dcm", sample_02) + b"--\r\n"
 
