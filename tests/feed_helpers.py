@@ -29,6 +29,7 @@ from gateway.feed.session import FeedSession, TokenCheck
 from gateway.feed.setup import setup_feed
 from gateway.keys import settings_key
 from gateway.settings import GatewaySettings
+from tests.queue_helpers import LIVENESS
 
 SECRET = "events-test-secret-" + "x" * 40
 SETTINGS_SECRET = {"auth_secret": SECRET}
@@ -87,19 +88,19 @@ async def open_feed(client: Any, token: str | None) -> Any:
     """A socket authenticated with its first frame, after the server said `ready`."""
     ws = await client.ws_connect("/api/events")
     await ws.send_str(json.dumps({"type": "auth", "token": token}))
-    ready = await ws.receive_json(timeout=5)
+    ready = await ws.receive_json(timeout=LIVENESS)
     assert ready["type"] == "ready"
     return ws
 
 
 async def next_status(ws: Any) -> dict[str, Any]:
-    frame = await ws.receive_json(timeout=5)
+    frame = await ws.receive_json(timeout=LIVENESS)
     assert frame["type"] == "status"
     body: dict[str, Any] = frame["event"]
     return body
 
 
 async def assert_closed_with(ws: Any, code: int) -> None:
-    message = await ws.receive(timeout=5)
+    message = await ws.receive(timeout=LIVENESS)
     assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING), message
     assert ws.close_code == code

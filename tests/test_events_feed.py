@@ -23,7 +23,8 @@ from common.messaging.broker import publish
 from common.messaging.messages import InstanceStatus, StatusChanges
 from gateway.feed.hub import Subscriber
 from gateway.feed.protocol import CLOSE_UNAUTHORIZED
-from gateway.feed.session import FeedSession
+from gateway.feed.session import FeedSession, TokenCheck
+from gateway.keys import event_hub_key
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
 from results_service.main import init_app as init_results
@@ -41,6 +42,31 @@ from tests.feed_helpers import (
     open_feed,
     token_for,
 )
+from tests.pipeline_helpers import eventually
+from tests.queue_helpers import LIVENESS
+
+
+class CountedCheck:
+    """A token check that counts its calls, so a test waits for the feed's re-checks instead of for time.
+
+    Re-checks run one after another: the start of call n+1 proves call n's answer was acted on.
+    """
+
+    def __init__(self, check: TokenCheck) -> None:
+        self.check = check
+        self.calls = 0
+        self._called = asyncio.Condition()
+
+    async def __call__(self, app: web.Application, token: str) -> FeedSession:
+        self.calls += 1
+        async with self._called:
+            self._called.notify_all()
+        return await self.check(app, token)
+
+    async def wait_for(self, calls: int) -> None:
+        """Until the check has been called `calls` times in all."""
+        async with self._called:
+            await asyncio.wait_for(self._called.wait_for(lambda: self.calls >= calls), timeout=LIVENESS)
 
 
 async def test_every_replica_gets_every_event(make_gateway: GatewayFactory, events_exchange: Any) -> None:
@@ -112,7 +138,7 @@ async def test_a_bearer_header_on_the_upgrade_also_authenticates(
 ) -> None:
     gateway = await make_gateway()
     ws = await gateway.ws_connect("/api/events", headers={"Authorization": f"Bearer {token_for('alice')}"})
-    assert (await ws.receive_json(timeout=5)) == {"type": "ready", "user": "alice", "role": "user"}
+    assert (await ws.receive_json(timeout=LIVENESS)) == {"type": "ready", "user": "alice", "role": "user"}
     await announce(events_exchange, event("alice"))
     assert (await next_status(ws))["owner"] == "alice"
 
@@ -180,11 +206,13 @@ async def test_a_plain_get_is_told_to_use_a_websocket(make_gateway: GatewayFacto
 
 async def test_the_socket_closes_once_its_token_expires(make_gateway: GatewayFactory, events_exchange: Any) -> None:
     clock = FakeClock()
-    gateway = await make_gateway(clock=clock, events_token_recheck=0.05)
+    checks = CountedCheck(check_token)
+    gateway = await make_gateway(checks, clock=clock, events_token_recheck=0.05)
     ws = await open_feed(gateway, token_for("alice", ttl=600))
     clock.advance(599)
+    await checks.wait_for(checks.calls + 2)  # a re-check at 599 s found the token good, and the next one began
     await announce(events_exchange, event("alice"))
-    assert (await next_status(ws))["owner"] == "alice"  # re-checked many times, still good
+    assert (await next_status(ws))["owner"] == "alice"
     clock.advance(2)
     await assert_closed_with(ws, CLOSE_UNAUTHORIZED)
 
@@ -208,8 +236,8 @@ async def test_shutdown_closes_every_socket_cleanly(make_gateway: GatewayFactory
     gateway = await make_gateway()
     sockets = [await open_feed(gateway, token_for(user)) for user in ("alice", "bob")]
     # Clients are listening (as a browser always is) when the server goes away.
-    listening = [asyncio.create_task(ws.receive(timeout=5)) for ws in sockets]
-    await asyncio.wait_for(gateway.server.close(), timeout=5)
+    listening = [asyncio.create_task(ws.receive(timeout=LIVENESS)) for ws in sockets]
+    await asyncio.wait_for(gateway.server.close(), timeout=LIVENESS)
     for ws, received in zip(sockets, listening, strict=True):
         message = await received
         assert message.type is WSMsgType.CLOSE
@@ -261,10 +289,11 @@ async def test_an_outage_during_a_recheck_keeps_the_socket_open(
             raise ServiceUnavailable("Cannot check the access token right now; try again shortly.")
         return await check_token(app, token)
 
-    gateway = await make_gateway(check_flaky, events_token_recheck=0.2)
+    checks = CountedCheck(check_flaky)
+    gateway = await make_gateway(checks, events_token_recheck=0.05)
     ws = await open_feed(gateway, token_for("alice"))
     down = True
-    await asyncio.sleep(0.7)  # several failed re-checks
+    await checks.wait_for(checks.calls + 3)  # two failed re-checks left the socket open, a third one began
     await announce(events_exchange, event("alice"))
     assert (await next_status(ws))["owner"] == "alice"
 
@@ -306,8 +335,12 @@ async def test_feed_uses_the_api_token_check(full_gateway: Any, events_exchange:
 async def test_shutdown_also_closes_sockets_still_waiting_for_their_token(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway(events_auth_timeout=30)
     ws = await gateway.ws_connect("/api/events")
-    listening = asyncio.create_task(ws.receive(timeout=5))
-    await asyncio.sleep(0.1)
-    await asyncio.wait_for(gateway.server.close(), timeout=5)
+    listening = asyncio.create_task(ws.receive(timeout=LIVENESS))
+
+    async def waiting_for_its_token() -> bool:
+        return len(gateway.app[event_hub_key].unauthenticated) == 1
+
+    await eventually(waiting_for_its_token)  # the server has the socket (not just the 101) before it stops
+    await asyncio.wait_for(gateway.server.close(), timeout=LIVENESS)
     message = await listening
     assert (message.type, message.data) == (WSMsgType.CLOSE, 1001)
