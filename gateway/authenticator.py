@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from common.app.logs import get_logger
 from common.app.problems import ServiceUnavailable, Unauthorized
 from common.auth.identity import Caller
-from common.auth.tokens import InvalidToken, TokenClaims, verify_token
+from common.auth.tokens import InvalidToken, TokenClaims, ensure_current, verify_token
 from common.schemas.auth import IntrospectRequest, TokenIntrospection
 from gateway.auth_settings import GatewayAuthSettings
 from gateway.ratelimit import RateLimiter
@@ -53,17 +53,17 @@ class Authenticator:
         """
         leeway = self.settings.token_leeway_seconds
         claims = self._verified.get(token)
-        if claims is None:
-            try:
+        try:
+            if claims is None:
                 claims = verify_token(
                     token, self.settings.auth_secret.get_secret_value(), leeway_seconds=leeway, clock=self.clock
                 )
-            except InvalidToken as exc:
-                raise Unauthorized(f"The access token is not valid: {exc}.") from exc
-            self._verified[token] = claims
-        if claims.exp.timestamp() + leeway < self.clock():
+                self._verified[token] = claims
+            else:
+                ensure_current(claims, leeway_seconds=leeway, clock=self.clock)
+        except InvalidToken as exc:
             self._verified.pop(token, None)
-            raise Unauthorized("The access token is not valid: the token has expired.")
+            raise Unauthorized(f"The access token is not valid: {exc}.") from exc
         return claims
 
     async def authenticate(self, session: aiohttp.ClientSession, token: str) -> tuple[Caller, TokenClaims]:
