@@ -11,7 +11,6 @@ answer exactly what a missing one answers.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import io
 import json
@@ -39,6 +38,7 @@ from processor_service.main import init_app as init_processor
 from processor_service.settings import ProcessorSettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
+from tests.pipeline_helpers import eventually
 
 PASSWORD = "matrix password 1"
 IDENTITIES = ("owner", "other", "admin", "anonymous", "expired", "forged")
@@ -289,14 +289,15 @@ async def owner_resources(world: World) -> dict[str, str]:
         receipt = await response.json()
         assert response.status == 202, receipt
     instance_id = receipt["files"][0]["instance_id"]
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
+    status = ""
+
+    async def final() -> bool:
+        nonlocal status
         async with world.gateway.get(f"/api/instances/{instance_id}", headers=world.headers["owner"]) as response:
             status = (await response.json())["status"]
-        if status in ("done", "failed"):
-            break
-        assert asyncio.get_running_loop().time() < deadline, status
-        await asyncio.sleep(0.1)
+        return status in ("done", "failed")
+
+    await eventually(final)
     assert status == "done"
     element = {"id": f"own-{uuid.uuid4().hex[:10]}", "data": ["1 2 3"], "deviceName": "RX 1"}
     async with world.gateway.post("/api/elements/", json=element, headers=world.headers["owner"]) as response:
