@@ -93,6 +93,8 @@ async def test_concurrent_uploads_are_registered_in_fewer_calls_than_files(
 async def test_a_call_results_service_does_not_answer_in_time_fails_every_upload_in_it_with_a_503(
     rig: IngestRig, owner: str, samples_dir: Path
 ) -> None:
+    """results_service cannot answer until every upload has been answered (the lock is released only then), so
+    only the timeout can end each call: its length sets how long the test takes, not whether it passes."""
     client = await rig.make(results_timeout=0.5)
     files = distinct_copies(samples_dir / "sample-01-dicom.dcm", 3)
     async with registrations_held(rig):
