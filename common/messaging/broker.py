@@ -9,7 +9,9 @@ Every name starts with the settings' `amqp_prefix` (P):
   `P.queued` has no dead-letter exchange: a copy that cannot be applied is dropped after the
   delivery limit (a dead copy says nothing about processing), and the reconciler republishes the job
   of an instance still `received`. Results `result.<status>` → quorum queue `P.results`; status
-  events of the workers (`status.<status>`) → quorum queue `P.status` (results_service).
+  events of the workers (`status.<status>`) → quorum queue `P.status` (results_service). Audit
+  records that could not be written at once (`audit.<action>`) → quorum queue `P.audit`
+  (results_service writes them, in order).
 - exchange `P.events` (fanout): the status changes results_service has committed, announced for
   the live feeds; each gateway replica binds its own exclusive queue. Nothing of results_service
   reads it, so its announcements never come back to it.
@@ -53,6 +55,7 @@ JOB_STANDARD = "job.standard"
 JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
 STATUS_PATTERN = "status.#"
+AUDIT_PATTERN = "audit.#"
 # What a broker call raises when the broker is unreachable, did not confirm in time, or the channel is
 # closed (a RuntimeError in aiormq, raised while a robust channel is being restored after a restart).
 BROKER_ERRORS = (
@@ -109,6 +112,10 @@ class TopologyNames:
         return f"{self.prefix}.status"
 
     @property
+    def audit(self) -> str:
+        return f"{self.prefix}.audit"
+
+    @property
     def parked(self) -> str:
         return f"{self.prefix}.parked"
 
@@ -122,7 +129,16 @@ class TopologyNames:
 
     @property
     def queues(self) -> list[str]:
-        return [self.jobs, self.jobs_large, self.queued, self.results, self.status, self.parked, self.deadletters]
+        return [
+            self.jobs,
+            self.jobs_large,
+            self.queued,
+            self.results,
+            self.status,
+            self.audit,
+            self.parked,
+            self.deadletters,
+        ]
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class Topology:
     queued: AbstractQueue
     results: AbstractQueue
     status: AbstractQueue
+    audit: AbstractQueue
     parked: AbstractQueue
     deadletters: AbstractQueue
 
@@ -186,6 +203,7 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
     queued = await channel.declare_queue(names.queued, durable=True, arguments=copies)
     results = await channel.declare_queue(names.results, durable=True, arguments=quorum)
     status = await channel.declare_queue(names.status, durable=True, arguments=quorum)
+    audit = await channel.declare_queue(names.audit, durable=True, arguments=quorum)
     parked = await channel.declare_queue(names.parked, durable=True)
     deadletters = await channel.declare_queue(names.deadletters, durable=True)
     await jobs.bind(exchange, JOB_STANDARD)
@@ -194,9 +212,10 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
         await queued.bind(exchange, job_key)
     await results.bind(exchange, RESULT_PATTERN)
     await status.bind(exchange, STATUS_PATTERN)
+    await audit.bind(exchange, AUDIT_PATTERN)
     await parked.bind(dlx)
     await deadletters.bind(dlx)
-    return Topology(names, exchange, dlx, events, jobs, jobs_large, queued, results, status, parked, deadletters)
+    return Topology(names, exchange, dlx, events, jobs, jobs_large, queued, results, status, audit, parked, deadletters)
 
 
 async def delete_topology(channel: AbstractChannel, prefix: str) -> None:
