@@ -33,3 +33,20 @@ class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings, Ele
             "(`RECONCILE_AFTER_SECONDS`)."
         ),
     )
+    reconcile_unfinished_after_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description=(
+            "An instance `queued` or `processing` for longer than this, while its jobs queue has no backlog, has its "
+            "job published again (`RECONCILE_UNFINISHED_AFTER_SECONDS`); keep it above PROCESSOR_JOB_TIMEOUT times "
+            "(JOB_DELIVERY_LIMIT + 1)."
+        ),
+    )
+    reconcile_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Times the reconciler publishes an instance's job again before it fails the instance with a reason "
+            "(`RECONCILE_MAX_ATTEMPTS`)."
+        ),
+    )

@@ -1,5 +1,6 @@
-"""results_service's reconciler against the real PostgreSQL and RabbitMQ: an instance left `received` longer
-than the bound gets its job again, with every field, once per round however many replicas reconcile."""
+"""results_service's reconciler against the real PostgreSQL and RabbitMQ: an instance left unfinished longer
+than its bound gets its job again, with every field, once per round however many replicas reconcile; a backlog
+excuses a wait; after the attempt limit the instance fails with a reason and the failure is announced."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractQueue
 from structlog.testing import capture_logs
 
-from common.messaging.broker import Topology
+from common.messaging.broker import Topology, broker_key
 from common.messaging.messages import ProcessJob
 from results_service.main import init_app
-from results_service.reconciler import republish_stale
+from results_service.reconciler import Backlog, Bounds, Round, read_backlog, reconcile_once, reconcile_round
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    announced,
     channel_fixture,
     client_fixture,
     dicom_fields,
+    events_fixture,
     fetch,
+    get_json,
     owner_fixture,
     register,
     results_settings_fixture,
@@ -39,22 +44,34 @@ async def registered(client: Any, owner: str, count: int) -> list[str]:
     return [(await register(client, owner))[1]["instance_id"] for _ in range(count)]
 
 
-async def set_rows(database_url: str, ids: list[str], *, age: str, status: str = "received") -> None:
+async def set_rows(database_url: str, ids: list[str], *, age: str, status: str = "received", attempts: int = 0) -> None:
     """Put the instances in `status`, last changed `age` ago (a clock set back rather than waited for)."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            "UPDATE instances SET status = $2, updated_at = now() - $3::text::interval WHERE id = ANY($1::varchar[])",
+            "UPDATE instances SET status = $2, updated_at = now() - $3::text::interval, reconcile_attempts = $4 "
+            "WHERE id = ANY($1::varchar[])",
             ids,
             status,
             age,
+            attempts,
         )
     finally:
         await conn.close()
 
 
-async def round_of(topology: Topology, *, large_job_bytes: int = LARGE) -> list[ProcessJob]:
-    return await republish_stale(topology.exchange, after_seconds=BOUND, large_job_bytes=large_job_bytes)
+def bounds(*, large_job_bytes: int = LARGE, max_attempts: int = 3) -> Bounds:
+    return Bounds(
+        received_after=BOUND, unfinished_after=2 * BOUND, max_attempts=max_attempts, large_job_bytes=large_job_bytes
+    )
+
+
+async def run_round(topology: Topology, backlog: Backlog | None = None, **kwargs: Any) -> Round:
+    return await reconcile_round(topology.exchange, bounds(**kwargs), backlog or Backlog())
+
+
+async def round_of(topology: Topology, **kwargs: Any) -> list[ProcessJob]:
+    return (await run_round(topology, **kwargs)).republished
 
 
 async def test_an_instance_received_longer_than_the_bound_gets_its_job_again_with_every_field(
@@ -94,14 +111,15 @@ async def test_an_instance_received_longer_than_the_bound_gets_its_job_again_wit
     await take(topology.jobs_large, 0)
 
 
-async def test_younger_instances_and_other_states_are_left_alone_and_one_republished_waits_another_bound(
+async def test_younger_instances_and_final_ones_are_left_alone_and_one_republished_waits_another_bound(
     client: Any, topology: Topology, owner: str, database_url: str
 ) -> None:
     stale, young, *others = await registered(client, owner, 6)
     await set_rows(database_url, [stale], age="100 years")
     await set_rows(database_url, [young], age="10 years")  # received, but younger than the bound
+    # queued and processing have a longer bound (100 years here): 75 years is not overdue for them.
     for instance_id, status in zip(others, ["queued", "processing", "done", "failed"], strict=True):
-        await set_rows(database_url, [instance_id], age="100 years", status=status)
+        await set_rows(database_url, [instance_id], age="75 years", status=status)
     [published] = await round_of(topology)  # the round ran: it took the stale one
     assert published.instance_id == stale
     [message] = await take(topology.jobs, 1)
@@ -139,7 +157,13 @@ async def test_two_reconcilers_at_once_publish_one_job_per_instance(
 
 @pytest.fixture
 def reconciling(results_settings: ResultsSettings) -> ResultsSettings:
-    return results_settings.model_copy(update={"reconcile_interval_seconds": 0.05, "reconcile_after_seconds": BOUND})
+    return results_settings.model_copy(
+        update={
+            "reconcile_interval_seconds": 0.05,
+            "reconcile_after_seconds": BOUND,
+            "reconcile_unfinished_after_seconds": 2 * BOUND,
+        }
+    )
 
 
 async def test_the_running_app_reconciles_in_the_background(
@@ -151,3 +175,94 @@ async def test_the_running_app_reconciles_in_the_background(
     await wait_status(client, owner, instance_id, "queued")
     [message] = await take(topology.jobs, 1)
     assert ProcessJob.model_validate_json(message.body).instance_id == instance_id
+
+
+async def test_queued_and_processing_instances_past_their_bound_get_their_job_again_and_count_the_attempt(
+    client: Any, topology: Topology, owner: str, database_url: str
+) -> None:
+    queued, processing = await registered(client, owner, 2)
+    await set_rows(database_url, [queued], age="300 years", status="queued")
+    await set_rows(database_url, [processing], age="300 years", status="processing", attempts=1)
+    published = await round_of(topology)
+    assert sorted(job.instance_id for job in published) == sorted([queued, processing])
+    messages = await take(topology.jobs, 2)
+    assert sorted(ProcessJob.model_validate_json(m.body).instance_id for m in messages) == sorted([queued, processing])
+    rows = await fetch(
+        database_url,
+        "SELECT id, status, reconcile_attempts FROM instances WHERE id = ANY($1::varchar[])",
+        [queued, processing],
+    )
+    assert {row["id"]: (row["status"], row["reconcile_attempts"]) for row in rows} == {
+        queued: ("queued", 1),
+        processing: ("processing", 2),
+    }
+
+
+async def test_a_backlog_in_the_queue_an_instance_waits_in_excuses_its_wait(
+    client: Any, channel: AbstractChannel, topology: Topology, owner: str, database_url: str
+) -> None:
+    received, queued_small, queued_large = await registered(client, owner, 3)
+    await set_rows(database_url, [received], age="300 years")
+    await set_rows(database_url, [queued_small, queued_large], age="300 years", status="queued")
+    await fetch(database_url, "UPDATE instances SET size = 100 WHERE id = $1", queued_large)  # over 50: large
+    waiting = Backlog(copies=True, standard=True, large=True)
+    assert await round_of(topology, backlog=waiting, large_job_bytes=50) == []
+    only_large_waits = Backlog(copies=True, standard=False, large=True)
+    [published] = await round_of(topology, backlog=only_large_waits, large_job_bytes=50)
+    assert published.instance_id == queued_small
+    [message] = await take(topology.jobs, 1)
+    assert ProcessJob.model_validate_json(message.body).instance_id == queued_small
+    nothing_waits = await read_backlog_after_draining(channel, topology)
+    published_now = await round_of(topology, backlog=nothing_waits, large_job_bytes=50)
+    assert sorted(job.instance_id for job in published_now) == sorted([received, queued_large])
+
+
+async def read_backlog_after_draining(channel: AbstractChannel, topology: Topology) -> Backlog:
+    """The backlog read from the broker once the test's own queues are empty: nothing waits."""
+    for queue in (topology.jobs, topology.jobs_large, topology.queued):
+        await queue.purge()
+    backlog = await read_backlog(channel, topology)
+    assert backlog == Backlog()
+    return backlog
+
+
+async def test_an_instance_out_of_attempts_fails_with_a_reason_a_person_can_act_on(
+    client: Any, topology: Topology, owner: str, database_url: str
+) -> None:
+    stuck_received, stuck_processing, still_trying = await registered(client, owner, 3)
+    await set_rows(database_url, [stuck_received], age="300 years", attempts=3)
+    await set_rows(database_url, [stuck_processing], age="300 years", status="processing", attempts=3)
+    await set_rows(database_url, [still_trying], age="300 years", status="processing", attempts=2)
+    outcome = await run_round(topology, max_attempts=3)
+    assert [job.instance_id for job in outcome.republished] == [still_trying]
+    assert sorted(t.instance_id for t in outcome.failed) == sorted([stuck_received, stuck_processing])
+    rows = await fetch(
+        database_url,
+        "SELECT id, status, reason FROM instances WHERE id = ANY($1::varchar[])",
+        [stuck_received, stuck_processing],
+    )
+    reasons = {row["id"]: (row["status"], row["reason"]) for row in rows}
+    assert reasons[stuck_received][0] == reasons[stuck_processing][0] == "failed"
+    assert reasons[stuck_received][1].startswith(
+        "Its processing job could not be queued: it was published again 3 times"
+    )
+    assert "Check that RabbitMQ is up" in reasons[stuck_received][1]
+    assert reasons[stuck_processing][1].startswith("Processing never finished: its job was queued again 3 times")
+    assert "Check that processor_service is running" in reasons[stuck_processing][1]
+    status, body = await get_json(client, f"/api/instances/{stuck_processing}", owner)
+    assert (status, body["status"], body["reason"]) == (200, "failed", reasons[stuck_processing][1])
+    assert await run_round(topology, max_attempts=3) == Round(republished=[], failed=[])  # final: left alone
+
+
+async def test_a_full_pass_reads_the_backlog_and_announces_the_failures_for_the_live_feeds(
+    client: Any, channel: AbstractChannel, topology: Topology, owner: str, database_url: str, events: AbstractQueue
+) -> None:
+    [stuck] = await registered(client, owner, 1)
+    await set_rows(database_url, [stuck], age="300 years", status="queued", attempts=3)
+    await read_backlog_after_draining(channel, topology)
+    broker = client.server.app[broker_key]  # the app's own: the announcement goes out as the app's would
+    outcome = await reconcile_once(broker, bounds(max_attempts=3))
+    assert [t.instance_id for t in outcome.failed] == [stuck]
+    [event] = await announced(events, 1)
+    assert (event.instance_id, event.status, event.owner) == (stuck, "failed", owner)
+    assert event.reason is not None and event.reason.startswith("Processing never finished")

@@ -53,6 +53,8 @@ class Instance(Model):
     columns = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # Jobs the reconciler published again for this instance; past its limit the instance fails.
+    reconcile_attempts = fields.IntField(default=0)
 
     results: fields.ReverseRelation[Result]
 
