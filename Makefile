@@ -41,7 +41,14 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else echo "The portal's browser test needs Debian's chromium at $(CHROMIUM): run 'sudo apt-get install -y chromium'." >&2; exit 1; fi
 
-test: preflight $(CHROMIUM) ## Set up, then run the whole test suite against the local PostgreSQL and RabbitMQ.
+# The alerting rules (k8s/prometheus) are checked and unit-tested with promtool, from Debian's prometheus package.
+PROMTOOL := /usr/bin/promtool
+
+$(PROMTOOL):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	else echo "The alerting rules' tests need promtool at $(PROMTOOL): run 'sudo apt-get install -y prometheus'." >&2; exit 1; fi
+
+test: preflight $(CHROMIUM) $(PROMTOOL) ## Set up, then run the whole test suite against the local PostgreSQL and RabbitMQ.
 	$(PY) -m pytest
 
 test-quick: preflight ## Unit and app-level tests only: no service processes, no browser (tests/e2e left out).

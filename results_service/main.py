@@ -7,13 +7,15 @@ from pathlib import Path
 from aiohttp import web
 from tortoise import connections
 
-from common.app.web import make_app, readiness_checks_key
+from common.app.web import make_app, readiness_checks_key, scrape_hooks_key
 from common.messaging.broker import broker_context, broker_ready
+from common.messaging.metrics import scrape_queues
 from common.storage.blobs import BlobStore
 from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
 from results_service.deid import Deidentifier
 from results_service.keys import blob_store_key, deidentifier_key, settings_key
+from results_service.metrics import scrape_pipeline
 from results_service.reconciler import reconciler_context
 from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings
@@ -36,5 +38,6 @@ def init_app(settings: ResultsSettings) -> web.Application:
     app.cleanup_ctx.append(reconciler_context(settings))
     app[readiness_checks_key].append(database)
     app[readiness_checks_key].append(broker_ready)
+    app[scrape_hooks_key].extend([scrape_queues, scrape_pipeline])
     setup_routes(app)
     return app

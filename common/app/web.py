@@ -21,8 +21,13 @@ from common.app.settings import BaseServiceSettings
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[web.Application], Awaitable[None]]
+ScrapeHook = Callable[[web.Application], Awaitable[None]]
 correlation_id_key = web.RequestKey("correlation_id", str)
 readiness_checks_key = web.AppKey("readiness_checks", list[ReadinessCheck])
+scrape_hooks_key = web.AppKey("scrape_hooks", list[ScrapeHook])
+"""Refresh gauges that must be read from elsewhere (the broker, the database) when /metrics is scraped."""
+
+SCRAPE_HOOK_TIMEOUT = 3.0
 service_name_key = web.AppKey("service_name", str)
 
 REQUESTS = prometheus_client.Counter(
@@ -118,8 +123,14 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics(_: web.Request) -> web.Response:
-    """Prometheus text exposition of this process's metrics."""
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this process's metrics, refreshed by the app's scrape hooks first (a hook
+    that fails or takes too long leaves its gauges as they were, or as the hook marked them, and is logged)."""
+    for hook in request.app[scrape_hooks_key]:
+        try:
+            await asyncio.wait_for(hook(request.app), timeout=SCRAPE_HOOK_TIMEOUT)
+        except Exception as exc:  # a scrape must answer: the failure shows in the gauges the hook owns
+            log.warning("metrics_refresh_failed", hook=getattr(hook, "__name__", "hook"), error=repr(exc))
     body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
@@ -129,6 +140,7 @@ def make_app(service: str, *, client_max_size: int = 1024**2) -> web.Application
     app = web.Application(middlewares=[observe_middleware], client_max_size=client_max_size)
     app[service_name_key] = service
     app[readiness_checks_key] = []
+    app[scrape_hooks_key] = []
     app.on_response_prepare.append(_add_correlation_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
