@@ -59,7 +59,9 @@ async def _entry_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Asyn
                 yield chunk
         finally:
             handle.close()
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    except OSError as exc:  # its text may name the staged file: never shown
+        raise UnreadableFile(f"corrupt zip entry ({exc.strerror or type(exc).__name__})") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise UnreadableFile(f"corrupt zip entry: {exc}") from exc
 
 
@@ -67,8 +69,8 @@ def _check_archive(archive: zipfile.ZipFile, settings: IngestSettings) -> list[z
     files = [info for info in archive.infolist() if not info.is_dir()]
     if not files:
         raise BadRequest("The zip archive holds no files.")
-    if len(files) > settings.zip_max_entries:
-        raise PayloadTooLarge(f"The zip archive has {len(files)} entries; the limit is {settings.zip_max_entries}.")
+    if len(files) > settings.upload_max_files:
+        raise PayloadTooLarge(f"The zip archive has {len(files)} entries; the limit is {settings.upload_max_files}.")
     total = sum(info.file_size for info in files)
     if total > settings.zip_max_total_bytes:
         raise PayloadTooLarge(
@@ -100,8 +102,10 @@ async def zip_files(
             # The staged archive is encrypted like every blob: zipfile reads a seekable plaintext view of it.
             reader = await asyncio.to_thread(store.open_staged, staged)
             archive = await asyncio.to_thread(zipfile.ZipFile, reader)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except zipfile.BadZipFile as exc:
             raise BadRequest(f"The body is not a readable zip archive: {exc}") from exc
+        except OSError as exc:  # its text may name the staged file: never shown
+            raise BadRequest(f"The body is not a readable zip archive ({exc.strerror or 'unreadable'}).") from exc
         for index, info in enumerate(_check_archive(archive, settings)):
             name = display_name(info.filename, f"entry-{index}")
             reason = entry_problem(info, settings)

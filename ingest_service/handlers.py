@@ -1,4 +1,10 @@
-"""`POST /upload`: stream the body's files through the intake and answer with one outcome per file."""
+"""`POST /upload`: stream the body's files through the intake and answer with one outcome per file.
+
+What is wrong with the request as a whole is refused before anything is read or written: a content
+type or `Content-Encoding` not accepted (415: a compressed body is refused, not decoded; files travel
+compressed inside a zip archive, whose limits are checked before any entry is inflated), a declared
+length over the limit (413), an empty body (400).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator
 
 from aiohttp import web
+from aiohttp.hdrs import CONTENT_ENCODING
 
 from common.app.logs import get_logger
 from common.app.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
@@ -33,6 +40,7 @@ ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed"})
 ACCEPTED_TYPES = (
     'application/dicom, multipart/form-data, multipart/related; type="application/dicom", or application/zip'
 )
+ACCEPTED_ENCODINGS = ("identity",)
 
 
 def _files_of(request: web.Request, meter: BodyMeter) -> AsyncGenerator[IncomingFile, None]:
@@ -40,16 +48,26 @@ def _files_of(request: web.Request, meter: BodyMeter) -> AsyncGenerator[Incoming
     content_type = request.content_type
     if content_type == DICOM_TYPE:
         return single_file(request, meter)
+    max_files = request.app[settings_key].upload_max_files
     if content_type == "multipart/form-data":
-        return multipart_files(request, meter)
+        return multipart_files(request, meter, max_files)
     if content_type == "multipart/related":
         if not related_type_is_dicom(request):
             raise UnsupportedMediaType('multipart/related uploads must declare type="application/dicom".')
-        return multipart_files(request, meter)
+        return multipart_files(request, meter, max_files)
     if content_type in ZIP_TYPES:
         app = request.app
         return zip_files(body_chunks(request), meter, app[blob_store_key], app[settings_key])
     raise UnsupportedMediaType(f"Send {ACCEPTED_TYPES}, not {content_type!r}.")
+
+
+def _check_encoding(request: web.Request) -> None:
+    encoding = request.headers.get(CONTENT_ENCODING, "").strip().lower()
+    if encoding and encoding not in ACCEPTED_ENCODINGS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding[:64]!r} is not accepted; send the body unencoded (identity). "
+            "To send files compressed, upload them in a zip archive (application/zip)."
+        )
 
 
 def _check_length(request: web.Request, limit: int) -> None:
@@ -78,6 +96,7 @@ async def handle_upload(request: web.Request) -> web.Response:
     """Take every file of the body; 202 with one outcome per file, or a problem naming the files already taken."""
     app = request.app
     settings = app[settings_key]
+    _check_encoding(request)
     _check_length(request, settings.upload_max_bytes)
     meter = BodyMeter(settings.upload_max_bytes)
     files = _files_of(request, meter)
@@ -94,8 +113,11 @@ async def handle_upload(request: web.Request) -> web.Response:
         async with contextlib.aclosing(files):
             async for incoming in files:
                 await intake.take(incoming)
-        if not intake.files:
-            raise BadRequest("The body holds no files.")
+        if not intake.registered:
+            empty = len(intake.files)
+            raise BadRequest(
+                f"The body holds no files: its {empty} part(s) are empty." if empty else "The body holds no files."
+            )
     except ProblemError as exc:
         log.info("upload_stopped", upload_id=intake.upload_id, status=exc.status, taken=len(intake.files))
         await _report_stop(request, caller, intake, exc.status)

@@ -7,7 +7,8 @@ instance to `queued` when it consumes it. A job is published only for a new inst
 dies (or the broker fails) between the registration and the confirm, results_service's reconciler
 republishes the job of the instance it finds still `received`. A file that fails validation is
 rejected and the next one is taken; results_service or RabbitMQ failing stops the upload with a
-503 (the files before it keep their outcomes).
+503 (the files before it keep their outcomes). A part that holds no file (an empty part) is
+answered as rejected but never registered: a body of empty parts writes nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Intake:
     upload_id: str
     caller: Caller
     files: list[UploadedFile] = field(default_factory=list)
+    registered: int = 0
+    """How many of `files` results_service registered (the others held no file)."""
 
     @property
     def owner(self) -> str:
@@ -56,7 +59,9 @@ class Intake:
     async def take(self, incoming: IncomingFile) -> UploadedFile:
         """Read, check and store one file; append and return its outcome."""
         index = len(self.files)
-        if incoming.chunks is None:
+        if incoming.chunks is None and not incoming.registered:
+            outcome = UploadedFile(name=incoming.name, status=FileStatus.REJECTED, reason=incoming.reason)
+        elif incoming.chunks is None:
             outcome = await self._reject(index, incoming.name, incoming.reason or "refused")
         else:
             outcome = await self._take_stream(index, incoming)
@@ -121,7 +126,9 @@ class Intake:
         )
 
     async def _register(self, registration: FileRegistration) -> FileRegistered:
-        return await self.registrar.register(self.upload_id, registration, self.caller)
+        registered = await self.registrar.register(self.upload_id, registration, self.caller)
+        self.registered += 1
+        return registered
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:
         """Publish the new instance's job and wait for the broker's confirm."""

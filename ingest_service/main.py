@@ -19,6 +19,12 @@ from ingest_service.settings import IngestSettings
 
 log = get_logger(__name__)
 
+# Bodies reach the upload handler as sent: an encoded one is refused with 415, never inflated without limits
+# (nor answered with aiohttp's bare 400 for an encoding it cannot decode). A client that goes away mid-upload
+# ends the body with an error the handler answers (the files it finished keep their rows, the stop is audited),
+# rather than cancelling it wherever it stands: run_app's default, pinned so that test servers behave the same.
+HANDLER_ARGS = {"auto_decompress": False, "handler_cancellation": False}
+
 
 async def blob_store_context(app: web.Application) -> AsyncIterator[None]:
     """Open the blob store; staged files left by a crash are swept once at start-up."""
@@ -55,7 +61,7 @@ async def results_ready(app: web.Application) -> None:
 
 def init_app(settings: IngestSettings) -> web.Application:
     """Build the ingest_service application from its settings."""
-    app = make_app("ingest_service")
+    app = make_app("ingest_service", handler_args=HANDLER_ARGS)
     app[settings_key] = settings
     app.cleanup_ctx.append(blob_store_context)
     app.cleanup_ctx.append(client_session_context)

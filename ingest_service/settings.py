@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from common.app.secret_settings import BlobKeySettings
 from common.app.settings import BaseServiceSettings
@@ -22,8 +22,13 @@ class IngestSettings(BaseServiceSettings, BlobKeySettings, JobRoutingSettings):
         description="Largest upload body, in bytes; more is refused with 413 (`UPLOAD_MAX_BYTES`). Enforced here "
         "only: ingest reads the body, the gateway streams it through uncounted.",
     )
-    zip_max_entries: int = Field(
-        default=10_000, ge=1, description="Most entries a zip upload may hold (`ZIP_MAX_ENTRIES`)."
+    upload_max_files: int = Field(
+        default=10_000,
+        ge=1,
+        validation_alias=AliasChoices("upload_max_files", "zip_max_entries"),
+        description="Most files one upload may hold: entries of a zip archive, parts of a multipart body "
+        "(form fields included); more is refused with 413 (`UPLOAD_MAX_FILES`; `ZIP_MAX_ENTRIES`, its former "
+        "name, is still read).",
     )
     zip_max_total_bytes: int = Field(
         default=16 * GIB,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import prometheus_client
 import uvloop
@@ -135,9 +135,14 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
-def make_app(service: str, *, client_max_size: int = 1024**2) -> web.Application:
-    """An application with the shared middleware and the /healthz, /readyz and /metrics routes."""
-    app = web.Application(middlewares=[observe_middleware], client_max_size=client_max_size)
+def make_app(
+    service: str, *, client_max_size: int = 1024**2, handler_args: Mapping[str, Any] | None = None
+) -> web.Application:
+    """An application with the shared middleware and the /healthz, /readyz and /metrics routes.
+
+    `handler_args`: options of aiohttp's request handler that the service pins whoever serves it (run_app or a
+    test server), e.g. `auto_decompress`."""
+    app = web.Application(middlewares=[observe_middleware], client_max_size=client_max_size, handler_args=handler_args)
     app[service_name_key] = service
     app[readiness_checks_key] = []
     app[scrape_hooks_key] = []

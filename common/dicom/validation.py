@@ -4,10 +4,16 @@ The header is read with pydicom up to (not including) the pixel data; the pixel 
 then checked by walking its header (native: its length against the image size; encapsulated:
 its items up to the sequence delimiter), so a truncated upload is rejected here rather than
 failing later in a worker. Every rejection carries a reason a person can act on.
+
+`validate_file` is the one place where a file's bytes meet pydicom, so it is also where any failure
+while reading them becomes that file's rejection: pydicom converts values lazily and raises many
+types on malformed input (NotImplementedError for an unknown VR, TypeError from a value of the
+wrong type, ...), and one hostile file must never fail more than itself.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,7 +25,10 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import get_expected_length
 
+from common.app.logs import get_logger
 from common.schemas.instances import DicomMetadata
+
+log = get_logger(__name__)
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
@@ -32,6 +41,8 @@ _DEFER_SIZE = 64 * 1024
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _IMAGE_PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "PhotometricInterpretation")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_MESSAGE_LIMIT = 300
 
 
 class InvalidDicom(Exception):
@@ -44,25 +55,48 @@ class InvalidDicom(Exception):
 
 def validate_file(source: Path | BinaryIO) -> DicomMetadata:
     """Validate the DICOM file at a path or in a seekable file object (closed afterwards) and return its
-    identifying metadata (blocking: run it in a thread)."""
-    with source.open("rb") if isinstance(source, Path) else source as fp:
-        size = fp.seek(0, 2)
-        fp.seek(0)
-        _check_magic(fp, size)
-        ds = _read_header(fp)
-        pixel_offset = fp.tell()
-        transfer_syntax = _check_file_meta(ds)
-        for keyword in _REQUIRED_UIDS:
-            _check_uid(ds, keyword)
-        deflated = transfer_syntax == uids.DeflatedExplicitVRLittleEndian
-        # A deflated dataset is read from an inflated copy: file offsets mean nothing there.
-        pixel_tag = None if deflated else _next_tag(fp, pixel_offset, size, ds)
-        if _is_image(ds, pixel_tag):
-            if not deflated and pixel_tag != PIXEL_DATA_TAG:
-                raise InvalidDicom("image has no pixel data (7FE0,0010)")
-            _check_image_module(ds, transfer_syntax)
-            if not deflated:
-                _check_pixel_data(ds, fp, pixel_offset, size, transfer_syntax)
+    identifying metadata (blocking: run it in a thread).
+
+    Raises InvalidDicom, and only InvalidDicom, for anything wrong with the file: an unexpected exception
+    while reading it is logged with its traceback and becomes a rejection whose reason names the problem.
+    """
+    try:
+        with source.open("rb") if isinstance(source, Path) else source as fp:
+            return _validate(fp)
+    except InvalidDicom:
+        raise
+    except Exception as exc:  # the boundary between untrusted bytes and the pipeline: see the module docstring
+        log.warning("dicom_check_failed", error=type(exc).__name__, exc_info=exc)
+        raise InvalidDicom(unreadable_reason(exc)) from exc
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """A person's reason for a file that made a check raise: pydicom's message (it names the element), never a
+    path (an OSError's text may name one of ours)."""
+    if isinstance(exc, OSError) and exc.errno is not None:  # the system's error (pydicom raises plain ones too)
+        return f"unreadable file: {exc.strerror or type(exc).__name__}"
+    message = _UNPRINTABLE.sub("?", str(exc)).strip()[:_MESSAGE_LIMIT]
+    return f"unreadable DICOM header: {type(exc).__name__}: {message}" if message else "unreadable DICOM header"
+
+
+def _validate(fp: BinaryIO) -> DicomMetadata:
+    size = fp.seek(0, 2)
+    fp.seek(0)
+    _check_magic(fp, size)
+    ds = _read_header(fp)
+    pixel_offset = fp.tell()
+    transfer_syntax = _check_file_meta(ds)
+    for keyword in _REQUIRED_UIDS:
+        _check_uid(ds, keyword)
+    deflated = transfer_syntax == uids.DeflatedExplicitVRLittleEndian
+    # A deflated dataset is read from an inflated copy: file offsets mean nothing there.
+    pixel_tag = None if deflated else _next_tag(fp, pixel_offset, size, ds)
+    if _is_image(ds, pixel_tag):
+        if not deflated and pixel_tag != PIXEL_DATA_TAG:
+            raise InvalidDicom("image has no pixel data (7FE0,0010)")
+        _check_image_module(ds, transfer_syntax)
+        if not deflated:
+            _check_pixel_data(ds, fp, pixel_offset, size, transfer_syntax)
     return _metadata(ds, transfer_syntax)
 
 
@@ -76,10 +110,7 @@ def _check_magic(fp: BinaryIO, size: int) -> None:
 
 def _read_header(fp: BinaryIO) -> Dataset:
     fp.seek(0)
-    try:
-        return pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_SIZE)
-    except Exception as exc:  # pydicom raises many types for malformed headers; all mean the same here
-        raise InvalidDicom(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    return pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_SIZE)
 
 
 def _check_file_meta(ds: Dataset) -> uids.UID:
@@ -157,6 +188,7 @@ def _check_pixel_data(ds: Dataset, fp: BinaryIO, offset: int, size: int, transfe
         return
     if length == UNDEFINED_LENGTH:
         raise InvalidDicom(f"pixel data is encapsulated but {transfer_syntax.name} is a native transfer syntax")
+    _frames(ds)  # pydicom multiplies by NumberOfFrames as it finds it: a malformed value is named here first
     expected = get_expected_length(ds, unit="bytes")
     available = min(length, size - value_offset)
     if available < expected:
@@ -256,16 +288,18 @@ def _shape(ds: Dataset) -> str:
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str | None:
+    """A display value: control characters (PostgreSQL refuses NUL in text) become '?'."""
     value = _raw_text(ds, keyword)
-    return value[:limit] if value is not None else None
+    return _UNPRINTABLE.sub("?", value)[:limit] if value is not None else None
 
 
 def _integer(ds: Dataset, keyword: str) -> int | None:
     value: Any = _raw_text(ds, keyword) if keyword == "NumberOfFrames" else ds.get(keyword)
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is None or number >= 0 else None
 
 
 def _metadata(ds: Dataset, transfer_syntax: uids.UID) -> DicomMetadata:
