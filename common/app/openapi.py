@@ -51,6 +51,23 @@ def json_reply(description: str, *models: type[BaseModel]) -> Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class RawBody:
+    """A request body that is not a JSON model (files, archives): its media type, the schema of what it
+    carries and, for a multipart body, the encoding of its fields (OpenAPI's Media Type Object)."""
+
+    content_type: str
+    schema: Mapping[str, Any]
+    encoding: Mapping[str, Any] | None = None
+
+    def media(self) -> dict[str, Any]:
+        """The Media Type Object."""
+        media: dict[str, Any] = {"schema": dict(self.schema)}
+        if self.encoding:
+            media["encoding"] = dict(self.encoding)
+        return media
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     """One method on one path, with the models of its request and responses."""
 
@@ -66,6 +83,9 @@ class Operation:
     """The path also answers with (or without) a trailing slash: routed both ways, documented once."""
     public: bool = False
     """Callable without a bearer token (documented with `security: []`; the gateway lets it through)."""
+    raw_bodies: tuple[RawBody, ...] = ()
+    """Request bodies other than the JSON models of `request_body`, documented beside them."""
+    request_description: str = ""
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -172,9 +192,14 @@ class ApiSpec:
             result["security"] = []
         if operation.params:
             result["parameters"] = [_param(param) for param in operation.params]
+        content: dict[str, Any] = {}
         if operation.request_body:
-            schema = _one_of([refs[(model, "validation")] for model in operation.request_body])
-            result["requestBody"] = {"required": True, "content": {JSON: {"schema": schema}}}
+            content[JSON] = {"schema": _one_of([refs[(model, "validation")] for model in operation.request_body])}
+        content.update((body.content_type, body.media()) for body in operation.raw_bodies)
+        if content:
+            result["requestBody"] = {"required": True, "content": content}
+            if operation.request_description:
+                result["requestBody"]["description"] = operation.request_description
         return result
 
 

@@ -3,11 +3,47 @@ ingest_service, the feed by the gateway itself). The feed's frames are `gateway.
 
 from __future__ import annotations
 
-from common.app.openapi import Operation, Reply, json_reply
+from common.app.openapi import Operation, RawBody, Reply, json_reply
 from common.schemas.accounts_api import RATE_LIMITED, UNAUTHORIZED
 from common.schemas.uploads import UploadReceipt
 
 TAG = "uploads"
+
+_BINARY = {"type": "string", "format": "binary"}
+_LIMITS = (
+    "Limits (ingest_service's settings, defaults in brackets): the body `UPLOAD_MAX_BYTES` [4 GiB]; files per "
+    "upload, parts of a multipart body or entries of a zip archive, `UPLOAD_MAX_FILES` [10000]; a zip archive's "
+    "total uncompressed size `ZIP_MAX_TOTAL_BYTES` [16 GiB] and each entry's expansion `ZIP_MAX_RATIO` [100:1]. "
+    "`Content-Encoding` must be absent or `identity` (send files compressed in a zip archive instead)."
+)
+UPLOAD_BODIES = (
+    RawBody("application/dicom", {**_BINARY, "description": "One DICOM file (name it with Content-Disposition)."}),
+    RawBody(
+        "multipart/form-data",
+        {
+            "type": "object",
+            "properties": {
+                "file": {
+                    "type": "array",
+                    "items": _BINARY,
+                    "description": "The files: every part with a filename is one (any field name); other "
+                    "fields are ignored; an empty part is rejected and not registered.",
+                }
+            },
+        },
+        encoding={"file": {"contentType": "application/dicom, application/octet-stream"}},
+    ),
+    RawBody(
+        "multipart/related",
+        {
+            **_BINARY,
+            "description": 'DICOMweb STOW-RS style: the Content-Type carries `type="application/dicom"`; each part '
+            "is one file (application/dicom), named by its Content-Location.",
+        },
+    ),
+    RawBody("application/zip", {**_BINARY, "description": "A zip archive of DICOM files (stored or deflated)."}),
+    RawBody("application/x-zip-compressed", {**_BINARY, "description": "The same as application/zip."}),
+)
 
 
 def upload_operations() -> list[Operation]:
@@ -20,21 +56,29 @@ def upload_operations() -> list[Operation]:
             TAG,
             {
                 202: json_reply("Every file was stored and queued, found a duplicate, or rejected.", UploadReceipt),
-                400: Reply("The body is empty, holds no files, or is not a readable archive."),
+                400: Reply(
+                    "The body is empty, holds no files, is a malformed multipart body or an unreadable archive, "
+                    "or ended early; `files` lists what was taken."
+                ),
                 **UNAUTHORIZED,
                 413: Reply(
-                    "The body is over `UPLOAD_MAX_BYTES`, or an archive over its limits; `files` lists what was taken."
+                    "The body is over `UPLOAD_MAX_BYTES`, holds more than `UPLOAD_MAX_FILES` parts, or an archive "
+                    "is over its limits; `files` lists what was taken."
                 ),
                 415: Reply(
                     "Not one of the content types above (application/dicom, multipart/form-data, "
-                    'multipart/related; type="application/dicom", application/zip).'
+                    'multipart/related; type="application/dicom", application/zip), or a `Content-Encoding` '
+                    "other than identity."
                 ),
                 **RATE_LIMITED,
                 503: Reply("results_service or RabbitMQ is unavailable; `files` lists what was taken before."),
             },
             description="Each file becomes an instance owned by the caller; the upload is audited. "
             "Send the body as `application/dicom`, `multipart/form-data` (file fields), "
-            '`multipart/related; type="application/dicom"` or `application/zip`.',
+            '`multipart/related; type="application/dicom"` or `application/zip`. A file that is not a valid '
+            "DICOM instance is rejected with a reason and the others are taken. " + _LIMITS,
+            raw_bodies=UPLOAD_BODIES,
+            request_description=_LIMITS,
         ),
     ]
 
