@@ -113,7 +113,7 @@ async def handle_upload(request: web.Request) -> web.Response:
         async with contextlib.aclosing(files):
             async for incoming in files:
                 await intake.take(incoming)
-        if not intake.registered:
+        if not intake.registered_files:
             empty = len(intake.files)
             raise BadRequest(
                 f"The body holds no files: its {empty} part(s) are empty." if empty else "The body holds no files."

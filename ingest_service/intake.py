@@ -48,7 +48,7 @@ class Intake:
     upload_id: str
     caller: Caller
     files: list[UploadedFile] = field(default_factory=list)
-    registered: int = 0
+    registered_files: int = 0
     """How many of `files` results_service registered (the others held no file)."""
 
     @property
@@ -127,7 +127,7 @@ class Intake:
 
     async def _register(self, registration: FileRegistration) -> FileRegistered:
         registered = await self.registrar.register(self.upload_id, registration, self.caller)
-        self.registered += 1
+        self.registered_files += 1
         return registered
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:
