@@ -5,6 +5,12 @@ Deterministic failures (the stored file is missing, its pixel data cannot be dec
 dies makes the handler raise, so the job is requeued; the quorum queue's delivery limit eventually
 parks it and results_service marks the instance failed from the dead letter. The job is acked only
 once the result's publish is confirmed by the broker.
+
+An outage is not the job's fault and costs it no delivery attempt (`common.messaging.faults`): a
+blob store that cannot be read (not a missing blob) or a broker that does not confirm makes the
+consuming edge hold the job and run it again with backoff; a result already computed is only
+published again. Each job queue has its own channel, declared there so that its consumer is back
+after a broker restart; `JobConsumers.ready` is a readiness check.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import prometheus_client
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
 from common.app.logs import get_logger
-from common.messaging.broker import Broker, broker_key, consume, publish, status_key
+from common.app.web import readiness_checks_key
+from common.messaging.broker import Broker, broker_key, publish, status_key
+from common.messaging.consuming import ConsumerSet
+from common.messaging.faults import is_infrastructure_error, retry_through_outage
 from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusEvent
 from common.storage.blobs import BlobNotFound, BlobStore, BlobUnreadable
 from processor_service.imaging import ImagingError
@@ -75,14 +84,14 @@ class JobProcessor:
             self.in_flight.add(task)
         try:
             async with self.semaphore:
-                await self._process(job, redelivered=bool(message.redelivered))
+                await self._process(job, message)
         finally:
             if task is not None:
                 self.in_flight.discard(task)
 
-    async def _process(self, job: ProcessJob, *, redelivered: bool) -> None:
+    async def _process(self, job: ProcessJob, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
-        log.info("job_started", instance_id=job.instance_id, redelivered=redelivered)
+        log.info("job_started", instance_id=job.instance_id, redelivered=bool(message.redelivered))
         await self._announce(job, InstanceStatus.PROCESSING)
         try:
             analysis = await self.pool.run(
@@ -101,15 +110,24 @@ class JobProcessor:
         except ImagingError as exc:
             result = _result_of(job, reason=str(exc))
         except Exception as exc:
-            JOBS.labels("retried").inc()
-            log.warning("job_will_be_retried", instance_id=job.instance_id, reason=str(exc))
+            if is_infrastructure_error(exc):
+                JOBS.labels("held").inc()
+                log.warning("job_held_in_outage", instance_id=job.instance_id, error=repr(exc)[:300])
+            else:
+                JOBS.labels("retried").inc()
+                log.warning("job_will_be_retried", instance_id=job.instance_id, reason=str(exc))
             raise
         else:
             image = analysis.result
             if analysis.preview_png is not None:
                 image = image.model_copy(update={"preview_sha256": await self.store.put_bytes(analysis.preview_png)})
             result = _result_of(job, image=image)
-        await publish(self.broker.topology.exchange, result, f"result.{result.status.value}")
+        await retry_through_outage(
+            lambda: publish(self.broker.topology.exchange, result, f"result.{result.status.value}"),
+            what="publish result",
+            max_delay=self.settings.retry_max_delay,
+            still_wanted=lambda: not message.channel.is_closed,
+        )
         JOBS.labels(result.status.value).inc()
         JOB_SECONDS.observe(time.perf_counter() - started)
         log.info("job_finished", instance_id=job.instance_id, status=result.status.value, reason=result.reason)
@@ -132,25 +150,30 @@ class JobProcessor:
             await asyncio.wait(still, timeout=2)
 
 
-def _queues(settings: ProcessorSettings, broker: Broker) -> list[AbstractQueue]:
-    topology = broker.topology
-    return [topology.jobs if name == "standard" else topology.jobs_large for name in settings.processor_queues]
-
-
 def consumer_context(settings: ProcessorSettings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Consume the configured job queues for the app's lifetime; on stop, stop consuming, then drain."""
+    """Consume the configured job queues for the app's lifetime (a readiness check while it runs); on stop,
+    stop consuming, then drain."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         broker = app[broker_key]
         processor = JobProcessor(settings, broker, app[pool_key], app[blob_store_key])
-        queues = _queues(settings, broker)
-        tags = [await consume(queue, processor.handle_job, ProcessJob) for queue in queues]
-        log.info("consuming", queues=[queue.name for queue in queues], concurrency=settings.processor_concurrency)
-        yield
-        for queue, tag in zip(queues, tags, strict=True):
-            if not broker.channel.is_closed:
-                await queue.cancel(tag)
-        await processor.drain(settings.shutdown_timeout)
+        names = broker.topology.names
+        queues = [names.jobs if name == "standard" else names.jobs_large for name in settings.processor_queues]
+        consumers = ConsumerSet(broker.connection, settings, "processor_service")
+        try:
+            for queue in queues:
+                await consumers.add_typed(
+                    queue, processor.handle_job, ProcessJob, prefetch=settings.processor_concurrency
+                )
+            app[readiness_checks_key].append(consumers.ready)
+            log.info("consuming", queues=queues, concurrency=settings.processor_concurrency)
+            yield
+        finally:
+            if consumers.ready in app[readiness_checks_key]:
+                app[readiness_checks_key].remove(consumers.ready)
+            await consumers.stop_consuming()
+            await processor.drain(settings.shutdown_timeout)
+            await consumers.close()
 
     return context
 

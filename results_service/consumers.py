@@ -8,25 +8,34 @@
   never moves an instance back), announced on `P.events` once committed.
 - `P.status`: the workers' status events (`processing`), applied the same way. Late or repeated
   ones change nothing; final states come only from results and dead letters, never from here.
-- `P.deadletters`: a job the broker gave up on (delivery limit, rejection) fails its instance with a
-  reason a person can act on.
+- `P.deadletters`: whatever the broker gave up on (delivery limit, rejection), read by its AMQP `type`
+  (`results_service.dead_letters`): a job fails its instance with a reason a person can act on, a
+  result is stored like any other, a status event is applied forward only; anything else is logged
+  and dropped here (it stays in `P.parked` for operators).
+
+Every consumer has its own channel on the service's robust connection and declares its queue there
+(`common.messaging.consuming.ConsumerSet`), so all four are back after a broker restart; the set is
+one of the app's readiness checks. Outages hold the deliveries and retry (`common.messaging.faults`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
 from common.app.logs import get_logger
-from common.messaging.broker import Broker, broker_key, consume, open_channel, publish
+from common.app.web import readiness_checks_key
+from common.messaging.broker import Broker, broker_key, publish
+from common.messaging.consuming import ConsumerSet
 from common.messaging.messages import InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 from results_service import pipeline_store
 from results_service.batching import Batcher
+from results_service.dead_letters import DeadLetters
 from results_service.pipeline_store import Transition
 from results_service.settings import ResultsSettings
 
@@ -93,49 +102,22 @@ def queued_store(broker: Broker) -> Callable[[list[ProcessJob]], Awaitable[None]
     return store
 
 
-def dead_letter_reason(headers: Mapping[str, Any], delivery_limit: int) -> str:
-    """Why the broker gave up on a job, in words an operator or a user can act on."""
-    deaths = headers.get("x-death") or [{}]
-    why = str(deaths[0].get("reason", "unknown")) if isinstance(deaths, list) and deaths else "unknown"
-    replay = "the job is parked for operator review (`dicomflow jobs parked`, then `dicomflow jobs replay`)"
-    if why == "delivery_limit":
-        attempts = delivery_limit + 1
-        return f"processing failed {attempts} times (the worker timed out or crashed each time); {replay}"
-    if why == "rejected":
-        return f"the processor could not read the job message (malformed or unknown version); {replay}"
-    return f"the job was dead-lettered by the broker ({why}); {replay}"
-
-
-def deadletter_handler(broker: Broker, delivery_limit: int) -> Callable[[ProcessJob, AbstractIncomingMessage], Any]:
-    """Consumer handler of `P.deadletters`: fail the job's instance with the reason (forward-only)."""
-
-    async def handle_dead_job(job: ProcessJob, message: AbstractIncomingMessage) -> None:
-        reason = dead_letter_reason(message.headers or {}, delivery_limit)
-        transition = await pipeline_store.fail_instance(job.instance_id, reason)
-        log.warning("job_dead_lettered", instance_id=job.instance_id, reason=reason, moved=transition is not None)
-        if transition is not None:
-            await announce(broker, [transition])
-
-    return handle_dead_job
-
-
-async def _consume_on(channel: AbstractChannel, queue: AbstractQueue, handler: Any, model: Any) -> tuple[Any, str]:
-    """Consume the queue of this name on `channel` (its own prefetch)."""
-    own = await channel.get_queue(queue.name, ensure=False)
-    return own, await consume(own, handler, model)
-
-
 def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], AsyncIterator[None]]:
     """Run the four consumers for the app's lifetime; on stop, stop consuming and let the last batches finish."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         broker = app[broker_key]
-        topology = broker.topology
+        names = broker.topology.names
+        delay = settings.retry_max_delay
         results: Batcher[ProcessResult] = Batcher(
-            "results", result_store(broker), settings.results_batch_size, settings.results_batch_ms
+            "results", result_store(broker), settings.results_batch_size, settings.results_batch_ms, max_delay=delay
         )
-        statuses: Batcher[StatusEvent] = Batcher("statuses", status_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS)
-        copies: Batcher[ProcessJob] = Batcher("job_copies", queued_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS)
+        statuses: Batcher[StatusEvent] = Batcher(
+            "statuses", status_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS, max_delay=delay
+        )
+        copies: Batcher[ProcessJob] = Batcher(
+            "job_copies", queued_store(broker), STATUS_PREFETCH, STATUS_BATCH_MS, max_delay=delay
+        )
 
         async def handle_result(result: ProcessResult, _: AbstractIncomingMessage) -> None:
             await results.submit(result)
@@ -148,24 +130,21 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
 
         batchers = (results, statuses, copies)
         tasks = [asyncio.create_task(batcher.run()) for batcher in batchers]
-        results_channel = await open_channel(broker.connection, prefetch=settings.results_batch_size)
-        status_channel = await open_channel(broker.connection, prefetch=STATUS_PREFETCH)
-        queued_channel = await open_channel(broker.connection, prefetch=STATUS_PREFETCH)
-        dead_channel = await open_channel(broker.connection, prefetch=DEADLETTER_PREFETCH)
-        consumers = [
-            await _consume_on(results_channel, topology.results, handle_result, ProcessResult),
-            await _consume_on(status_channel, topology.status, handle_status, StatusEvent),
-            await _consume_on(queued_channel, topology.queued, handle_job_copy, ProcessJob),
-            await _consume_on(
-                dead_channel, topology.deadletters, deadletter_handler(broker, settings.job_delivery_limit), ProcessJob
-            ),
-        ]
+        consumers = ConsumerSet(broker.connection, settings, "results_service")
+        dead_letters = DeadLetters(
+            settings.job_delivery_limit, functools.partial(announce, broker), result_store(broker), status_store(broker)
+        )
         try:
+            await consumers.add_typed(names.results, handle_result, ProcessResult, prefetch=settings.results_batch_size)
+            await consumers.add_typed(names.status, handle_status, StatusEvent, prefetch=STATUS_PREFETCH)
+            await consumers.add_typed(names.queued, handle_job_copy, ProcessJob, prefetch=STATUS_PREFETCH)
+            await consumers.add(names.deadletters, dead_letters.handle, prefetch=DEADLETTER_PREFETCH)
+            app[readiness_checks_key].append(consumers.ready)
             yield
         finally:
-            for queue, tag in consumers:
-                with contextlib.suppress(Exception):
-                    await queue.cancel(tag)
+            with contextlib.suppress(ValueError):
+                app[readiness_checks_key].remove(consumers.ready)
+            await consumers.stop_consuming()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.gather(*(batcher.idle.wait() for batcher in batchers)), settings.shutdown_timeout
@@ -174,7 +153,6 @@ def consumers_context(settings: ResultsSettings) -> Callable[[web.Application], 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for channel in (results_channel, status_channel, queued_channel, dead_channel):
-                await channel.close()
+            await consumers.close()
 
     return context

@@ -15,14 +15,13 @@ from common.app.settings import BaseServiceSettings
 from common.messaging.broker import (
     CORRELATION_AMQP_HEADER,
     JOB_STANDARD,
-    RejectMessage,
     Topology,
-    consume,
     declare_topology,
     delete_topology,
     open_channel,
     publish,
 )
+from common.messaging.consuming import RejectMessage, consume
 from common.messaging.messages import ProcessJob
 from tests.queue_helpers import LIVENESS, take
 

@@ -41,6 +41,15 @@ class BaseServiceSettings(BaseSettings):
     ingest_url: str = Field(default="http://127.0.0.1:8082", description="Base URL of ingest_service.")
     blob_dir: str = Field(default="var/blobs", description="Directory of the content-addressed blob store.")
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds granted to in-flight work on stop.")
+    amqp_connect_timeout: float = Field(
+        default=60.0, ge=0, description="Seconds start-up keeps trying to reach RabbitMQ (backoff with jitter)."
+    )
+    amqp_reconnect_interval: float = Field(
+        default=5.0, gt=0, description="Mean seconds between reconnects to RabbitMQ; each wait is drawn from 0.5-1.5x."
+    )
+    retry_max_delay: float = Field(
+        default=30.0, gt=0, description="Longest wait between two tries of work held through an outage (full jitter)."
+    )
 
 
 class ElementsBodyLimit(BaseSettings):

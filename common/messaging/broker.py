@@ -27,26 +27,27 @@ Declaring is idempotent, so every service declares the whole topology at start-u
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import aio_pika
 import aio_pika.exceptions
+from aio_pika import RobustConnection
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 from yarl import URL
 
-from common.app.logs import bind_correlation_id, current_correlation_id, get_logger
+from common.app.logs import current_correlation_id, get_logger
 from common.app.settings import BaseServiceSettings
+from common.messaging.backoff import backoff_delays, spread
+from common.messaging.faults import BROKER_ERRORS
 
 log = get_logger(__name__)
 
@@ -56,21 +57,8 @@ JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
 STATUS_PATTERN = "status.#"
 AUDIT_PATTERN = "audit.#"
-# What a broker call raises when the broker is unreachable, did not confirm in time, or the channel is
-# closed (a RuntimeError in aiormq, raised while a robust channel is being restored after a restart).
-BROKER_ERRORS = (
-    aio_pika.exceptions.AMQPError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    TimeoutError,
-)
-
-M = TypeVar("M", bound=BaseModel)
-Handler = Callable[[M, AbstractIncomingMessage], Awaitable[None]]
-
-
-class RejectMessage(Exception):
-    """Raised by a handler for a message that can never succeed: reject it to the dead-letter exchange."""
+__all__ = ["BROKER_ERRORS"]  # defined with the other fault classes in common.messaging.faults
+CONNECT_ERRORS = (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, *BROKER_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -171,10 +159,53 @@ class Broker:
 broker_key = web.AppKey("broker", Broker)
 
 
+class JitteredRobustConnection(RobustConnection):
+    """A robust connection whose every reconnect wait is drawn anew around the configured interval.
+
+    aio-pika waits a fixed `reconnect_interval` between attempts: every service that lost the broker
+    at the same moment would come back at the same moments. Reading the interval through `spread`
+    makes each wait different per connection and per attempt.
+    """
+
+    _reconnect_base: float = 5.0
+
+    @property
+    def reconnect_interval(self) -> float:
+        return spread(self._reconnect_base)
+
+    @reconnect_interval.setter
+    def reconnect_interval(self, value: float) -> None:
+        self._reconnect_base = float(value)
+
+
 async def connect(settings: BaseServiceSettings, name: str) -> AbstractRobustConnection:
-    """A robust connection (survives broker restarts) that shows up as `name` in the management UI."""
-    url = URL(settings.amqp_url).update_query(name=name)
-    return await aio_pika.connect_robust(str(url))
+    """A robust connection (survives broker restarts) that shows up as `name` in the management UI.
+
+    The first connection is retried with exponential backoff and full jitter for up to
+    `amqp_connect_timeout` seconds (a service started with, or just before, the broker waits for it);
+    once connected, reconnects wait `amqp_reconnect_interval` give or take half, drawn per attempt.
+    """
+    url = URL(settings.amqp_url).update_query(name=name, reconnect_interval=settings.amqp_reconnect_interval)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.amqp_connect_timeout
+    delays = backoff_delays(settings.retry_max_delay)
+    attempt = 0
+    while True:
+        connection = JitteredRobustConnection(url)
+        try:
+            await connection.connect(timeout=max(1.0, min(10.0, deadline - loop.time())))
+            return connection
+        except CONNECT_ERRORS as exc:
+            await connection.close()
+            attempt += 1
+            delay = next(delays)
+            if loop.time() + delay >= deadline:
+                log.error("broker_unreachable", connection=name, attempts=attempt, error=repr(exc))
+                raise
+            log.warning(
+                "broker_connect_retry", connection=name, attempt=attempt, delay=round(delay, 3), error=repr(exc)
+            )
+            await asyncio.sleep(delay)
 
 
 async def open_channel(connection: AbstractConnection, *, prefetch: int | None = None) -> AbstractChannel:
@@ -185,27 +216,35 @@ async def open_channel(connection: AbstractConnection, *, prefetch: int | None =
     return channel
 
 
+def queue_arguments(settings: BaseServiceSettings) -> dict[str, dict[str, Any]]:
+    """The declaration arguments of every queue, by name (the same wherever a queue is declared)."""
+    names = TopologyNames(settings.amqp_prefix)
+    quorum: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.job_delivery_limit,
+        "x-dead-letter-exchange": names.dlx,
+    }
+    # No dead-letter exchange: a copy past its delivery limit is dropped, not parked (see the module docstring).
+    copies = {key: value for key, value in quorum.items() if key != "x-dead-letter-exchange"}
+    arguments = dict.fromkeys([names.jobs, names.jobs_large, names.results, names.status, names.audit], quorum)
+    return {**arguments, names.queued: copies, names.parked: {}, names.deadletters: {}}
+
+
+async def declare_queue(channel: AbstractChannel, settings: BaseServiceSettings, name: str) -> AbstractQueue:
+    """Declare one queue of the topology on `channel`, so that a robust channel declares it again (and
+    restores its consumers) after a reconnect, even on a broker that lost its definitions."""
+    return await channel.declare_queue(name, durable=True, arguments=queue_arguments(settings)[name])
+
+
 async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettings) -> Topology:
     """Declare every exchange, queue and binding (idempotent: same arguments every time)."""
     names = TopologyNames(settings.amqp_prefix)
     exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
     events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.FANOUT, durable=True)
-    quorum: dict[str, Any] = {
-        "x-queue-type": "quorum",
-        "x-delivery-limit": settings.job_delivery_limit,
-        "x-dead-letter-exchange": names.dlx,
-    }
-    jobs = await channel.declare_queue(names.jobs, durable=True, arguments=quorum)
-    jobs_large = await channel.declare_queue(names.jobs_large, durable=True, arguments=quorum)
-    # No dead-letter exchange: a copy past its delivery limit is dropped, not parked (see the module docstring).
-    copies = {key: value for key, value in quorum.items() if key != "x-dead-letter-exchange"}
-    queued = await channel.declare_queue(names.queued, durable=True, arguments=copies)
-    results = await channel.declare_queue(names.results, durable=True, arguments=quorum)
-    status = await channel.declare_queue(names.status, durable=True, arguments=quorum)
-    audit = await channel.declare_queue(names.audit, durable=True, arguments=quorum)
-    parked = await channel.declare_queue(names.parked, durable=True)
-    deadletters = await channel.declare_queue(names.deadletters, durable=True)
+    jobs, jobs_large, queued, results, status, audit, parked, deadletters = [
+        await declare_queue(channel, settings, name) for name in names.queues
+    ]
     await jobs.bind(exchange, JOB_STANDARD)
     await jobs_large.bind(exchange, JOB_LARGE)
     for job_key in (JOB_STANDARD, JOB_LARGE):
@@ -264,52 +303,6 @@ async def publish(exchange: AbstractExchange, model: Publishable, routing_key: s
 def status_key(status: str) -> str:
     """The routing key of a worker's status event (`status.processing`), bound to `P.status`."""
     return f"status.{status}"
-
-
-def parse_message(message: AbstractIncomingMessage, model_cls: type[M]) -> M:
-    """The message body as `model_cls`; raise RejectMessage when it is not one (or not this version)."""
-    try:
-        return model_cls.model_validate_json(message.body)
-    except ValidationError as exc:
-        raise RejectMessage(f"not a valid {model_cls.__name__}: {exc.error_count()} error(s)") from exc
-
-
-async def handle_delivery(message: AbstractIncomingMessage, handler: Handler[M], model_cls: type[M]) -> None:
-    """Run one delivery through `handler` with the edge's rules.
-
-    Success acks (the handler returns only once its effect is durable; it may also ack itself).
-    RejectMessage and unparseable bodies reject without requeue, so the message goes to the DLX.
-    Any other exception rejects with requeue: the broker counts it against the delivery limit.
-    """
-    header = (message.headers or {}).get(CORRELATION_AMQP_HEADER)
-    bind_correlation_id(header if isinstance(header, str) else None)
-    async with message.process(requeue=True, ignore_processed=True):
-        try:
-            model = parse_message(message, model_cls)
-            await handler(model, message)
-        except RejectMessage as exc:
-            log.warning("message_rejected", message_id=message.message_id, type=message.type, reason=str(exc))
-            if not message.processed:
-                await message.reject(requeue=False)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
-        except Exception:
-            log.exception("message_failed", message_id=message.message_id, type=message.type)
-            raise
-
-
-async def consume(queue: AbstractQueue, handler: Handler[M], model_cls: type[M]) -> str:
-    """Start consuming `queue`; every delivery goes through `handle_delivery`. Returns the consumer tag."""
-
-    async def on_message(message: AbstractIncomingMessage) -> None:
-        try:
-            await handle_delivery(message, handler, model_cls)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
-        except Exception:  # already logged and rejected with requeue; keep the consumer alive
-            return
-
-    return await queue.consume(on_message)
 
 
 def broker_context(

@@ -18,7 +18,8 @@ from aiohttp import WSCloseCode, web
 from pamqp.common import FieldTable
 
 from common.app.logs import get_logger
-from common.messaging.broker import TopologyNames, connect, consume, open_channel
+from common.messaging.broker import TopologyNames, connect, open_channel
+from common.messaging.consuming import consume
 from common.messaging.messages import StatusChanges
 from gateway.feed.binding import FeedBinding
 from gateway.keys import event_hub_key, feed_binding_key, feed_connection_key, settings_key
