@@ -198,8 +198,8 @@ class PrivateRabbitMQ:
         self.close()
 
 
-@pytest.fixture
-def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+@pytest.fixture(name="private_rabbitmq")
+def private_rabbitmq_fixture() -> Iterator[PrivateRabbitMQ]:
     """A started private node, killed and deleted after the test."""
     with PrivateRabbitMQ() as node:
         yield node
