@@ -47,7 +47,7 @@ from yarl import URL
 from common.app.logs import current_correlation_id, get_logger
 from common.app.settings import BaseServiceSettings
 from common.messaging.backoff import backoff_delays, spread
-from common.messaging.faults import BROKER_ERRORS
+from common.messaging.faults import BROKER_ERRORS as BROKER_ERRORS  # re-exported: defined with the other faults
 
 log = get_logger(__name__)
 
@@ -57,7 +57,6 @@ JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
 STATUS_PATTERN = "status.#"
 AUDIT_PATTERN = "audit.#"
-__all__ = ["BROKER_ERRORS"]  # defined with the other fault classes in common.messaging.faults
 CONNECT_ERRORS = (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, *BROKER_ERRORS)
 
 
