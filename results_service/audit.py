@@ -20,9 +20,14 @@ from common.app.logs import current_correlation_id
 from common.app.pagination import next_page
 from common.app.problems import ProblemError
 from common.app.web import correlation_id_key
-from common.auth.identity import Caller, caller_from_headers
+from common.auth.identity import Caller, caller_key, request_caller
 from common.schemas.auth import AuditEventIn, AuditEventView, AuditPage, AuditQuery, Outcome
+from common.schemas.text import shown
 from results_service.models.accounts import AuditEvent
+
+# The lengths of audit_events' columns (and of AuditEventIn's fields).
+_RESOURCE_ID_MAX = 128
+_ACTOR_ID_MAX = 64
 
 
 async def append_audit(event: AuditEventIn) -> int:
@@ -48,7 +53,7 @@ async def record_audit(
     resource_type="instance", resource_id=instance_id)`. `detail` must not hold patient data.
     """
     if caller is None and request is not None:
-        caller = caller_from_headers(request.headers)
+        caller = request.get(caller_key)
     correlation_id = request.get(correlation_id_key) if request is not None else None
     client = (caller.client if caller else None) or (request.remote if request is not None else None)
     event = AuditEventIn(
@@ -56,7 +61,8 @@ async def record_audit(
         actor_email=actor_email or (caller.email if caller else None),
         action=action,
         resource_type=resource_type,
-        resource_id=resource_id[:128] if resource_id else None,  # a path id from a bad request may be long
+        # A path id from a bad request may be long or hold control characters (a NUL, which PostgreSQL refuses).
+        resource_id=shown(resource_id, _RESOURCE_ID_MAX) if resource_id else None,
         outcome=outcome,
         correlation_id=correlation_id or current_correlation_id(),
         client=client,
@@ -102,7 +108,9 @@ def _filters(query: AuditQuery) -> Q:
         try:
             conditions &= Q(actor_id=str(uuid.UUID(query.actor)))
         except ValueError:
-            conditions &= Q(actor_email=query.actor.strip().lower()) | Q(actor_id=query.actor)
+            by_email = Q(actor_email=query.actor.strip().lower())
+            # An actor id longer than its column cannot match (and the ORM refuses to compare it): e-mail only.
+            conditions &= (by_email | Q(actor_id=query.actor)) if len(query.actor) <= _ACTOR_ID_MAX else by_email
     if query.action:
         conditions &= Q(action__startswith=query.action) if query.action.endswith(".") else Q(action=query.action)
     if query.resource_type:
@@ -134,7 +142,7 @@ async def list_audit(query: AuditQuery) -> tuple[list[AuditEventView], int]:
 
 async def handle_list_audit(request: web.Request) -> web.Response:
     """GET /api/audit (admins): filter by actor, action, resource, outcome and time range; paginated."""
-    caller = caller_from_headers(request.headers)
+    caller = request_caller(request)
     caller.require_admin()
     query = validate(AuditQuery, dict(request.query), what="query")
     items, total = await list_audit(query)

@@ -22,6 +22,7 @@ from common.app.problems import Conflict, NotFound
 from common.auth.identity import Caller
 from common.brief.elements import ElementFigures
 from common.schemas.elements import ElementIn, ElementOut, ElementUpdate
+from common.schemas.text import shown
 from results_service.models.elements import Element
 
 _OUT_FIELDS = (
@@ -41,7 +42,7 @@ class ElementNotFound(NotFound):
     """No element has this id."""
 
     def __init__(self, element_id: str) -> None:
-        super().__init__(f"No element has the id {element_id!r}.")
+        super().__init__(f"No element has the id '{shown(element_id)}'.")
 
 
 class ElementIdTaken(Conflict):
@@ -57,7 +58,7 @@ class ElementIdAmbiguous(Conflict):
 
     def __init__(self, element_id: str) -> None:
         super().__init__(
-            f"Several owners have an element with the id {element_id!r}; name one with `?owner=<user id>`."
+            f"Several owners have an element with the id '{element_id}'; name one with `?owner=<user id>`."
         )
 
 

@@ -13,12 +13,13 @@ from pydantic import BaseModel
 
 from common.app.bodies import read_json, read_model, validate
 from common.app.pagination import next_page
-from common.auth.identity import caller_from_headers
+from common.auth.identity import request_caller
 from common.schemas.elements import (
     ELEMENT_ID_PATTERN,
     ElementDocument,
     ElementDocumentOut,
     ElementIn,
+    ElementItemQuery,
     ElementListQuery,
     ElementPage,
     ElementUpdate,
@@ -48,7 +49,8 @@ def _element_id(request: web.Request) -> str:
 
 def _scope(request: web.Request) -> element_store.Scope:
     """The caller's elements; `?owner=` picks one owner's (for admins: the way to name an id several owners use)."""
-    return element_store.Scope.of(caller_from_headers(request.headers), request.query.get("owner") or None)
+    query = validate(ElementItemQuery, dict(request.query), what="query")
+    return element_store.Scope.of(request_caller(request), query.owner)
 
 
 def _location(request: web.Request, element_id: str) -> str:
@@ -58,7 +60,7 @@ def _location(request: web.Request, element_id: str) -> str:
 
 async def handle_create(request: web.Request) -> web.Response:
     """POST: one element, or the brief's whole document stored all or nothing, owned by the caller; 201."""
-    owner = caller_from_headers(request.headers).user_id
+    owner = request_caller(request).user_id
     async with audited(request, "element.create", resource_type="element") as record:
         body = await read_json(request, max_bytes=request.app[settings_key].elements_max_body)
         if is_single_element(body):
@@ -78,7 +80,7 @@ async def handle_list(request: web.Request) -> web.Response:
     """GET: a page of the caller's elements in creation order, with the total and the path of the next page."""
     async with audited(request, "element.list", resource_type="element") as record:
         query = validate(ElementListQuery, dict(request.query), what="query")
-        scope = element_store.Scope.of(caller_from_headers(request.headers), query.owner)
+        scope = element_store.Scope.of(request_caller(request), query.owner)
         page = await element_store.list_elements(
             scope, limit=query.limit, offset=query.offset, device_name=query.device_name
         )

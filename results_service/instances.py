@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -12,16 +11,14 @@ from pydantic import BaseModel
 
 from common.app.bodies import validate
 from common.app.pagination import next_page
-from common.app.problems import NotFound
-from common.auth.identity import Caller, caller_from_headers
-from common.schemas.instances import ID_PATTERN, InstanceListQuery, Page, StudyListQuery
+from common.auth.identity import Caller, request_caller
+from common.schemas.instances import InstanceListQuery, Page, StudyListQuery
 from common.storage.blobs import BlobNotFound, BlobUnreadable
 from results_service import pipeline_queries
 from results_service.audit import audited
 from results_service.instance_files import read_patient, unreadable
 from results_service.keys import blob_store_key
 
-_ID = re.compile(ID_PATTERN)
 PageT = TypeVar("PageT", bound=Page[Any])
 
 
@@ -29,23 +26,14 @@ def _json(model: BaseModel, *, status: int = 200) -> web.Response:
     return web.Response(status=status, body=model.model_dump_json().encode(), content_type="application/json")
 
 
-def _path_id(request: web.Request, name: str, what: str) -> str:
-    """The id in the path; one that cannot exist is simply not found."""
-    value = request.match_info[name]
-    if not _ID.match(value):
-        raise NotFound(f"{what} {value} was not found.")
-    return value
-
-
 def _caller(request: web.Request) -> Caller:
-    return caller_from_headers(request.headers)
+    return request_caller(request)
 
 
 async def handle_get_upload(request: web.Request) -> web.Response:
     """GET /api/uploads/{upload_id}: the files of an upload and the live status of each."""
     upload_id = request.match_info["upload_id"]
     async with audited(request, "upload.read", resource_type="upload", resource_id=upload_id):
-        _path_id(request, "upload_id", "Upload")
         return _json(await pipeline_queries.get_upload(upload_id, _caller(request)))
 
 
@@ -63,7 +51,6 @@ async def handle_get_instance(request: web.Request) -> web.Response:
     the patient's name, id and birth date (only the owner and admins can reach an instance at all)."""
     instance_id = request.match_info["instance_id"]
     async with audited(request, "instance.read", resource_type="instance", resource_id=instance_id):
-        _path_id(request, "instance_id", "Instance")
         view = await pipeline_queries.get_instance(instance_id, _caller(request))
         patient = await asyncio.to_thread(read_patient, request.app[blob_store_key], view.sha256)
         return _json(view.model_copy(update={"patient": patient}))
@@ -73,7 +60,6 @@ async def handle_preview(request: web.Request) -> web.Response:
     """GET /api/instances/{instance_id}/preview.png: the PNG preview from the blob store."""
     instance_id = request.match_info["instance_id"]
     async with audited(request, "instance.preview", resource_type="instance", resource_id=instance_id):
-        _path_id(request, "instance_id", "Instance")
         key = await pipeline_queries.preview_key(instance_id, _caller(request))
         if request.headers.get("If-None-Match") == f'"{key}"':
             return web.Response(status=304, headers={"ETag": f'"{key}"'})

@@ -6,6 +6,7 @@ that someone else's id exists); lists are filtered in the query itself.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,8 @@ from common.app.problems import NotFound
 from common.auth.identity import Caller
 from common.messaging.messages import PIPELINE_VERSION, ImageResult, InstanceStatus
 from common.schemas.instances import (
+    ID_PATTERN,
+    INSTANCE_ID_PATTERN,
     FileStatus,
     InstanceListQuery,
     InstancePage,
@@ -27,21 +30,25 @@ from common.schemas.instances import (
     UploadFileView,
     UploadView,
 )
+from common.schemas.text import shown
 from results_service.models.pipeline import Instance, Result, Upload, UploadFile
+
+_UPLOAD_ID = re.compile(ID_PATTERN)
+_INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 
 
 class UploadNotFound(NotFound):
     """No upload with this id for this caller."""
 
     def __init__(self, upload_id: str) -> None:
-        super().__init__(f"Upload {upload_id} was not found.")
+        super().__init__(f"Upload '{shown(upload_id)}' was not found.")
 
 
 class InstanceNotFound(NotFound):
     """No instance with this id for this caller."""
 
     def __init__(self, instance_id: str) -> None:
-        super().__init__(f"Instance {instance_id} was not found.")
+        super().__init__(f"Instance '{shown(instance_id)}' was not found.")
 
 
 class PreviewNotFound(NotFound):
@@ -55,6 +62,8 @@ def _counts(statuses: Mapping[str, Any]) -> StatusCounts:
 
 async def get_upload(upload_id: str, caller: Caller) -> UploadView:
     """One upload with each file's outcome and its instance's live status."""
+    if not _UPLOAD_ID.match(upload_id):  # cannot exist: not found, without a query
+        raise UploadNotFound(upload_id)
     upload = await Upload.filter(id=upload_id, **caller.owner_filter()).first()
     if upload is None:
         raise UploadNotFound(upload_id)
@@ -132,6 +141,9 @@ async def list_instances(query: InstanceListQuery, caller: Caller) -> InstancePa
 
 
 async def _instance(instance_id: str, caller: Caller) -> Instance:
+    """The caller's instance with this id; an id not of the instances' shape cannot exist and is not looked up."""
+    if not _INSTANCE_ID.match(instance_id):
+        raise InstanceNotFound(instance_id)
     instance = await Instance.filter(id=instance_id, **caller.owner_filter()).first()
     if instance is None:
         raise InstanceNotFound(instance_id)

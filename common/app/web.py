@@ -29,6 +29,7 @@ scrape_hooks_key = web.AppKey("scrape_hooks", list[ScrapeHook])
 
 SCRAPE_HOOK_TIMEOUT = 3.0
 service_name_key = web.AppKey("service_name", str)
+INTERNAL_PREFIX = "/internal/"
 
 REQUESTS = prometheus_client.Counter(
     "http_requests_total", "HTTP requests answered.", ["service", "method", "route", "status"]
@@ -38,6 +39,12 @@ LATENCY = prometheus_client.Histogram(
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _problem_instance(request: web.Request) -> str | None:
+    """The `instance` of a problem: the request's path, unless it is an internal route. A caller relays the
+    problems of internal routes (the gateway's login relays results_service's), and must not show their paths."""
+    return None if request.path.startswith(INTERNAL_PREFIX) else request.path
 
 
 def _route_name(request: web.Request) -> str:
@@ -66,7 +73,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     except ProblemError as exc:
         log.info("request_failed", status=exc.status, reason=exc.detail)
         response = problem_response(
-            exc.status, exc.detail, errors=exc.errors, instance=request.path, headers=exc.headers
+            exc.status, exc.detail, errors=exc.errors, instance=_problem_instance(request), headers=exc.headers
         )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -74,14 +81,16 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem_response(
             exc.status,
             exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason,
-            instance=request.path,
+            instance=_problem_instance(request),
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
-        response = problem_response(500, "An internal error occurred; it has been logged.", instance=request.path)
+        response = problem_response(
+            500, "An internal error occurred; it has been logged.", instance=_problem_instance(request)
+        )
     elapsed = time.perf_counter() - started
     route = _route_name(request)
     REQUESTS.labels(service, request.method, route, str(response.status)).inc()

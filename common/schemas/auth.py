@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from common.app.pagination import Limit, Offset
 from common.auth.tokens import Role
+from common.schemas.text import PRINTABLE
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 ACTION_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
@@ -169,15 +171,19 @@ class AuditQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    actor: str | None = Field(default=None, max_length=320, description="Actor user id or email.")
-    action: str | None = Field(default=None, max_length=64, description="Exact action, or a prefix ending in `.`.")
-    resource_type: str | None = Field(default=None, max_length=64)
-    resource_id: str | None = Field(default=None, max_length=128)
+    actor: Annotated[str, Field(max_length=320), PRINTABLE] | None = Field(
+        default=None, description="Actor user id or email."
+    )
+    action: Annotated[str, Field(max_length=64), PRINTABLE] | None = Field(
+        default=None, description="Exact action, or a prefix ending in `.`."
+    )
+    resource_type: Annotated[str, Field(max_length=64), PRINTABLE] | None = None
+    resource_id: Annotated[str, Field(max_length=128), PRINTABLE] | None = None
     outcome: Outcome | None = None
     since: datetime | None = Field(default=None, description="Inclusive lower bound of `at` (ISO 8601).")
     until: datetime | None = Field(default=None, description="Exclusive upper bound of `at` (ISO 8601).")
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    limit: Limit = 100
+    offset: Offset = 0
 
 
 class AuditPage(BaseModel):

@@ -11,11 +11,14 @@ from typing import Annotated, Any, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
+from common.app.pagination import Limit, Offset
 from common.app.problems import FieldError, Unprocessable
 from common.brief.elements import ElementDataError, ElementFigures, summarise
+from common.schemas.text import PRINTABLE
 
 ELEMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEVICE_NAME_MAX = 255
+OWNER_MAX = 128
 
 ElementId = Annotated[
     str,
@@ -28,6 +31,16 @@ ElementId = Annotated[
 DeviceName = Annotated[
     str,
     Field(min_length=1, max_length=DEVICE_NAME_MAX, description="Name of the device that recorded the data."),
+    PRINTABLE,
+]
+OwnerId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=OWNER_MAX,
+        description="Admins: only this user's elements, by user id (users: their own, whatever they name).",
+    ),
+    PRINTABLE,
 ]
 _DEVICE_NAME_ALIASES = AliasChoices("deviceName", "device_name")
 
@@ -152,9 +165,19 @@ class ElementListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=100, ge=1, le=1000, description="Rows per page.")
-    offset: int = Field(default=0, ge=0, description="Rows to skip.")
-    device_name: str | None = Field(default=None, min_length=1, description="Only elements of this device.")
-    owner: str | None = Field(
-        default=None, min_length=1, max_length=128, description="Admins: only this user's elements (users: their own)."
+    limit: Limit = 100
+    offset: Offset = 0
+    device_name: DeviceName | None = Field(default=None, description="Only elements of this device.")
+    owner: OwnerId | None = None
+
+
+class ElementItemQuery(BaseModel):
+    """Query parameters of one element's routes (`/api/elements/{element_id}/`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: OwnerId | None = Field(
+        default=None,
+        description="Admins: the owner's user id, needed when several owners use the id (users address only their "
+        "own).",
     )

@@ -11,6 +11,7 @@ from common.schemas.elements import (
     ElementDocument,
     ElementDocumentOut,
     ElementIn,
+    ElementItemQuery,
     ElementListQuery,
     ElementOut,
     ElementPage,
@@ -28,16 +29,12 @@ _BAD_BODY = {
     415: Reply("The body is not `application/json`."),
     422: Reply("The body does not fit the schema, or `data` cannot be normalised; `errors` names every field."),
 }
-_OWNER = Param(
-    "owner",
-    "query",
-    {"type": "string", "minLength": 1, "maxLength": 128},
-    "Admins: the owner's user id, needed when several owners use the id (users address only their own).",
-)
+_ITEM_PARAMS = (_ID, *query_params(ElementItemQuery))
 _NOT_FOUND = {
     404: Reply("You have no element with this id (another user's element answers the same)."),
     409: Reply("Admins: several owners use this id; name one with `owner`."),
 }
+_BAD_QUERY = {422: Reply("A query parameter is invalid or unknown; `errors` names each.")}
 
 
 def element_operations() -> list[Operation]:
@@ -64,7 +61,7 @@ def element_operations() -> list[Operation]:
             COLLECTION,
             "List elements in creation order, a page at a time",
             TAG,
-            {200: json_reply("One page.", ElementPage), 422: Reply("A query parameter is invalid or unknown.")},
+            {200: json_reply("One page.", ElementPage), **_BAD_QUERY},
             params=query_params(ElementListQuery),
             slash_twin=True,
         ),
@@ -73,8 +70,8 @@ def element_operations() -> list[Operation]:
             ITEM,
             "Read one element",
             TAG,
-            {200: json_reply("The element.", ElementOut), **_NOT_FOUND},
-            params=(_ID, _OWNER),
+            {200: json_reply("The element.", ElementOut), **_NOT_FOUND, **_BAD_QUERY},
+            params=_ITEM_PARAMS,
             slash_twin=True,
         ),
         *(
@@ -88,9 +85,13 @@ def element_operations() -> list[Operation]:
                     **_BAD_BODY,
                     **_NOT_FOUND,
                     409: Reply("Another of the owner's elements has the new id, or the id is ambiguous (admins)."),
+                    422: Reply(
+                        "The body does not fit the schema, or a query parameter is invalid or unknown; `errors` names "
+                        "every field."
+                    ),
                 },
                 request_body=(ElementUpdate,),
-                params=(_ID, _OWNER),
+                params=_ITEM_PARAMS,
                 description="Any other field is a 422 naming it; the stored figures never change.",
                 slash_twin=True,
             )
@@ -101,8 +102,8 @@ def element_operations() -> list[Operation]:
             ITEM,
             "Delete one element",
             TAG,
-            {204: json_reply("Deleted."), **_NOT_FOUND},
-            params=(_ID, _OWNER),
+            {204: json_reply("Deleted."), **_NOT_FOUND, **_BAD_QUERY},
+            params=_ITEM_PARAMS,
             slash_twin=True,
         ),
     ]

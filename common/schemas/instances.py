@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.app.pagination import MAX_LIMIT, MAX_OFFSET, Limit, Offset
 from common.messaging.messages import ImageResult, InstanceStatus
+from common.schemas.text import PRINTABLE
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""Upload ids (ingest gives 32 hex digits; the registration contract allows up to 64 of these characters)."""
+INSTANCE_ID_PATTERN = r"^[0-9a-f]{32}$"
+"""Instance ids: results_service gives each instance 32 lowercase hex digits (a UUID4 without dashes)."""
+UID_MAX = 128
+MODALITY_MAX = 16
 
 
 class FileStatus(StrEnum):
@@ -185,10 +192,14 @@ class InstanceListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: InstanceStatus | None = Field(default=None, description="Only instances in this state.")
-    modality: str | None = Field(default=None, min_length=1, max_length=16, description="E.g. `MR`, `XA`.")
-    study: str | None = Field(default=None, min_length=1, max_length=128, description="Study Instance UID.")
-    limit: int = Field(default=100, ge=1, le=1000, description="Rows per page.")
-    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+    modality: Annotated[str, Field(min_length=1, max_length=MODALITY_MAX), PRINTABLE] | None = Field(
+        default=None, description="E.g. `MR`, `XA`."
+    )
+    study: Annotated[str, Field(min_length=1, max_length=UID_MAX), PRINTABLE] | None = Field(
+        default=None, description="Study Instance UID."
+    )
+    limit: Limit = 100
+    offset: Offset = 0
 
 
 class InstanceFileQuery(BaseModel):
@@ -206,5 +217,5 @@ class StudyListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=100, ge=1, le=1000, description="Studies per page.")
-    offset: int = Field(default=0, ge=0, description="Studies to skip.")
+    limit: Limit = Field(default=100, description=f"Studies per page, from 1 to {MAX_LIMIT}.")
+    offset: Offset = Field(default=0, description=f"Studies to skip, from 0 to {MAX_OFFSET}.")

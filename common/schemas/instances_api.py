@@ -7,6 +7,7 @@ from __future__ import annotations
 from common.app.openapi import Operation, Param, Reply, json_reply, query_params
 from common.schemas.instances import (
     ID_PATTERN,
+    INSTANCE_ID_PATTERN,
     InstanceFileQuery,
     InstanceListQuery,
     InstancePage,
@@ -17,9 +18,20 @@ from common.schemas.instances import (
 )
 
 TAG = "instances"
-_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
-_UPLOAD_ID = Param("upload_id", "path", _ID_SCHEMA, "The id `POST /api/uploads` answered with.", required=True)
-_INSTANCE_ID = Param("instance_id", "path", _ID_SCHEMA, "The instance's id.", required=True)
+_UPLOAD_ID = Param(
+    "upload_id",
+    "path",
+    {"type": "string", "pattern": ID_PATTERN},
+    "The id `POST /api/uploads` answered with.",
+    required=True,
+)
+_INSTANCE_ID = Param(
+    "instance_id",
+    "path",
+    {"type": "string", "pattern": INSTANCE_ID_PATTERN},
+    "The instance's id: 32 lowercase hexadecimal digits.",
+    required=True,
+)
 _BAD_QUERY = {422: Reply("A query parameter is invalid or unknown; `errors` names each.")}
 _UNDECRYPTABLE = {
     500: Reply("The stored file cannot be decrypted (its key was rotated out, or it is damaged); logged and audited.")
