@@ -5,7 +5,9 @@ stops that one process (SIGTERM, then SIGKILL: C code in a decoder may ignore th
 replacement, never disturbing the jobs running beside it, which would otherwise be retried and pushed
 towards the delivery limit through no fault of their own. Every worker, first or replacement, imports
 the heavy modules in pebble's initializer before it takes a job, and says so on a semaphore: `start`
-returns once all `size` workers have, so the first job is not slowed by the imports.
+returns once all `size` workers have, so the first job is not slowed by the imports. The same
+initializer ties each worker to the processor (`processor_service.lifeline`): a processor killed
+outright takes its workers with it instead of leaving them as orphans.
 
 pebble gives up on its whole pool when a worker dies while no task is known to be running on any
 worker (an idle worker killed, or one that dies before its pool has seen it take its task): it fails
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.synchronize import Semaphore
@@ -26,6 +29,7 @@ from typing import Any, TypeVar
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 from common.app.logs import get_logger
+from processor_service.lifeline import tie_to_parent
 
 log = get_logger(__name__)
 
@@ -47,8 +51,10 @@ class WorkerLost(Exception):
     """The worker process died under the job (crash, out of memory, killed, pool stopped)."""
 
 
-def warm_up(warmed: Semaphore) -> None:
-    """Pebble's initializer: import the heavy modules once per process, then report the worker warm."""
+def warm_up(warmed: Semaphore, parent_pid: int) -> None:
+    """Pebble's initializer: end with the processor `parent_pid`, import the heavy modules once per process,
+    then report the worker warm."""
+    tie_to_parent(parent_pid)
     import processor_service.imaging  # noqa: F401
 
     warmed.release()
@@ -68,7 +74,9 @@ class WorkerPool:
 
     def _new_pool(self) -> tuple[ProcessPool, Semaphore]:
         warmed = self._context.Semaphore(0)  # one per pool: a replaced worker's release must not count for the next
-        pool = ProcessPool(max_workers=self.size, initializer=warm_up, initargs=(warmed,), context=self._context)
+        pool = ProcessPool(
+            max_workers=self.size, initializer=warm_up, initargs=(warmed, os.getpid()), context=self._context
+        )
         return pool, warmed
 
     async def start(self) -> None:
