@@ -93,7 +93,9 @@ def tree_system(root: Path, folder: Path, env: dict[str, str] | None = None) -> 
     secrets = {
         "AUTH_SECRET": "",
         "BLOB_KEYS": "",
+        "SERVICE_SECRET": "",
         "AUTH_SECRET_FILE": str(folder / "secrets" / "auth_secret"),
+        "SERVICE_SECRET_FILE": str(folder / "secrets" / "service_secret"),
         "BLOB_KEYS_FILE": str(folder / "secrets" / "blob_keys"),
     }
     system = RunningSystem(database_url, folder, {**BENCH_ENV, **(env or {}), **secrets}, root=root)

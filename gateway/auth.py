@@ -4,8 +4,8 @@ Every `/api/...` route except the operations declared `public` (login, the API's
 the live feed, which authenticates its first frame) needs `Authorization: Bearer <token>`;
 anything else answers 401 problem+json with `WWW-Authenticate: Bearer`. A token must verify and
 still be active in results_service (`gateway.authenticator`). The verified caller is put on the
-request (`caller_key`); the proxy sends it upstream as `X-Authenticated-User`/`-Role`, and
-client-supplied copies of those headers are never forwarded.
+request (`caller_key`); the proxy sends it upstream inside a signed service token
+(`common.auth.service_tokens`), the only identity the services behind the gateway accept.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aiohttp import web
 from common.app.problems import PayloadTooLarge, TooManyRequests
 from common.auth.bearer import required_bearer_token
 from common.auth.identity import Caller, caller_key
+from common.auth.service_guard import service_signer_key
 from common.schemas.accounts_api import LOGIN_PATH
 from gateway.authenticator import Authenticator
 from gateway.keys import api_spec_key, authenticator_key, claims_key, client_session_key
@@ -68,5 +69,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def setup_auth(app: web.Application, settings: GatewaySettings) -> None:
     """Install the token checker and the middleware (after the shared error middleware)."""
-    app[authenticator_key] = Authenticator(settings, settings.results_url)
+    authenticator = Authenticator(settings, settings.results_url)
+    app[authenticator_key] = authenticator
+    app[service_signer_key] = authenticator.signer  # the proxy and the login relay sign with it too
     app.middlewares.append(auth_middleware)

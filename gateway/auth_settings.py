@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.app.secret_settings import AuthSettings
+from common.app.secret_settings import AuthSettings, ServiceTokenSettings
 
 
-class GatewayAuthSettings(AuthSettings):
+class GatewayAuthSettings(AuthSettings, ServiceTokenSettings):
     """Mixed into `GatewaySettings`."""
 
     rate_limit_per_minute: float = Field(

@@ -4,6 +4,10 @@ Two bounded caches (cachetools) spare work on the hot path: the claims of tokens
 was verified (a client sends the same token with every request, and decoding it costs more than
 the rest of the gateway's own work on a request), and results_service's answer about each token,
 kept for AUTH_CACHE_SECONDS. Both read one injected clock, so tests move time instead of sleeping.
+
+It also holds the gateway's :class:`ServiceSigner`: every request the gateway makes to results_service
+or ingest_service (introspection, login relays, proxied API calls) carries a service token, which is
+the only way those services learn who the user is.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import ValidationError
 from common.app.logs import get_logger
 from common.app.problems import ServiceUnavailable, Unauthorized
 from common.auth.identity import Caller
+from common.auth.service_tokens import ServiceSigner
 from common.auth.tokens import InvalidToken, TokenClaims, ensure_current, verify_token
 from common.schemas.auth import IntrospectRequest, TokenIntrospection
 from gateway.auth_settings import GatewayAuthSettings
@@ -36,6 +41,8 @@ class Authenticator:
         self.settings = settings
         self.results_url = results_url.rstrip("/")
         self.clock = clock
+        # The real clock, not `clock`: a service token is checked against the upstream's own time.
+        self.signer = ServiceSigner(settings.service_secret.get_secret_value(), "gateway")
         self.users = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.logins = RateLimiter(settings.login_rate_limit_per_minute, settings.login_rate_limit_burst)
         self._verified: LRUCache[str, TokenClaims] = LRUCache(maxsize=CACHE_MAX)
@@ -88,7 +95,7 @@ class Authenticator:
             async with session.post(
                 f"{self.results_url}/internal/auth/introspect",
                 data=body.model_dump_json(),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **self.signer.headers("results_service")},
             ) as response:
                 if response.status != 200:
                     raise ServiceUnavailable("Cannot check the access token right now; try again shortly.")

@@ -13,18 +13,19 @@ from common.app.bodies import read_body_bytes
 from common.app.logs import CORRELATION_HEADER
 from common.app.problems import ServiceUnavailable
 from common.app.web import correlation_id_key
-from common.auth.identity import CLIENT_HEADER, Caller, caller_key
+from common.auth.identity import Caller, caller_key
+from common.auth.service_guard import service_signer_key
 from common.schemas.auth import LogoutRequest
 from gateway.keys import authenticator_key, claims_key, client_session_key
 
 
 def _internal_headers(request: web.Request, caller: Caller | None = None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", CLIENT_HEADER: request.remote or ""}
+    """The relay's headers: its service token vouches for the caller (logout) or only the client address (login)."""
+    signer = request.app[service_signer_key]
+    headers = {"Content-Type": "application/json", **signer.headers("results_service", caller, client=request.remote)}
     correlation_id = request.get(correlation_id_key)
     if correlation_id:
         headers[CORRELATION_HEADER] = correlation_id
-    if caller is not None:
-        headers.update(caller.headers())
     return headers
 
 

@@ -19,6 +19,7 @@ from common.app.logs import CORRELATION_HEADER, get_logger
 from common.app.problems import PayloadTooLarge, ProblemError, ServiceUnavailable
 from common.app.web import correlation_id_key
 from common.auth.identity import caller_key
+from common.auth.service_guard import service_signer_key
 from gateway.keys import client_session_key
 
 log = get_logger(__name__)
@@ -93,7 +94,7 @@ class _LimitedBody:
             yield chunk
 
 
-def _upstream_headers(request: web.Request, extra: dict[str, str] | None) -> CIMultiDict[str]:
+def _upstream_headers(request: web.Request, service: str, extra: dict[str, str] | None) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name in FORWARDED_REQUEST_HEADERS:
         if name in request.headers:
@@ -101,10 +102,9 @@ def _upstream_headers(request: web.Request, extra: dict[str, str] | None) -> CIM
     correlation_id = request.get(correlation_id_key)
     if correlation_id is not None:
         headers[CORRELATION_HEADER] = correlation_id
-    caller = request.get(caller_key)
-    if caller is not None:
-        # Only the identity the auth middleware verified travels on; client-sent copies never do.
-        headers.update(caller.headers())
+    # The upstream learns who calls only from this signed token: the identity the auth middleware verified
+    # (none on a public route), for this upstream alone. A client's own Authorization never travels on.
+    headers.update(request.app[service_signer_key].headers(service, request.get(caller_key)))
     headers.update(extra or {})
     return headers
 
@@ -120,7 +120,8 @@ async def proxy(
 ) -> web.StreamResponse:
     """Forward `request` (method, path, query, body) to `base_url` and stream the answer back.
 
-    `timeout` overrides the session's (an upload wants a long total but a short connect);
+    `service` names the upstream (`results_service`, `ingest_service`): the audience of the service token
+    that carries the caller; `timeout` overrides the session's (an upload wants a long total but a short connect);
     `max_body` answers 413 for larger bodies, before contacting the upstream when the size is
     declared; `headers` are added to the upstream request (e.g. the authenticated user).
     """
@@ -128,7 +129,7 @@ async def proxy(
         raise PayloadTooLarge(f"The body is {request.content_length} bytes; the limit is {max_body}.")
     url = URL(base_url.rstrip("/") + request.raw_path, encoded=True)
     body = _LimitedBody(request.content, max_body) if request.body_exists else None
-    upstream_headers = _upstream_headers(request, headers)
+    upstream_headers = _upstream_headers(request, service, headers)
     skip = {"Content-Type", "Accept-Encoding"} - set(upstream_headers.keys())
     options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     session = request.app[client_session_key]

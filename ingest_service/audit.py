@@ -18,6 +18,7 @@ import aiohttp
 
 from common.app.logs import CORRELATION_HEADER, current_correlation_id, get_logger
 from common.auth.identity import Caller
+from common.auth.service_tokens import ServiceSigner
 from common.schemas.instances import FileStatus
 from common.schemas.uploads import UploadedFile, UploadStopped
 
@@ -26,6 +27,7 @@ log = get_logger(__name__)
 
 async def report_upload_stop(
     session: aiohttp.ClientSession,
+    signer: ServiceSigner,
     results_url: str,
     caller: Caller,
     upload_id: str,
@@ -46,7 +48,7 @@ async def report_upload_stop(
         client=caller.client[:128] if caller.client else None,
         correlation_id=correlation_id[:128] if correlation_id else None,
     )
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **signer.headers("results_service", caller)}
     if stop.correlation_id:
         headers[CORRELATION_HEADER] = stop.correlation_id
     try:

@@ -17,7 +17,8 @@ from aiohttp.hdrs import CONTENT_ENCODING
 
 from common.app.logs import get_logger
 from common.app.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
-from common.auth.identity import Caller, caller_from_headers
+from common.auth.identity import Caller, request_caller
+from common.auth.service_guard import service_signer_key
 from common.messaging.broker import broker_key
 from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
@@ -83,6 +84,7 @@ async def _report_stop(request: web.Request, caller: Caller, intake: Intake, sta
     settings = request.app[settings_key]
     await report_upload_stop(
         request.app[client_session_key],
+        request.app[service_signer_key],
         settings.results_url,
         caller,
         intake.upload_id,
@@ -100,7 +102,7 @@ async def handle_upload(request: web.Request) -> web.Response:
     _check_length(request, settings.upload_max_bytes)
     meter = BodyMeter(settings.upload_max_bytes)
     files = _files_of(request, meter)
-    caller = caller_from_headers(request.headers)
+    caller = request_caller(request)
     intake = Intake(
         settings=settings,
         store=app[blob_store_key],

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from common.app.logs import get_logger
 from common.app.web import make_app, readiness_checks_key
+from common.auth.service_guard import service_signer_key, setup_service_tokens
 from common.messaging.broker import broker_context, broker_ready
 from common.storage.blobs import BlobStore
 from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key
@@ -43,7 +44,7 @@ async def client_session_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     async with aiohttp.ClientSession() as session:
         app[client_session_key] = session
-        registrar = Registrar(session, settings.results_url, settings.results_timeout)
+        registrar = Registrar(session, settings.results_url, settings.results_timeout, app[service_signer_key])
         app[registrar_key] = registrar
         try:
             yield
@@ -63,6 +64,7 @@ def init_app(settings: IngestSettings) -> web.Application:
     """Build the ingest_service application from its settings."""
     app = make_app("ingest_service", handler_args=HANDLER_ARGS)
     app[settings_key] = settings
+    setup_service_tokens(app, settings, "ingest_service")
     app.cleanup_ctx.append(blob_store_context)
     app.cleanup_ctx.append(client_session_context)
     app.cleanup_ctx.append(broker_context(settings, "ingest_service"))

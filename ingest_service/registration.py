@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from common.app.logs import CORRELATION_HEADER, current_correlation_id, get_logger
 from common.app.problems import ServiceUnavailable
 from common.auth.identity import Caller
+from common.auth.service_tokens import ServiceSigner
 from common.schemas.instances import FileRegistered, FileRegistration
 from common.schemas.registrations import MAX_BATCH, RegistrationBatch, RegistrationBatchAnswer, RegistrationItem
 
@@ -41,9 +42,16 @@ class Registrar:
     """Gathers concurrent registrations into batch calls (at most `max_in_flight` calls at a time)."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, results_url: str, timeout: float, *, max_in_flight: int = 1
+        self,
+        session: aiohttp.ClientSession,
+        results_url: str,
+        timeout: float,
+        signer: ServiceSigner,
+        *,
+        max_in_flight: int = 1,
     ) -> None:
         self.session = session
+        self.signer = signer
         self.url = f"{results_url.rstrip('/')}/internal/registrations"
         self.timeout = timeout
         self.max_in_flight = max_in_flight
@@ -103,7 +111,8 @@ class Registrar:
                 )
 
     async def _post(self, items: list[RegistrationItem]) -> RegistrationBatchAnswer:
-        headers = {"Content-Type": "application/json"}
+        # The batch mixes callers (each item names its own): the token vouches for ingest_service alone.
+        headers = {"Content-Type": "application/json", **self.signer.headers("results_service")}
         if len(items) == 1 and items[0].correlation_id is not None:
             headers[CORRELATION_HEADER] = items[0].correlation_id
         body = RegistrationBatch(items=items).model_dump_json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from common.app.secret_settings import BlobKeySettings
+from common.app.secret_settings import BlobKeySettings, ServiceTokenSettings
 from common.app.settings import BaseServiceSettings
 from common.messaging.jobs import JobRoutingSettings
 
@@ -12,7 +12,7 @@ GIB = 1024**3
 MIB = 1024**2
 
 
-class IngestSettings(BaseServiceSettings, BlobKeySettings, JobRoutingSettings):
+class IngestSettings(BaseServiceSettings, BlobKeySettings, ServiceTokenSettings, JobRoutingSettings):
     """Settings of ingest_service."""
 
     ingest_port: int = Field(default=8082, ge=1, le=65535, description="TCP port of ingest_service (`INGEST_PORT`).")

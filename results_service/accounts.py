@@ -1,8 +1,8 @@
 """HTTP handlers of login/logout/introspection and account management.
 
-`/internal/...` routes are for the gateway and operators on the internal network (the gateway
-never proxies them); `/api/users` is the admins' API behind the gateway, which has checked the
-token and set the identity headers.
+`/internal/...` routes are for the gateway and operators' tools (the gateway never proxies them);
+`/api/users` is the admins' API behind the gateway, which has checked the user's token and vouches
+for them in its service token. Every request carries a service token (`common.auth.service_guard`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from common.app.bodies import read_model
 from common.app.logs import get_logger
 from common.app.problems import Unauthorized
-from common.auth.identity import Caller, caller_from_headers
+from common.auth.identity import Caller, request_caller
+from common.auth.service_guard import service_claims_key
 from common.auth.tokens import Role, issue_token
 from common.schemas.auth import (
     IntrospectRequest,
@@ -47,10 +48,11 @@ def _max_body(request: web.Request) -> int:
 
 
 def _manager(request: web.Request) -> Caller:
-    """Who manages accounts: an admin through the gateway, or an operator on the internal API."""
+    """Who manages accounts: an admin through the gateway, or an operator's tool on the internal API (its
+    service token is the proof)."""
     if request.path.startswith("/internal/"):
         return Caller(user_id=OPERATOR, role=Role.ADMIN, client=request.remote)
-    caller = caller_from_headers(request.headers)
+    caller = request_caller(request)
     caller.require_admin()
     return caller
 
@@ -66,7 +68,7 @@ async def handle_login(request: web.Request) -> web.Response:
     user, reason = await account_store.authenticate(
         body.email, body.password.get_secret_value(), request.app[passwords_key]
     )
-    client = caller_from_headers(request.headers).client
+    client = request[service_claims_key].client  # the address the gateway relays the login for
     if user is None or reason is not None:
         actor = Caller(user_id=str(user.id), client=client) if user else Caller(user_id="", client=client)
         await record_audit(
@@ -154,7 +156,7 @@ def setup_accounts(app: web.Application) -> None:
     router.add_post("/internal/auth/login", handle_login)
     router.add_post("/internal/auth/logout", handle_logout)
     router.add_post("/internal/auth/introspect", handle_introspect)
-    # Operators on the internal network manage accounts without a token (`dicomflow users`).
+    # Operators' tools (`dicomflow users`) manage accounts with a service token and no user token.
     router.add_post("/internal/users", handle_create_user)
     router.add_get("/internal/users", handle_list_users)
     router.add_patch("/internal/users/{user_id}", handle_patch_user)

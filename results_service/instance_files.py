@@ -17,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 from common.app.bodies import validate
 from common.app.logs import get_logger
 from common.app.problems import NotFound, ProblemError
-from common.auth.identity import caller_from_headers
+from common.auth.identity import request_caller
 from common.schemas.instances import InstanceFileQuery, PatientView
 from common.storage.blobs import BlobError, BlobNotFound, BlobStore, BlobUnreadable
 from common.storage.crypto_keys import CryptoError
@@ -127,9 +127,7 @@ async def handle_file(request: web.Request) -> web.StreamResponse:
     action = "instance.download_deidentified" if deidentified else "instance.download"
     async with audited(request, action, resource_type="instance", resource_id=instance_id):
         query = validate(InstanceFileQuery, dict(request.query), what="query")
-        fp = await _open(
-            store, await pipeline_queries.file_key(instance_id, caller_from_headers(request.headers)), instance_id
-        )
+        fp = await _open(store, await pipeline_queries.file_key(instance_id, request_caller(request)), instance_id)
         body: tuple[int, int | None]
         try:
             if query.deidentified:

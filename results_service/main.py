@@ -8,6 +8,7 @@ from aiohttp import web
 from tortoise import connections
 
 from common.app.web import make_app, readiness_checks_key, scrape_hooks_key
+from common.auth.service_guard import setup_service_tokens
 from common.messaging.broker import broker_context, broker_ready
 from common.messaging.metrics import scrape_queues
 from common.storage.blobs import BlobStore
@@ -30,6 +31,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     """Build the results_service application from its settings."""
     app = make_app("results_service")
     app[settings_key] = settings
+    setup_service_tokens(app, settings, "results_service")
     app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
     app[deidentifier_key] = Deidentifier(settings.deid_uid_key())
     app.cleanup_ctx.append(tortoise_context(settings.database_url))

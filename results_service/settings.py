@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.app.secret_settings import BlobKeySettings
+from common.app.secret_settings import BlobKeySettings, ServiceTokenSettings
 from common.app.settings import BaseServiceSettings, ElementsBodyLimit
 from common.messaging.jobs import JobRoutingSettings
 from results_service.account_settings import AccountSettings
 
 
-class ResultsSettings(BaseServiceSettings, AccountSettings, BlobKeySettings, ElementsBodyLimit, JobRoutingSettings):
+class ResultsSettings(
+    BaseServiceSettings, AccountSettings, ServiceTokenSettings, BlobKeySettings, ElementsBodyLimit, JobRoutingSettings
+):
     """Settings of results_service."""
 
     results_port: int = Field(default=8081, ge=1, le=65535, description="TCP port of results_service (`RESULTS_PORT`).")

@@ -31,7 +31,10 @@ from typing import Any
 import aio_pika
 import aiohttp
 
-from common.auth.identity import ROLE_HEADER, USER_HEADER
+from common.app.secret_settings import SERVICE_SECRET_FILE, ServiceTokenSettings
+from common.auth.identity import Caller
+from common.auth.service_tokens import ServiceSigner
+from common.auth.tokens import Role
 from common.messaging.broker import delete_topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +48,7 @@ PORT_VARIABLES = {
 }
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-ADMIN_HEADERS = {USER_HEADER: "operator", ROLE_HEADER: "admin"}
+OPERATOR = Caller(user_id="operator", role=Role.ADMIN)
 
 
 def free_port() -> int:
@@ -166,6 +169,7 @@ class RunningSystem:
         self, database_url: str, folder: Path, env: dict[str, str] | None = None, *, root: Path = ROOT
     ) -> None:
         self.root = root
+        self._signer: ServiceSigner | None = None  # made once the secret exists (`make setup` may write it)
         self.prefix = f"e2e_{uuid.uuid4().hex[:10]}"
         self.folder = folder
         self.blob_dir = folder / "blobs"
@@ -280,10 +284,22 @@ class RunningSystem:
     def log_text(self, name: str) -> str:
         return self.services[name].log_text()
 
+    def service_headers(self, caller: Caller | None = None) -> dict[str, str]:
+        """A current service token for results_service, signed with the system's SERVICE_SECRET (its environment's,
+        or the file its services read), vouching for `caller`: how a harness calls results_service directly."""
+        if self._signer is None:
+            settings = ServiceTokenSettings(
+                service_secret=self.env.get("SERVICE_SECRET", ""),
+                service_secret_file=self.env.get("SERVICE_SECRET_FILE") or str(self.root / SERVICE_SECRET_FILE),
+            )
+            self._signer = ServiceSigner(settings.service_secret.get_secret_value(), "single_host")
+        return self._signer.headers("results_service", caller)
+
     async def results_get(self, path: str) -> tuple[int, Any]:
         """GET a results_service route directly as an admin (what the system recorded, whoever owns it)."""
         url = f"{self.results_url}{path}"
-        async with aiohttp.ClientSession() as session, session.get(url, headers=ADMIN_HEADERS) as response:
+        headers = self.service_headers(OPERATOR)
+        async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
             return response.status, await response.json()
 
     async def create_user(self, name: str, role: str = "user") -> User:
@@ -293,7 +309,7 @@ class RunningSystem:
             async with session.post(
                 f"{self.results_url}/internal/users",
                 json={"email": user.email, "password": user.password, "role": role},
-                headers=ADMIN_HEADERS,
+                headers=self.service_headers(),
             ) as response:
                 if response.status != 201:
                     raise RuntimeError(f"creating {user.email}: {response.status} {await response.text()}")

@@ -9,11 +9,16 @@ from typing import Any
 import asyncpg
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
-from common.auth.identity import ROLE_HEADER, USER_HEADER
 from common.auth.tokens import Role, issue_token
+from tests.service_auth import as_service, as_user
 
 PASSWORD = "correct horse battery staple"
-ADMIN_HEADERS = {USER_HEADER: "admin-under-test", ROLE_HEADER: "admin"}
+ADMIN_ID = "admin-under-test"
+
+
+def admin_headers() -> dict[str, str]:
+    """A request of an admin as the gateway forwards it to results_service."""
+    return as_user(ADMIN_ID, Role.ADMIN)
 
 
 def unique_email(prefix: str = "user") -> str:
@@ -22,8 +27,9 @@ def unique_email(prefix: str = "user") -> str:
 
 
 async def create_user(client: Any, email: str, *, role: str = "user", password: str = PASSWORD) -> dict[str, Any]:
-    """Create an account through the operators' internal API."""
-    response = await client.post("/internal/users", json={"email": email, "password": password, "role": role})
+    """Create an account through the operators' internal API (signed as a service, like `dicomflow users`)."""
+    body = {"email": email, "password": password, "role": role}
+    response = await client.post("/internal/users", json=body, headers=as_service())
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

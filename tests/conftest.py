@@ -31,6 +31,7 @@ RUN_ID = uuid.uuid4().hex[:10]
 # No secret lives in the repository: each test run makes its own (services that e2e tests start
 # inherit them), and passwords are hashed with a cheap argon2 cost so that logins stay fast.
 os.environ.setdefault("AUTH_SECRET", secrets.token_urlsafe(48))
+os.environ.setdefault("SERVICE_SECRET", secrets.token_urlsafe(48))
 os.environ.setdefault("BLOB_KEYS", generate_key_spec("test"))
 os.environ.setdefault("PASSWORD_TIME_COST", "1")
 os.environ.setdefault("PASSWORD_MEMORY_KIB", "1024")

@@ -15,7 +15,6 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.app.secret_settings import BlobKeySettings
-from common.auth.identity import CLIENT_HEADER, EMAIL_HEADER, USER_HEADER
 from common.messaging.broker import TopologyNames
 from common.storage.blobs import BlobStore
 from ingest_service.main import init_app as init_ingest
@@ -24,11 +23,13 @@ from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import eventually, fetch
 from tests.queue_helpers import drain, take
+from tests.service_auth import INGEST, as_user, signing
 
 
 def uploader(owner: str, correlation_id: str | None = None) -> dict[str, str]:
-    """The headers ingest receives from the gateway: who uploads (and the request's correlation id)."""
-    headers = {USER_HEADER: owner, EMAIL_HEADER: f"{owner}@example.org", CLIENT_HEADER: "203.0.113.7"}
+    """The headers ingest receives from the gateway: the service token vouching for who uploads (and the request's
+    correlation id)."""
+    headers = as_user(owner, email=f"{owner}@example.org", client="203.0.113.7", audience=INGEST)
     if correlation_id is not None:
         headers["X-Request-ID"] = correlation_id
     return headers
@@ -85,9 +86,10 @@ async def rig_fixture(
     aiohttp_client: Callable[..., Awaitable[TestClient]],
 ) -> AsyncIterator[IngestRig]:
     """Serve results_service; `make(**settings)` builds an ingest client in front of it (same broker prefix,
-    delivery limit and blob folder). The apps stop (ingest first) before `channel` deletes the topology."""
+    delivery limit and blob folder). Both clients sign their calls as a service (`tests.service_auth`); an upload
+    names its user with `uploader`. The apps stop (ingest first) before `channel` deletes the topology."""
     server = await aiohttp_server(init_results(results_settings))
-    results = await aiohttp_client(server)
+    results = await aiohttp_client(server, middlewares=signing())
 
     async def make(**overrides: object) -> TestClient:
         fields: dict[str, object] = {
@@ -97,7 +99,7 @@ async def rig_fixture(
             "results_url": str(server.make_url("")).rstrip("/"),
         }
         fields.update(overrides)
-        return await aiohttp_client(init_ingest(IngestSettings(**fields)))
+        return await aiohttp_client(init_ingest(IngestSettings(**fields)), middlewares=signing(INGEST))
 
     names = TopologyNames(results_settings.amqp_prefix)
     yield IngestRig(results, channel, names, Path(results_settings.blob_dir), results_settings.database_url, make)

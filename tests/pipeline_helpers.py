@@ -16,13 +16,13 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
-from common.auth.identity import USER_HEADER
 from common.messaging.broker import Topology, declare_topology, delete_topology, open_channel, publish, status_key
 from common.messaging.jobs import job_message_id, publish_job
 from common.messaging.messages import ImageResult, InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.queue_helpers import LIVENESS, take
+from tests.service_auth import as_user, signing
 
 LIMIT = 1
 
@@ -68,8 +68,9 @@ async def events_fixture(channel: AbstractChannel, topology: Topology) -> Abstra
 
 @pytest.fixture(name="client")
 async def client_fixture(results_settings: ResultsSettings, topology: Topology, aiohttp_client: Any) -> Any:
-    """results_service on a test client; `aiohttp_client` comes last so the app stops before the queues go."""
-    return await aiohttp_client(init_app(results_settings))
+    """results_service on a test client that signs its calls as a service (`tests.service_auth`); `aiohttp_client`
+    comes last so the app stops before the queues go."""
+    return await aiohttp_client(init_app(results_settings), middlewares=signing())
 
 
 def dicom_fields(study: str = "1.2.3", modality: str = "MR", series: str = "1.2.3.4") -> dict[str, Any]:
@@ -207,8 +208,9 @@ async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Recor
         await conn.close()
 
 
-async def get_json(client: Any, path: str, owner: str, **headers: str) -> tuple[int, Any]:
-    response = await client.get(path, headers={USER_HEADER: owner, **headers})
+async def get_json(client: Any, path: str, owner: str, role: str = "user", **headers: str) -> tuple[int, Any]:
+    """GET as this user (and role), as the gateway forwards it; (status, body)."""
+    response = await client.get(path, headers={**as_user(owner, role), **headers})
     if response.status >= 400:
         assert response.content_type == PROBLEM_CONTENT_TYPE
     return response.status, await response.json()

@@ -39,6 +39,7 @@ from processor_service.settings import ProcessorSettings
 from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import eventually
+from tests.service_auth import signing
 
 PASSWORD = "matrix password 1"
 IDENTITIES = ("owner", "other", "admin", "anonymous", "expired", "forged")
@@ -220,7 +221,7 @@ async def cleanup_topology(amqp_prefix: str) -> AsyncIterator[None]:
 async def create_account(results_url: str, role: str) -> tuple[str, str]:
     email = f"matrix-{role}-{uuid.uuid4().hex[:8]}@example.org"
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(middlewares=signing()) as session,
         session.post(f"{results_url}/internal/users", json={"email": email, "password": PASSWORD, "role": role}) as r,
     ):
         assert r.status == 201, await r.text()

@@ -10,19 +10,20 @@ import pytest
 from argon2 import PasswordHasher
 from structlog.testing import capture_logs
 
-from common.auth.identity import CLIENT_HEADER, ROLE_HEADER, USER_HEADER
 from common.auth.tokens import Role, verify_token
 from results_service.keys import passwords_key
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.account_helpers import (
-    ADMIN_HEADERS,
+    ADMIN_ID,
     PASSWORD,
+    admin_headers,
     assert_problem,
     audit_rows,
     create_user,
     unique_email,
 )
+from tests.service_auth import as_service, as_user, signing
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def settings(database_url: str) -> ResultsSettings:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: ResultsSettings) -> Any:
-    return await aiohttp_client(init_app(settings))
+    """results_service, called as a service of the deployment (the internal routes' callers)."""
+    return await aiohttp_client(init_app(settings), middlewares=signing())
 
 
 async def login(client: Any, email: str, password: str = PASSWORD, **headers: str) -> Any:
@@ -82,7 +84,9 @@ async def test_login_returns_a_bearer_token_and_audits_the_success(
 ) -> None:
     email = unique_email()
     user = await create_user(client, email, role="admin")
-    response = await login(client, email.upper(), **{"X-Request-ID": "corr-login-ok", CLIENT_HEADER: "203.0.113.9"})
+    response = await login(
+        client, email.upper(), **{"X-Request-ID": "corr-login-ok", **as_service(client="203.0.113.9")}
+    )
     assert response.status == 200
     body = await response.json()
     assert body["token_type"] == "bearer" and set(body) == {"access_token", "token_type", "expires_at"}
@@ -150,7 +154,7 @@ async def test_login_upgrades_a_hash_made_with_an_older_cost(
     email = unique_email()
     await create_user(client, email)
     stronger = ResultsSettings(database_url=database_url, password_time_cost=2)
-    other = await aiohttp_client(init_app(stronger))
+    other = await aiohttp_client(init_app(stronger), middlewares=signing())
     assert (await login(other, email)).status == 200
     conn = await asyncpg.connect(database_url)
     try:
@@ -162,26 +166,26 @@ async def test_login_upgrades_a_hash_made_with_an_older_cost(
 
 
 async def test_users_api_needs_the_admin_role(client: Any) -> None:
-    headers = {USER_HEADER: "some-user", ROLE_HEADER: "user"}
+    headers = as_user("some-user")
     await assert_problem(await client.get("/api/users", headers=headers), 403)
     await assert_problem(await client.post("/api/users", json={}, headers=headers), 403)
     await assert_problem(await client.patch("/api/users/x", json={"role": "admin"}, headers=headers), 403)
-    await assert_problem(await client.get("/api/users"), 403)
+    await assert_problem(await client.get("/api/users"), 401)  # a service's token names no user: no default one
 
 
 async def test_admin_creates_lists_promotes_and_disables_users_with_audit_rows(client: Any, database_url: str) -> None:
     email = unique_email()
     response = await client.post(
-        "/api/users", json={"email": email, "password": PASSWORD}, headers={**ADMIN_HEADERS, "X-Request-ID": "c-u1"}
+        "/api/users", json={"email": email, "password": PASSWORD}, headers={**admin_headers(), "X-Request-ID": "c-u1"}
     )
     assert response.status == 201
     user = await response.json()
-    listing = await (await client.get("/api/users", headers=ADMIN_HEADERS)).json()
+    listing = await (await client.get("/api/users", headers=admin_headers())).json()
     assert user in listing["items"] and listing["total"] == len(listing["items"])
     response = await client.patch(
         f"/api/users/{user['id']}",
         json={"role": "admin", "disabled": True},
-        headers={**ADMIN_HEADERS, "X-Request-ID": "c-u2"},
+        headers={**admin_headers(), "X-Request-ID": "c-u2"},
     )
     assert response.status == 200
     changed = await response.json()
@@ -190,7 +194,7 @@ async def test_admin_creates_lists_promotes_and_disables_users_with_audit_rows(c
     [updated] = await audit_rows(database_url, "correlation_id = 'c-u2'")
     assert (created["action"], created["actor_id"], created["resource_id"]) == (
         "user.create",
-        "admin-under-test",
+        ADMIN_ID,
         user["id"],
     )
     assert updated["action"] == "user.update" and json.loads(updated["detail"]) == {"role": "admin", "disabled": True}
@@ -232,7 +236,7 @@ async def test_logout_revokes_the_token_and_introspection_reports_it(
     assert before == {"active": True, "user_id": claims.sub, "email": email.lower(), "role": "user", "reason": None}
     body = {**ask, "expires_at": claims.exp.isoformat()}
     response = await client.post(
-        "/internal/auth/logout", json=body, headers={USER_HEADER: claims.sub, "X-Request-ID": f"lo-{claims.jti}"}
+        "/internal/auth/logout", json=body, headers={**as_user(claims.sub), "X-Request-ID": f"lo-{claims.jti}"}
     )
     assert response.status == 204
     assert (await client.post("/internal/auth/logout", json=body)).status == 204  # idempotent

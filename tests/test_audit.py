@@ -9,12 +9,12 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from common.auth.identity import ROLE_HEADER, USER_HEADER
 from common.schemas.auth import AuditEventIn
 from results_service.audit import append_audit
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
-from tests.account_helpers import ADMIN_HEADERS, assert_problem, audit_rows
+from tests.account_helpers import ADMIN_ID, admin_headers, assert_problem, audit_rows
+from tests.service_auth import as_user
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_records_with_patient_data_or_bad_fields_are_refused(body: dict[str, Any
 
 
 async def test_audit_listing_needs_the_admin_role(client: Any) -> None:
-    await assert_problem(await client.get("/api/audit", headers={USER_HEADER: "u", ROLE_HEADER: "user"}), 403)
+    await assert_problem(await client.get("/api/audit", headers=as_user("u")), 403)
 
 
 async def test_admin_filters_by_actor_action_resource_outcome_and_time_newest_first(
@@ -83,7 +83,7 @@ async def test_admin_filters_by_actor_action_resource_outcome_and_time_newest_fi
         await append_audit(AuditEventIn.model_validate({**body, "resource_id": resource}))
 
     async def query(**params: str) -> dict[str, Any]:
-        response = await client.get("/api/audit", params={"resource_id": resource, **params}, headers=ADMIN_HEADERS)
+        response = await client.get("/api/audit", params={"resource_id": resource, **params}, headers=admin_headers())
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
         return body
@@ -100,18 +100,20 @@ async def test_admin_filters_by_actor_action_resource_outcome_and_time_newest_fi
     assert (await query(until="2000-01-01T00:00:00Z"))["total"] == 0
     page = await query(limit="3")
     assert len(page["items"]) == 3 and page["next"] is not None
-    rest = await client.get(page["next"], headers=ADMIN_HEADERS)
+    rest = await client.get(page["next"], headers=admin_headers())
     assert [i["id"] for i in (await rest.json())["items"]] == [everything["items"][3]["id"]]
 
 
 @pytest.mark.parametrize("params", [{"limit": "0"}, {"outcome": "maybe"}, {"since": "yesterday"}, {"nope": "1"}])
 async def test_bad_audit_queries_are_422(client: Any, params: dict[str, str]) -> None:
-    await assert_problem(await client.get("/api/audit", params=params, headers=ADMIN_HEADERS), 422)
+    await assert_problem(await client.get("/api/audit", params=params, headers=admin_headers()), 422)
 
 
 async def test_reading_the_audit_trail_is_itself_audited(client: Any, database_url: str) -> None:
     marker = uuid.uuid4().hex
-    response = await client.get("/api/audit", params={"limit": "1"}, headers={**ADMIN_HEADERS, "X-Request-ID": marker})
+    response = await client.get(
+        "/api/audit", params={"limit": "1"}, headers={**admin_headers(), "X-Request-ID": marker}
+    )
     assert response.status == 200
     [row] = await audit_rows(database_url, "correlation_id = $1", marker)
-    assert (row["action"], row["actor_id"], row["outcome"]) == ("audit.read", ADMIN_HEADERS[USER_HEADER], "success")
+    assert (row["action"], row["actor_id"], row["outcome"]) == ("audit.read", ADMIN_ID, "success")

@@ -115,3 +115,22 @@ async def test_unreachable_results_service_is_a_clear_error(
 ) -> None:
     code, _, err = await run(monkeypatch, capsys, ["users", "--results-url", "http://127.0.0.1:9", "list"])
     assert code == 1 and "cannot reach results_service" in err
+
+
+async def test_without_the_deployments_service_secret_the_cli_is_refused_and_creates_nothing(
+    results_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    email = unique_email("cli")
+    argv = ["users", "--results-url", results_url, "create", email, "--role", "admin", "--password-stdin"]
+    monkeypatch.setenv("SERVICE_SECRET", "another-deployments-secret-" + "x" * 32)
+    code, _, err = await run(monkeypatch, capsys, argv, PASSWORD + "\n")
+    assert code == 1 and "service token is not valid" in err and "Traceback" not in err
+    monkeypatch.setenv("SERVICE_SECRET", "")
+    monkeypatch.setenv("SERVICE_SECRET_FILE", "/nonexistent/service_secret")
+    code, _, err = await run(monkeypatch, capsys, argv, PASSWORD + "\n")
+    assert code == 1 and "SERVICE_SECRET is not set" in err
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users WHERE email = $1", email.lower()) == 0
+    finally:
+        await conn.close()

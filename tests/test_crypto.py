@@ -292,13 +292,17 @@ def test_active_key_must_be_configured() -> None:
 
 
 def test_settings_read_generated_secret_files_and_refuse_without_them(tmp_path: Path) -> None:
-    env = {"AUTH_SECRET_FILE": str(tmp_path / "auth"), "BLOB_KEYS_FILE": str(tmp_path / "keys")}
+    env = {
+        "AUTH_SECRET_FILE": str(tmp_path / "auth"),
+        "BLOB_KEYS_FILE": str(tmp_path / "keys"),
+        "SERVICE_SECRET_FILE": str(tmp_path / "service"),
+    }
     with pytest.raises(ValueError, match="AUTH_SECRET is not set"):
         AuthSettings(auth_secret="", auth_secret_file=env["AUTH_SECRET_FILE"])
     with pytest.raises(ValueError, match="BLOB_KEYS is not set"):
         BlobKeySettings(blob_keys="", blob_keys_file=env["BLOB_KEYS_FILE"])
     created = ensure_local_secrets(env)
-    assert sorted(created) == sorted([tmp_path / "auth", tmp_path / "keys"])
+    assert sorted(created) == sorted([tmp_path / "auth", tmp_path / "keys", tmp_path / "service"])
     assert (tmp_path / "auth").stat().st_mode & 0o077 == 0
     assert ensure_local_secrets(env) == []  # idempotent: never overwrites a key
     auth = AuthSettings(auth_secret="", auth_secret_file=env["AUTH_SECRET_FILE"])

@@ -2,7 +2,7 @@
 
 results_service runs on a real port; the gateway (`aiohttp_client`) verifies tokens, asks
 results_service whether they are still active, rate-limits, size-limits and forwards the
-verified identity. An `/api/echo` route on both sides shows exactly which headers arrive upstream.
+verified identity in a service token. An `/api/echo` route on results_service answers the caller it believes in.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from common.auth.identity import EMAIL_HEADER, ROLE_HEADER, USER_HEADER
+from common.auth.identity import request_caller
 from common.auth.tokens import Role, issue_token
 from gateway.authenticator import Authenticator
 from gateway.keys import authenticator_key
@@ -27,23 +27,26 @@ from results_service.main import init_app as init_results
 from results_service.settings import ResultsSettings
 from tests.account_helpers import PASSWORD, assert_problem, audit_rows, unique_email
 from tests.fake_clock import FakeClock
+from tests.service_auth import signing
 
 
-async def echo_headers(request: web.Request) -> web.Response:
-    return web.json_response({k: v for k, v in request.headers.items() if k.lower().startswith("x-auth")})
+async def echo_caller(request: web.Request) -> web.Response:
+    """The caller results_service takes the request to come from (its service token's identity)."""
+    caller = request_caller(request)
+    return web.json_response({"user_id": caller.user_id, "role": caller.role.value, "email": caller.email})
 
 
 @pytest.fixture
 async def results_server(aiohttp_server: Any, database_url: str) -> Any:
     app = init_results(ResultsSettings(database_url=database_url))
-    app.router.add_get("/api/echo", echo_headers)
+    app.router.add_get("/api/echo", echo_caller)
     return await aiohttp_server(app)
 
 
 @pytest.fixture
 async def internal(results_server: Any) -> Any:
-    """A client of results_service's internal API (what operators and the CLI use)."""
-    async with aiohttp.ClientSession(base_url=str(results_server.make_url("/"))) as session:
+    """A client of results_service's internal API (what operators and the CLI use, signed as a service)."""
+    async with aiohttp.ClientSession(base_url=str(results_server.make_url("/")), middlewares=signing()) as session:
         yield session
 
 
@@ -59,7 +62,7 @@ async def make_gateway(
     app = init_gateway(settings)
     if clock is not None:
         app[authenticator_key] = Authenticator(settings, settings.results_url, clock=clock)
-    app.router.add_get("/api/echo", forward_to(str(results_server.make_url("")).rstrip("/"), service="results"))
+    app.router.add_get("/api/echo", forward_to(str(results_server.make_url("")).rstrip("/"), service="results_service"))
     return await aiohttp_client(app)
 
 
@@ -168,12 +171,18 @@ async def test_results_service_answer_about_a_token_is_kept_for_auth_cache_secon
     assert "disabled" in problem["detail"]
 
 
-async def test_valid_token_forwards_the_verified_identity_and_drops_client_copies(gateway: Any, internal: Any) -> None:
+async def test_valid_token_forwards_the_verified_identity_and_ignores_client_identity_headers(
+    gateway: Any, internal: Any
+) -> None:
     user = await new_user(internal)
-    spoof = {USER_HEADER: "someone-else", ROLE_HEADER: "admin", EMAIL_HEADER: "boss@example.org"}
+    spoof = {
+        "X-Authenticated-User": "someone-else",
+        "X-Authenticated-Role": "admin",
+        "X-Authenticated-Email": "boss@example.org",
+    }
     response = await gateway.get("/api/echo", headers={**bearer(await token_for(gateway, user)), **spoof})
     assert response.status == 200
-    assert await response.json() == {USER_HEADER: user["id"], ROLE_HEADER: "user", EMAIL_HEADER: user["email"]}
+    assert await response.json() == {"user_id": user["id"], "role": "user", "email": user["email"]}
 
 
 async def test_role_comes_from_the_account_not_from_the_token(gateway: Any, internal: Any) -> None:

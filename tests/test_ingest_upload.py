@@ -198,17 +198,17 @@ async def _chunked(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
     ],
     ids=["empty", "text", "no-type", "bad-zip", "bad-multipart"],
 )
-async def test_bodies_that_are_refused_whole(rig: IngestRig, headers, data, status, detail) -> None:
+async def test_bodies_that_are_refused_whole(rig: IngestRig, owner: str, headers, data, status, detail) -> None:
     client = await rig.make()
-    response = await client.post("/upload", data=data, headers=headers)
+    response = await client.post("/upload", data=data, headers={**headers, **uploader(owner)})
     assert response.status == status
     assert response.content_type == PROBLEM_CONTENT_TYPE
     assert detail in (await response.json())["detail"]
 
 
-async def test_empty_chunked_body_is_refused(rig: IngestRig) -> None:
+async def test_empty_chunked_body_is_refused(rig: IngestRig, owner: str) -> None:
     client = await rig.make()
-    response = await client.post("/upload", data=_chunked(b""), headers=DICOM)
+    response = await client.post("/upload", data=_chunked(b""), headers=as_dicom(owner))
     assert response.status == 400
     assert "empty" in (await response.json())["detail"]
 
@@ -257,9 +257,11 @@ async def test_results_service_stopping_mid_upload_is_a_503_naming_the_files_tak
     assert [(f["index"], f["status"]) for f in await rig.files_of(problem["upload_id"])] == [(0, "accepted")]
 
 
-async def test_unreachable_results_service_is_503(rig: IngestRig, sample_01: bytes, unused_tcp_port: int) -> None:
+async def test_unreachable_results_service_is_503(
+    rig: IngestRig, owner: str, sample_01: bytes, unused_tcp_port: int
+) -> None:
     client = await rig.make(results_url=f"http://127.0.0.1:{unused_tcp_port}")
-    response = await client.post("/upload", data=io.BytesIO(sample_01), headers=DICOM)
+    response = await client.post("/upload", data=io.BytesIO(sample_01), headers=as_dicom(owner))
     assert response.status == 503
     assert "results_service is unreachable" in (await response.json())["detail"]
     ready = await client.get("/readyz")

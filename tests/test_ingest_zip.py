@@ -119,8 +119,8 @@ async def test_archive_over_its_limits_is_refused_whole(
     assert await rig.files_of(problem["upload_id"]) == []
 
 
-async def test_archive_without_files_is_refused(rig: IngestRig) -> None:
+async def test_archive_without_files_is_refused(rig: IngestRig, owner: str) -> None:
     client = await rig.make()
-    response = await client.post("/upload", data=io.BytesIO(make_zip([("empty/", b"")])), headers=ZIP)
+    response = await client.post("/upload", data=io.BytesIO(make_zip([("empty/", b"")])), headers=as_zip(owner))
     assert response.status == 400
     assert (await response.json())["detail"] == "The zip archive holds no files."

@@ -17,7 +17,6 @@ from PIL import Image
 from structlog.testing import capture_logs
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
-from common.auth.identity import ROLE_HEADER, USER_HEADER
 from common.messaging.broker import Topology, publish
 from common.messaging.messages import ImageResult, InstanceStatus, ProcessResult
 from common.storage.blobs import BlobStore
@@ -34,6 +33,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     topology_fixture,
     wait_status,
 )
+from tests.service_auth import as_user as signed_for
 
 SAMPLES = ("sample-01-dicom.dcm", "sample-02-dicom.dcm")
 
@@ -69,7 +69,7 @@ async def store_instance(client: Any, settings: ResultsSettings, owner: str, pat
 
 
 def as_user(user: str, role: str = "user", **extra: str) -> dict[str, str]:
-    return {USER_HEADER: user, ROLE_HEADER: role, **extra}
+    return {**signed_for(user, role), **extra}
 
 
 def blob_store(settings: ResultsSettings) -> BlobStore:

@@ -19,8 +19,11 @@ from aiohttp import web
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
 from common.app.web import make_app
+from common.auth.service_guard import service_signer_key
+from common.auth.service_tokens import ServiceVerifier
 from gateway.proxy import client_session_context, forward_to
 from tests.queue_helpers import LIVENESS
+from tests.service_auth import signer
 
 MiB = 1024**2
 
@@ -108,6 +111,7 @@ def proxy_app(
     base_url: str, *, max_body: int | None = None, connect_timeout: float = LIVENESS, total_timeout: float = LIVENESS
 ) -> web.Application:
     app = make_app("proxy-under-test")
+    app[service_signer_key] = signer()  # the gateway's is made from SERVICE_SECRET by its auth setup
     app.cleanup_ctx.append(client_session_context(connect_timeout=connect_timeout, total_timeout=total_timeout))
     app.router.add_route("*", "/{tail:.*}", forward_to(base_url, service="upstream_service", max_body=max_body))
     return app
@@ -182,6 +186,11 @@ async def test_method_path_query_and_chosen_headers_are_forwarded_hop_by_hop_one
     assert headers["x-request-id"] == "proxy-corr-1"
     assert headers["content-length"] == "8"
     assert "cookie" not in headers and "x-drop-me" not in headers
+    # The service token for this upstream, vouching for no user on a route without authentication.
+    claims = ServiceVerifier(os.environ["SERVICE_SECRET"], "upstream_service").verify(
+        headers["authorization"].removeprefix("Bearer ")
+    )
+    assert claims.aud == "upstream_service" and claims.caller() is None
     assert response.headers["X-Custom"] == "kept" and response.headers["Allow"] == "GET"
     assert "Keep-Alive" not in response.headers and "Proxy-Authenticate" not in response.headers
     assert response.headers["X-Request-ID"] == "proxy-corr-1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from common.auth.identity import ROLE_HEADER
 from common.messaging.broker import Topology, publish
 from common.messaging.messages import ImageResult, InstanceStatus, ProcessResult, Statistics
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
@@ -90,7 +89,7 @@ async def test_another_owners_resources_are_not_found(client: Any, owner: str) -
         assert status == 404 and "not found" in problem["detail"]
     _, page = await get_json(client, "/api/instances", "somebody-else")
     assert instance_id not in {i["id"] for i in page["items"]}
-    status, admin_view = await get_json(client, f"/api/instances/{instance_id}", "root", **{ROLE_HEADER: "admin"})
+    status, admin_view = await get_json(client, f"/api/instances/{instance_id}", "root", role="admin")
     assert status == 200 and admin_view["id"] == instance_id
 
 

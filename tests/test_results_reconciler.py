@@ -33,6 +33,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     wait_status,
 )
 from tests.queue_helpers import take
+from tests.service_auth import signing
 
 # The run's database is shared by every test: the bound is far longer than any run, and this test's
 # instances are made older than it, so a round here claims only them.
@@ -169,7 +170,7 @@ def reconciling(results_settings: ResultsSettings) -> ResultsSettings:
 async def test_the_running_app_reconciles_in_the_background(
     reconciling: ResultsSettings, topology: Topology, aiohttp_client: Any, owner: str, database_url: str
 ) -> None:
-    client = await aiohttp_client(init_app(reconciling))
+    client = await aiohttp_client(init_app(reconciling), middlewares=signing())
     [instance_id] = await registered(client, owner, 1)
     await set_rows(database_url, [instance_id], age="100 years")
     await wait_status(client, owner, instance_id, "queued")

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from common.auth.identity import ROLE_HEADER
 from common.messaging.messages import InstanceStatus
 from gateway.main import init_app as init_gateway
 from gateway.settings import GatewaySettings
@@ -26,7 +25,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
 )
 
 STATES = [status.value for status in InstanceStatus]
-ADMIN = {ROLE_HEADER: "admin"}
+ADMIN = {"role": "admin"}
 
 
 @dataclass

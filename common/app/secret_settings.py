@@ -1,10 +1,11 @@
 """Where secrets come from: environment variables, or files that `make setup` generates under `var/secrets/`.
 
 No secret has a default in the repository. `python -m common.app.secret_settings` (run by
-`make setup`) writes a random token-signing secret and a random blob key into git-ignored,
-owner-only files when the environment does not provide them; a service started without either
-refuses to start with a message naming the variable. The settings mixins below are combined
-with each service's settings class: `class GatewaySettings(BaseServiceSettings, AuthSettings)`.
+`make setup`) writes a random token-signing secret, a random service-token secret and a random
+blob key into git-ignored, owner-only files when the environment does not provide them; a
+service started without one it needs refuses to start with a message naming the variable. The
+settings mixins below are combined with each service's settings class:
+`class GatewaySettings(BaseServiceSettings, AuthSettings)`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from common.storage.crypto_keys import KeyConfigError, generate_key_spec
 SECRETS_DIR = Path("var/secrets")
 AUTH_SECRET_FILE = SECRETS_DIR / "auth_secret"
 BLOB_KEYS_FILE = SECRETS_DIR / "blob_keys"
+SERVICE_SECRET_FILE = SECRETS_DIR / "service_secret"
 MIN_SECRET_LENGTH = 32
 
 
@@ -61,6 +63,46 @@ class AuthSettings(BaseSettings):
             )
         if len(secret) < MIN_SECRET_LENGTH:
             raise ValueError(f"AUTH_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+        return self
+
+
+class ServiceTokenSettings(BaseSettings):
+    """The key of the service tokens that gateway, ingest_service and operators' tools present to results_service
+    and ingest_service (`common.auth.service_tokens`).
+
+    It must differ from AUTH_SECRET: a user's access token signed with AUTH_SECRET must never pass as the proof
+    that a service of this deployment is calling. Checked here whenever both are in one settings object, with
+    AUTH_SECRET read from its file if need be (whichever mixin's validator runs first).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    service_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC key signing service tokens (`SERVICE_SECRET`); else read from SERVICE_SECRET_FILE.",
+    )
+    service_secret_file: str = Field(default=str(SERVICE_SECRET_FILE), description="File holding SERVICE_SECRET.")
+
+    @model_validator(mode="after")
+    def _require_service_secret(self) -> ServiceTokenSettings:
+        secret = self.service_secret.get_secret_value()
+        if not secret:
+            secret = _read_secret_file(self.service_secret_file) or ""
+            object.__setattr__(self, "service_secret", SecretStr(secret))
+        if not secret:
+            raise ValueError(
+                f"SERVICE_SECRET is not set and {self.service_secret_file} does not exist: "
+                "run `make setup` (generates one) or set SERVICE_SECRET"
+            )
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"SERVICE_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+        auth_secret = getattr(self, "auth_secret", None)
+        if isinstance(auth_secret, SecretStr):
+            auth = auth_secret.get_secret_value() or _read_secret_file(str(getattr(self, "auth_secret_file", "")))
+            if auth == secret:
+                raise ValueError(
+                    "SERVICE_SECRET must differ from AUTH_SECRET (user tokens must not pass as service tokens)"
+                )
         return self
 
 
@@ -110,6 +152,11 @@ def ensure_local_secrets(environ: dict[str, str] | Any = os.environ) -> list[Pat
     created: list[Path] = []
     if not environ.get("AUTH_SECRET"):
         path = Path(environ.get("AUTH_SECRET_FILE") or AUTH_SECRET_FILE)
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(48))
+            created.append(path)
+    if not environ.get("SERVICE_SECRET"):
+        path = Path(environ.get("SERVICE_SECRET_FILE") or SERVICE_SECRET_FILE)
         if not path.exists():
             _write_private(path, secrets.token_urlsafe(48))
             created.append(path)

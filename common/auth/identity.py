@@ -1,32 +1,27 @@
-"""Who is calling: the identity headers the gateway sets on every proxied request.
+"""Who is calling: the user a request acts for, as the gateway authenticated them.
 
-The gateway authenticates the bearer token, strips any client-supplied copy of these headers
-and sets them; services behind it (reachable only from inside the deployment) trust them and
-scope every query with :meth:`Caller.owner_filter`: a user sees their own rows, an admin all.
+The gateway verifies the user's bearer token and puts the :class:`Caller` on the request
+(`caller_key`). Services behind it never read identity from plain headers: the gateway carries
+the caller inside the signed service token of each request it forwards
+(`common.auth.service_tokens`), and their service-token middleware (`common.auth.service_guard`)
+puts the caller it vouches for on the request under the same key. Handlers read it with
+:func:`request_caller` and scope every query with :meth:`Caller.owner_filter`: a user sees their
+own rows, an admin all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from common.app.problems import Forbidden
+from common.app.problems import Forbidden, Unauthorized
 from common.auth.tokens import Role
-
-USER_HEADER = "X-Authenticated-User"
-ROLE_HEADER = "X-Authenticated-Role"
-EMAIL_HEADER = "X-Authenticated-Email"
-CLIENT_HEADER = "X-Client-Address"
-IDENTITY_HEADERS = (USER_HEADER, ROLE_HEADER, EMAIL_HEADER, CLIENT_HEADER)
-# Owner of requests that reached a service without the gateway (operators on the internal network).
-LOCAL_OWNER = "local"
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated user of a request."""
+    """The authenticated user of a request (and the client address they called from, for the audit trail)."""
 
     user_id: str
     role: Role = Role.USER
@@ -51,27 +46,13 @@ class Caller:
         if not self.is_admin:
             raise Forbidden("This operation needs the admin role.")
 
-    def headers(self) -> dict[str, str]:
-        """The headers that carry this identity to the next service."""
-        result = {USER_HEADER: self.user_id, ROLE_HEADER: self.role.value}
-        if self.email:
-            result[EMAIL_HEADER] = self.email
-        if self.client:
-            result[CLIENT_HEADER] = self.client
-        return result
-
 
 caller_key = web.RequestKey("caller", Caller)
-"""Set by the gateway's auth middleware on every authenticated request."""
+"""Set by the gateway's auth middleware, and by the service-token middleware of the services behind it."""
 
 
-def caller_from_headers(headers: Mapping[str, str]) -> Caller:
-    """The caller the gateway vouched for (`local`, role user, when the headers are absent)."""
-    role_value = headers.get(ROLE_HEADER, Role.USER.value)
-    role = Role.ADMIN if role_value == Role.ADMIN.value else Role.USER
-    return Caller(
-        user_id=headers.get(USER_HEADER) or LOCAL_OWNER,
-        role=role,
-        email=headers.get(EMAIL_HEADER) or None,
-        client=headers.get(CLIENT_HEADER) or None,
-    )
+def request_caller(request: web.Request) -> Caller:
+    """The user this request acts for; 401 when no verified identity came with it (there is no default user)."""
+    if caller_key not in request:
+        raise Unauthorized("This request carries no authenticated user.", error=None)
+    return request[caller_key]

@@ -2,9 +2,11 @@
 
 The CLI talks to results_service's internal account API (`RESULTS_URL`, `/internal/users`)
 over HTTP, like every other client: `common` never imports a service, password hashing and
-the audit record stay in results_service, and the CLI needs no database credentials. The
-internal API must only be reachable from the deployment's own network (operators, the
-gateway), never from the internet; the gateway does not proxy it.
+the audit record stay in results_service, and the CLI needs no database credentials. It proves
+that it runs inside the deployment with a service token signed with SERVICE_SECRET (from the
+environment or `var/secrets/service_secret`): without one, results_service answers 401. The
+internal API should still be reachable only from the deployment's own network; the gateway
+does not proxy it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
+def _service_headers() -> dict[str, str]:
+    """The service token of an operator's tool (no user: results_service records the actor `operator`)."""
+    from pydantic import ValidationError
+
+    from common.app.secret_settings import ServiceTokenSettings
+    from common.auth.service_tokens import ServiceSigner
+
+    try:
+        settings = ServiceTokenSettings()
+    except ValidationError as exc:
+        raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+    return ServiceSigner(settings.service_secret.get_secret_value(), "dicomflow-cli").headers("results_service")
+
+
 async def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """One request to the internal API; a problem answer becomes a ValueError with its detail."""
     import aiohttp  # imported when used, so the other commands start fast
@@ -74,7 +90,7 @@ async def _call(base_url: str, method: str, path: str, body: dict[str, Any] | No
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.request(method, url, json=body) as response,
+            session.request(method, url, json=body, headers=_service_headers()) as response,
         ):
             payload = await response.json(content_type=None) if response.content_length != 0 else None
             if response.status >= 400:

@@ -28,6 +28,7 @@ from samples.make_instances import SAMPLE_01, iter_instances
 from single_host.processes import RunningSystem
 from tests.e2e.freezable_proxy import Direction, FreezableProxy
 from tests.pipeline_helpers import fetch
+from tests.service_auth import as_user
 
 RECONCILE = {"RECONCILE_AFTER_SECONDS": "2", "RECONCILE_INTERVAL_SECONDS": "0.2", "RESULTS_TIMEOUT": "120"}
 SETTLE_TIMEOUT = 120.0  # a deadline for conditions polled in the database, never a wait in itself
@@ -73,7 +74,7 @@ async def kill_ingest(system: RunningSystem) -> None:
 
 async def upload(system: RunningSystem, owner: str, data: bytes) -> tuple[int, Any]:
     """POST one file to ingest as the gateway would, for `owner`."""
-    headers = {"Content-Type": "application/dicom", "X-Authenticated-User": owner}
+    headers = {"Content-Type": "application/dicom", **as_user(owner, audience=INGEST)}
     url = f"{system.ingest_url}/upload"
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SETTLE_TIMEOUT)) as session,

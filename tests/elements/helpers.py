@@ -9,6 +9,7 @@ import aiohttp
 import asyncpg
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
+from tests.service_auth import signing
 
 ELEMENTS = "/api/elements/"
 PASSWORD = "elements under test"
@@ -38,7 +39,7 @@ async def count_rows(database_url: str, where: str = "TRUE", *args: Any) -> int:
 async def log_in(results_server: Any, role: str = "user") -> tuple[str, dict[str, str]]:
     """A fresh account (made and logged in through results_service's internal API): its id and Authorization."""
     credentials = {"email": f"elements-{uuid.uuid4().hex[:10]}@example.org", "password": PASSWORD}
-    async with aiohttp.ClientSession(base_url=str(results_server.make_url("/"))) as internal:
+    async with aiohttp.ClientSession(base_url=str(results_server.make_url("/")), middlewares=signing()) as internal:
         async with internal.post("/internal/users", json={**credentials, "role": role}) as created:
             assert created.status == 201, await created.text()
             user_id = (await created.json())["id"]
