@@ -9,6 +9,7 @@ from gateway.auth import setup_auth
 from gateway.feed.setup import setup_feed
 from gateway.keys import settings_key
 from gateway.proxy import client_session_context
+from gateway.readiness import setup_readiness
 from gateway.routes import setup_routes
 from gateway.settings import GatewaySettings
 
@@ -25,4 +26,5 @@ def init_app(settings: GatewaySettings) -> web.Application:
     setup_auth(app, settings)
     setup_routes(app, settings)
     setup_feed(app)
+    setup_readiness(app, settings)
     return app

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from common.app.logs import get_logger
+from common.app.upstream_ready import UpstreamReady
 from common.app.web import make_app, readiness_checks_key
 from common.auth.service_guard import service_signer_key, setup_service_tokens
 from common.messaging.broker import broker_context, broker_ready
@@ -52,12 +53,9 @@ async def client_session_context(app: web.Application) -> AsyncIterator[None]:
             await registrar.close()
 
 
-async def results_ready(app: web.Application) -> None:
-    """Readiness check: results_service answers its health route."""
-    url = f"{app[settings_key].results_url.rstrip('/')}/healthz"
-    async with app[client_session_key].get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
-        if response.status != 200:
-            raise ConnectionError(f"results_service answered {response.status}")
+def session_of(app: web.Application) -> aiohttp.ClientSession:
+    """The client session of the calls to results_service."""
+    return app[client_session_key]
 
 
 def init_app(settings: IngestSettings) -> web.Application:
@@ -68,6 +66,8 @@ def init_app(settings: IngestSettings) -> web.Application:
     app.cleanup_ctx.append(blob_store_context)
     app.cleanup_ctx.append(client_session_context)
     app.cleanup_ctx.append(broker_context(settings, "ingest_service"))
+    # Ready when results_service, which registers every upload, is ready itself (its /readyz, not its /healthz).
+    results_ready = UpstreamReady("results_service", settings.results_url, session_of, check_name="results_ready")
     app[readiness_checks_key].extend([broker_ready, results_ready])
     setup_routes(app)
     return app
