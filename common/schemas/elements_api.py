@@ -6,6 +6,7 @@ Every path also answers without its trailing slash (`slash_twin`); only the slas
 from __future__ import annotations
 
 from common.app.openapi import Operation, Param, Reply, json_reply, query_params
+from common.schemas.accounts_api import RATE_LIMITED, UNAUTHORIZED
 from common.schemas.elements import (
     ELEMENT_ID_PATTERN,
     ElementDocument,
@@ -35,6 +36,7 @@ _NOT_FOUND = {
     409: Reply("Admins: several owners use this id; name one with `owner`."),
 }
 _BAD_QUERY = {422: Reply("A query parameter is invalid or unknown; `errors` names each.")}
+_TOKEN = {**UNAUTHORIZED, **RATE_LIMITED}
 
 
 def element_operations() -> list[Operation]:
@@ -51,6 +53,7 @@ def element_operations() -> list[Operation]:
                 ),
                 **_BAD_BODY,
                 409: Reply("You have an element with one of these ids already; nothing was stored."),
+                **_TOKEN,
             },
             request_body=(ElementIn, ElementDocument),
             description="A document answers with `ElementDocumentOut`, one element with `ElementOut` and `Location`.",
@@ -61,7 +64,7 @@ def element_operations() -> list[Operation]:
             COLLECTION,
             "List elements in creation order, a page at a time",
             TAG,
-            {200: json_reply("One page.", ElementPage), **_BAD_QUERY},
+            {200: json_reply("One page.", ElementPage), **_BAD_QUERY, **_TOKEN},
             params=query_params(ElementListQuery),
             slash_twin=True,
         ),
@@ -70,7 +73,7 @@ def element_operations() -> list[Operation]:
             ITEM,
             "Read one element",
             TAG,
-            {200: json_reply("The element.", ElementOut), **_NOT_FOUND, **_BAD_QUERY},
+            {200: json_reply("The element.", ElementOut), **_NOT_FOUND, **_BAD_QUERY, **_TOKEN},
             params=_ITEM_PARAMS,
             slash_twin=True,
         ),
@@ -89,6 +92,7 @@ def element_operations() -> list[Operation]:
                         "The body does not fit the schema, or a query parameter is invalid or unknown; `errors` names "
                         "every field."
                     ),
+                    **_TOKEN,
                 },
                 request_body=(ElementUpdate,),
                 params=_ITEM_PARAMS,
@@ -102,7 +106,7 @@ def element_operations() -> list[Operation]:
             ITEM,
             "Delete one element",
             TAG,
-            {204: json_reply("Deleted."), **_NOT_FOUND, **_BAD_QUERY},
+            {204: json_reply("Deleted."), **_NOT_FOUND, **_BAD_QUERY, **_TOKEN},
             params=_ITEM_PARAMS,
             slash_twin=True,
         ),

@@ -5,6 +5,7 @@ instance is a 404, exactly like a missing one."""
 from __future__ import annotations
 
 from common.app.openapi import Operation, Param, Reply, json_reply, query_params
+from common.schemas.accounts_api import RATE_LIMITED, UNAUTHORIZED
 from common.schemas.instances import (
     ID_PATTERN,
     INSTANCE_ID_PATTERN,
@@ -33,6 +34,7 @@ _INSTANCE_ID = Param(
     required=True,
 )
 _BAD_QUERY = {422: Reply("A query parameter is invalid or unknown; `errors` names each.")}
+_TOKEN = {**UNAUTHORIZED, **RATE_LIMITED}
 _UNDECRYPTABLE = {
     500: Reply("The stored file cannot be decrypted (its key was rotated out, or it is damaged); logged and audited.")
 }
@@ -46,7 +48,7 @@ def instance_operations() -> list[Operation]:
             "/api/uploads/{upload_id}",
             "Read an upload: each file's outcome at the door and its instance's live status",
             TAG,
-            {200: json_reply("The upload.", UploadView), 404: Reply("No upload of yours has this id.")},
+            {200: json_reply("The upload.", UploadView), 404: Reply("No upload of yours has this id."), **_TOKEN},
             params=(_UPLOAD_ID,),
         ),
         Operation(
@@ -54,7 +56,7 @@ def instance_operations() -> list[Operation]:
             "/api/instances",
             "List your instances, oldest first, a page at a time",
             TAG,
-            {200: json_reply("One page.", InstancePage), **_BAD_QUERY},
+            {200: json_reply("One page.", InstancePage), **_BAD_QUERY, **_TOKEN},
             params=query_params(InstanceListQuery),
             slash_twin=True,
         ),
@@ -63,7 +65,11 @@ def instance_operations() -> list[Operation]:
             "/api/instances/{instance_id}",
             "Read one instance: status, identifying UIDs, the processing result, the reason when failed",
             TAG,
-            {200: json_reply("The instance.", InstanceView), 404: Reply("No instance of yours has this id.")},
+            {
+                200: json_reply("The instance.", InstanceView),
+                404: Reply("No instance of yours has this id."),
+                **_TOKEN,
+            },
             params=(_INSTANCE_ID,),
         ),
         Operation(
@@ -76,6 +82,7 @@ def instance_operations() -> list[Operation]:
                 304: Reply("Unchanged since the ETag sent in If-None-Match.", (), "image/png"),
                 404: Reply("No instance of yours has this id, or it has no preview (yet)."),
                 **_UNDECRYPTABLE,
+                **_TOKEN,
             },
             params=(_INSTANCE_ID,),
         ),
@@ -89,6 +96,7 @@ def instance_operations() -> list[Operation]:
                 404: Reply("No instance of yours has this id (another user's answers the same)."),
                 422: Reply("A query parameter is invalid or unknown."),
                 **_UNDECRYPTABLE,
+                **_TOKEN,
             },
             params=(_INSTANCE_ID, *query_params(InstanceFileQuery)),
             description="Only the owner and admins can reach a file; every download, de-identified or not, "
@@ -100,7 +108,7 @@ def instance_operations() -> list[Operation]:
             "/api/studies",
             "List your studies with the count of instances in each state",
             TAG,
-            {200: json_reply("One page.", StudyPage), **_BAD_QUERY},
+            {200: json_reply("One page.", StudyPage), **_BAD_QUERY, **_TOKEN},
             params=query_params(StudyListQuery),
             slash_twin=True,
             description="Studies are ordered by the arrival of their first instance, then by Study Instance UID, so "
