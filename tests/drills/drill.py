@@ -1,0 +1,127 @@
+"""One fault drill: a batch uploaded through the gateway, a fault injected mid-batch, then the system left alone.
+
+The system runs on a private RabbitMQ node and a private PostgreSQL cluster (`rig`), so the drill
+may stop, kill and restart them. Once a third of the batch is answered, the fault (`faults`) is
+injected; the clients keep going and retry what it cut off (`clients`). Nobody touches the system
+afterwards: the drill polls its database until every accepted file is `done`, nothing is unfinished
+and no audit record is missing (`outcome.Outcome.settled`), or until the settle deadline, and
+returns the figures. Recovery is measured from the end of the fault (the service ready again, the
+server accepting again) to that moment, so it includes the rest of the batch still to upload and
+process: the baseline of `make drills` (the same batch, no fault) says how much of it that is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from single_host.processes import SERVICES, RunningSystem
+from tests.drills.clients import Ledger, sha256_of, upload_batch
+from tests.drills.faults import Fault
+from tests.drills.outcome import Outcome, read_outcome
+from tests.drills.rig import Rig
+
+SETTLE_TIMEOUT = 180.0  # a deadline for the system to settle by itself, never a wait in itself
+POLL = 0.25
+EVENT_CHARS = 160
+_ADDRESS = re.compile(r"0x[0-9a-f]+")  # object addresses would make one event many
+
+
+@dataclass
+class DrillFigures:
+    """What one drill measured."""
+
+    fault: Fault
+    files: int
+    fault_seconds: float
+    recovery_seconds: float | None  # fault end -> all done; None when not settled by the deadline
+    ledger: Ledger
+    outcome: Outcome
+    unanswered: int = 0  # files no 202 answered by the deadline
+    findings: list[str] = field(default_factory=list)  # what the injection itself found wrong (orphans)
+    log_errors: Counter[str] = field(default_factory=Counter)  # "service: event" of error-level log lines
+
+    @property
+    def passed(self) -> bool:
+        o = self.outcome
+        clean = not (o.lost or o.duplicated or o.stuck or o.failed or o.audit_missing)
+        answered = not self.ledger.refused and not self.unanswered
+        return self.recovery_seconds is not None and clean and answered and not self.findings
+
+    def evidence(self, limit: int = 5) -> list[str]:
+        """A few lines per kind of failure, and the error-level log events, for a person to start from."""
+        o = self.outcome
+        lines = list(self.findings)
+        lines += [f"refused: {sha[:12]} {why}" for sha, why in list(self.ledger.refused.items())[:limit]]
+        lines += [f"lost: {line}" for line in o.lost[:limit]] + [f"duplicated: {d}" for d in o.duplicated[:limit]]
+        stuck = Counter(o.stuck.values())
+        lines += [f"stuck: {n} {status}" for status, n in stuck.items()]
+        lines += [f"failed: {n} with reason {reason!r}" for reason, n in Counter(o.failed.values()).items()]
+        lines += [f"audit missing: {line}" for line in o.audit_missing[:limit]]
+        if self.unanswered:
+            lines.append(f"unanswered: {self.unanswered} files got no 202 by the deadline")
+        lines += [f"log error: {event} x{n}" for event, n in self.log_errors.most_common(8)]
+        return lines
+
+
+def error_events(system: RunningSystem) -> Counter[str]:
+    """Error-level events in the services' JSON logs (a restarted service appends to its log)."""
+    events: Counter[str] = Counter()
+    for name in SERVICES:
+        for line in system.log_text(name).splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("level") in ("error", "critical"):
+                    event = _ADDRESS.sub("0x…", str(record.get("event")))
+                    events[f"{name}: {event[:EVENT_CHARS]}"] += 1
+    return events
+
+
+async def run_drill(
+    rig: Rig, fault: Fault, files: Sequence[bytes], *, clients: int = 4, settle_timeout: float = SETTLE_TIMEOUT
+) -> DrillFigures:
+    """Upload `files`, inject `fault` once a third are answered, and wait for the system to settle by itself."""
+    user = await rig.system.create_user("drill")
+    ledger = Ledger()
+    uploads = asyncio.create_task(upload_batch(rig.system.gateway_url, user.headers, files, ledger, clients=clients))
+    while ledger.answered < len(files) // 3 and not uploads.done():
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    findings = await fault.inject(rig)
+    ended = time.monotonic()
+    deadline = ended + settle_timeout
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(uploads), max(0.0, deadline - time.monotonic()))
+    if not uploads.done():
+        uploads.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await uploads
+    if not uploads.cancelled():
+        uploads.result()  # an error of the clients themselves is raised here
+    recovery = None
+    while True:
+        outcome = await read_outcome(rig.database_url, ledger)
+        if outcome.settled and uploads.done() and not uploads.cancelled():
+            recovery = time.monotonic() - ended
+            break
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(POLL)
+    answered = set(ledger.instances) | set(ledger.refused)
+    return DrillFigures(
+        fault=fault,
+        files=len(files),
+        fault_seconds=ended - started,
+        recovery_seconds=recovery,
+        ledger=ledger,
+        outcome=outcome,
+        unanswered=sum(1 for data in files if sha256_of(data) not in answered),
+        findings=findings,
+        log_errors=error_events(rig.system),
+    )
