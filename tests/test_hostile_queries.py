@@ -175,6 +175,28 @@ async def test_an_actor_longer_than_any_user_id_is_looked_up_as_an_email(admin: 
     assert (await response.json())["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"since": "2026-01-01T00:00:00"}, "timezone"),
+        ({"until": "2026-01-01"}, "timezone"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "out of range"),
+        ({"until": "9999-12-31T23:59:59-01:00"}, "out of range"),
+    ],
+)
+async def test_a_time_without_offset_or_out_of_range_is_422(admin: Any, query: dict[str, str], words: str) -> None:
+    body = await problem(await admin.get("/api/audit", params=query), 422)
+    [message] = messages(body).values()
+    assert words in message
+
+
+async def test_times_with_an_offset_filter_the_audit_trail(admin: Any) -> None:
+    response = await admin.get(
+        "/api/audit", params={"since": "2000-01-01T00:00:00+14:00", "until": "9999-01-01T00:00Z"}
+    )
+    assert response.status == 200, await response.text()
+
+
 async def test_an_unknown_query_parameter_of_an_element_is_422(user: Any) -> None:
     body = await problem(await user.get("/api/elements/x1/?own=me"), 422)
     assert set(messages(body)) == {"own"}

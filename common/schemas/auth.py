@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 from common.app.pagination import Limit, Offset
 from common.auth.tokens import Role
+from common.schemas.moments import Moment
 from common.schemas.text import PRINTABLE
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
@@ -180,8 +181,8 @@ class AuditQuery(BaseModel):
     resource_type: Annotated[str, Field(max_length=64), PRINTABLE] | None = None
     resource_id: Annotated[str, Field(max_length=128), PRINTABLE] | None = None
     outcome: Outcome | None = None
-    since: datetime | None = Field(default=None, description="Inclusive lower bound of `at` (ISO 8601).")
-    until: datetime | None = Field(default=None, description="Exclusive upper bound of `at` (ISO 8601).")
+    since: Moment | None = Field(default=None, description="Inclusive lower bound of `at` (ISO 8601, with offset).")
+    until: Moment | None = Field(default=None, description="Exclusive upper bound of `at` (ISO 8601, with offset).")
     limit: Limit = 100
     offset: Offset = 0
 
