@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := common gateway ingest_service processor_service results_service single_host
 
 .DEFAULT_GOAL := help
-.PHONY: help venv preflight setup up test test-quick lint format bench clean
+.PHONY: help venv preflight setup up test test-quick lint format bench drills clean
 
 help: ## Show this help.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,6 +73,10 @@ $(ORTHANC):
 
 bench: preflight $(ORTHANC) ## Run the benchmarks under bench/; their figures go into bench/README.md.
 	ORTHANC=$(ORTHANC) $(PY) -m bench
+
+# The drills start their own RabbitMQ node and PostgreSQL cluster on free ports (never the machine's shared ones).
+drills: venv ## Fault drills on 500 files each (kill -9, broker and database restarts); figures into docs/reliability.md.
+	$(PY) -m tests.drills
 
 clean: ## Remove the virtual environment, caches and local data.
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var bench/out *.egg-info
