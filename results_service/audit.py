@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from tortoise.expressions import Q
 
-from common.app.bodies import validate
+from common.app.bodies import read_query
 from common.app.logs import current_correlation_id
 from common.app.pagination import next_page
 from common.app.problems import ProblemError
@@ -144,7 +144,7 @@ async def handle_list_audit(request: web.Request) -> web.Response:
     """GET /api/audit (admins): filter by actor, action, resource, outcome and time range; paginated."""
     caller = request_caller(request)
     caller.require_admin()
-    query = validate(AuditQuery, dict(request.query), what="query")
+    query = read_query(request, AuditQuery)
     items, total = await list_audit(query)
     next_link = next_page(request.rel_url, limit=query.limit, offset=query.offset, shown=len(items), total=total)
     await record_audit(request, "audit.read", Outcome.SUCCESS, resource_type="audit", detail={"count": len(items)})

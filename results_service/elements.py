@@ -11,7 +11,7 @@ import re
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.app.bodies import read_json, read_model, validate
+from common.app.bodies import read_json, read_model, read_query, validate
 from common.app.pagination import next_page
 from common.auth.identity import request_caller
 from common.schemas.elements import (
@@ -49,7 +49,7 @@ def _element_id(request: web.Request) -> str:
 
 def _scope(request: web.Request) -> element_store.Scope:
     """The caller's elements; `?owner=` picks one owner's (for admins: the way to name an id several owners use)."""
-    query = validate(ElementItemQuery, dict(request.query), what="query")
+    query = read_query(request, ElementItemQuery)
     return element_store.Scope.of(request_caller(request), query.owner)
 
 
@@ -79,7 +79,7 @@ async def handle_create(request: web.Request) -> web.Response:
 async def handle_list(request: web.Request) -> web.Response:
     """GET: a page of the caller's elements in creation order, with the total and the path of the next page."""
     async with audited(request, "element.list", resource_type="element") as record:
-        query = validate(ElementListQuery, dict(request.query), what="query")
+        query = read_query(request, ElementListQuery)
         scope = element_store.Scope.of(request_caller(request), query.owner)
         page = await element_store.list_elements(
             scope, limit=query.limit, offset=query.offset, device_name=query.device_name

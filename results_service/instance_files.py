@@ -14,7 +14,7 @@ import pydicom
 from aiohttp import web
 from pydicom.errors import InvalidDicomError
 
-from common.app.bodies import validate
+from common.app.bodies import read_query
 from common.app.logs import get_logger
 from common.app.problems import NotFound, ProblemError
 from common.auth.identity import request_caller
@@ -126,7 +126,7 @@ async def handle_file(request: web.Request) -> web.StreamResponse:
     deidentified = request.query.get("deidentified", "").lower() in {"true", "1", "yes", "on"}
     action = "instance.download_deidentified" if deidentified else "instance.download"
     async with audited(request, action, resource_type="instance", resource_id=instance_id):
-        query = validate(InstanceFileQuery, dict(request.query), what="query")
+        query = read_query(request, InstanceFileQuery)
         fp = await _open(store, await pipeline_queries.file_key(instance_id, request_caller(request)), instance_id)
         body: tuple[int, int | None]
         try:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.app.bodies import validate
+from common.app.bodies import read_query
 from common.app.pagination import next_page
 from common.auth.identity import Caller, request_caller
 from common.schemas.instances import InstanceListQuery, Page, StudyListQuery
@@ -40,7 +40,7 @@ async def handle_get_upload(request: web.Request) -> web.Response:
 async def handle_list_instances(request: web.Request) -> web.Response:
     """GET /api/instances?status=&modality=&study=&limit=&offset=: a page of the caller's instances."""
     async with audited(request, "instance.list", resource_type="instance") as record:
-        query = validate(InstanceListQuery, dict(request.query), what="query")
+        query = read_query(request, InstanceListQuery)
         page = await pipeline_queries.list_instances(query, _caller(request))
         record["count"] = len(page.items)
     return _json(_with_next(request, page))
@@ -83,7 +83,7 @@ async def handle_list_studies(request: web.Request) -> web.Response:
     """GET /api/studies?limit=&offset=: a page of the caller's studies with counts of instances per state,
     the total and the link to the next page."""
     async with audited(request, "study.list", resource_type="study") as record:
-        query = validate(StudyListQuery, dict(request.query), what="query")
+        query = read_query(request, StudyListQuery)
         page = await pipeline_queries.list_studies(query, _caller(request))
         record["count"] = len(page.items)
     return _json(_with_next(request, page))

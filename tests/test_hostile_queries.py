@@ -197,6 +197,23 @@ async def test_times_with_an_offset_filter_the_audit_trail(admin: Any) -> None:
     assert response.status == 200, await response.text()
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/instances?modality=MR&modality=CT",
+        "/api/studies?limit=1&limit=1000",
+        "/api/elements/?offset=0&offset=5",
+        "/api/elements/x1/?owner=a&owner=b",
+        "/api/audit?actor=a&actor=b",
+        "/api/instances/" + "a" * 32 + "/file?deidentified=false&deidentified=true",
+    ],
+)
+async def test_a_query_parameter_given_twice_is_422_naming_it(admin: Any, path: str) -> None:
+    body = await problem(await admin.get(path), 422)
+    [(field, message)] = messages(body).items()
+    assert field in path and "more than once" in message
+
+
 async def test_an_unknown_query_parameter_of_an_element_is_422(user: Any) -> None:
     body = await problem(await user.get("/api/elements/x1/?own=me"), 422)
     assert set(messages(body)) == {"own"}

@@ -80,6 +80,16 @@ def validate(model: type[M], value: object, *, what: str = "request body") -> M:
         raise Unprocessable(f"The {what} is invalid.", errors=field_errors(exc)) from exc
 
 
+def read_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`, or a 422 naming every offending parameter: one given twice included (which of
+    its values would count is a guess a client should not have to make)."""
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        errors = [FieldError(field=name, message="is given more than once") for name in repeated]
+        raise Unprocessable("The query is invalid.", errors=errors)
+    return validate(model, dict(request.query), what="query")
+
+
 async def read_model(request: web.Request, model: type[M], *, max_bytes: int) -> M:
     """The JSON body validated as `model` (400, 413, 415 or 422 otherwise)."""
     return validate(model, await read_json(request, max_bytes=max_bytes))
