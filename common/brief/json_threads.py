@@ -11,6 +11,7 @@ others still finish.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import queue
@@ -159,14 +160,15 @@ def process_elements(
     items = list(elements.items())
     results: list[ElementResult | None] = [None] * len(items)
     finished: queue.SimpleQueue[threading.Thread] = queue.SimpleQueue()
+    output = _Output(emit)
 
     def work(index: int, key: str, element: object) -> None:
         try:
             if on_worker_start is not None:
                 on_worker_start(key)
-            results[index] = _process_one(key, element, shared_log, emit)
+            results[index] = _process_one(key, element, shared_log, output.emit)
         except Exception as e:  # a thread's edge: one broken element must not stop the others
-            results[index] = _failed(key, element, f"unexpected {type(e).__name__}: {e}", shared_log, emit)
+            results[index] = _failed(key, element, f"unexpected {type(e).__name__}: {e}", shared_log, output.emit)
         finally:
             finished.put(threading.current_thread())
 
@@ -175,6 +177,8 @@ def process_elements(
         if alive == max_threads:
             finished.get().join()
             alive -= 1
+        if output.closed.is_set():
+            break
         thread = threading.Thread(target=work, args=(index, key, element), name=f"{WORKER_PREFIX}{key}")
         thread.start()
         alive += 1
@@ -182,7 +186,26 @@ def process_elements(
     while alive:
         finished.get().join()
         alive -= 1
+    if output.closed.is_set():
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
     return [result for result in results if result is not None], peak
+
+
+class _Output:
+    """The workers' printed lines until a write finds the reader gone; from then on nothing is printed, and the
+    worker whose write failed carries on as if it had printed (its element is still processed and logged)."""
+
+    def __init__(self, emit: Emit | None) -> None:
+        self._emit = emit
+        self.closed = threading.Event()
+
+    def emit(self, text: str) -> None:
+        if self._emit is None or self.closed.is_set():
+            return
+        try:
+            self._emit(text)
+        except BrokenPipeError:
+            self.closed.set()
 
 
 def _process_one(key: str, element: object, shared_log: SharedLog, emit: Emit | None) -> ElementResult:
@@ -248,9 +271,13 @@ def process_json_file(
         raise JsonFileError(f"cannot open the log file {str(log_path)!r}: {e.strerror or e}") from e
     with shared_log:
         shared_log.write("run_started", file=str(path), elements=len(elements), max_threads=max_threads)
-        summary.results, summary.peak_threads = process_elements(
-            elements, shared_log, max_threads, emit, on_worker_start
-        )
+        try:
+            summary.results, summary.peak_threads = process_elements(
+                elements, shared_log, max_threads, emit, on_worker_start
+            )
+        except BrokenPipeError:
+            shared_log.write("run_stopped", reason="the reader of the output went away")
+            raise
         summary.elapsed = time.perf_counter() - started
         shared_log.write(
             "run_finished",

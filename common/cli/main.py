@@ -2,7 +2,9 @@
 
 Errors never reach the user as a traceback: a known error (bad input, a missing file) is logged
 with its reason and exits 1; a usage error exits 2; anything unexpected is logged and exits 70;
-Ctrl-C exits 130. Logs go to stderr (console format on a terminal, JSON otherwise, or as
+Ctrl-C exits 130. A reader that goes away (`dicomflow ... | head`) ends the command quietly with
+141, the status a shell reports for a process that SIGPIPE ended (as `cat` or `grep` would be).
+Logs go to stderr (console format on a terminal, JSON otherwise, or as
 LOG_FORMAT says), so stdout carries only the command's output.
 """
 
@@ -13,6 +15,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +30,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_SOFTWARE = 70
 EXIT_INTERRUPTED = 130
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 COMMAND_MODULE_PREFIX = "cmd_"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -86,6 +90,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the process exit code."""
     configure_cli_logging()
     words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(words)
+    except BrokenPipeError:  # stdout's reader went away (`| head`): not an error of ours
+        return output_closed()
+
+
+def output_closed() -> int:
+    """End quietly after stdout's reader went away: what is still buffered goes to /dev/null (so the flush at
+    exit cannot fail again and print Python's own complaint), and the status is SIGPIPE's."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    log.debug("output_closed")
+    return EXIT_OUTPUT_CLOSED
+
+
+def _run(words: list[str]) -> int:
+    """Parse and run one command; every error but a closed stdout becomes its exit code here."""
     parser = build_parser(words[0] if words and not words[0].startswith("-") else None)
     try:
         args = parser.parse_args(words)
@@ -99,9 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.warning("interrupted", command=args.command)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # stdout closed early (`| head`): not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ERROR
+    except BrokenPipeError:  # not an OSError of the command's: main ends the process quietly
+        raise
     except (ValueError, OSError) as e:  # every domain error of the exercises is a ValueError with a reason
         log.error("command_failed", command=args.command, error=type(e).__name__, reason=str(e))
         return EXIT_ERROR

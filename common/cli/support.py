@@ -49,9 +49,23 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+JSON_PIECE = 1024
+"""Characters per write of a JSON document: at most 4 KiB of UTF-8, so each write fits in stdout's buffer."""
+
+
 def print_json(document: object) -> None:
-    """One JSON document on stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    """One JSON document on stdout, written in pieces smaller than stdout's buffer.
+
+    Streamed rather than built whole, and in small pieces because of how CPython reports a reader that
+    goes away: a single write larger than the buffer that the pipe takes only in part comes back as a
+    short count, which the text layer ignores, so the rest would be dropped without an error and the
+    command would exit 0; writes through the buffer raise BrokenPipeError, which the CLI turns into
+    its quiet exit.
+    """
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(document):
+        for start in range(0, len(chunk), JSON_PIECE):
+            sys.stdout.write(chunk[start : start + JSON_PIECE])
+    sys.stdout.write("\n")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
