@@ -18,13 +18,11 @@ from aiohttp.hdrs import CONTENT_ENCODING
 from common.app.logs import get_logger
 from common.app.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
 from common.auth.identity import Caller, request_caller
-from common.auth.service_guard import service_signer_key
 from common.messaging.broker import broker_key
 from common.schemas.uploads import UploadReceipt
 from ingest_service.archives import zip_files
-from ingest_service.audit import report_upload_stop
 from ingest_service.intake import Intake
-from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key
+from ingest_service.keys import blob_store_key, registrar_key, settings_key, stop_reporter_key
 from ingest_service.parts import (
     DICOM_TYPE,
     BodyMeter,
@@ -80,18 +78,8 @@ def _check_length(request: web.Request, limit: int) -> None:
 
 
 async def _report_stop(request: web.Request, caller: Caller, intake: Intake, status: int) -> None:
-    """A 202 needs no call: its records are written with each registration. A problem is reported here."""
-    settings = request.app[settings_key]
-    await report_upload_stop(
-        request.app[client_session_key],
-        request.app[service_signer_key],
-        settings.results_url,
-        caller,
-        intake.upload_id,
-        intake.files,
-        status,
-        settings.results_timeout,
-    )
+    """A 202 needs no report: its records are written with each registration. A problem is reported here."""
+    await request.app[stop_reporter_key].report(caller, intake.upload_id, intake.files, status)
 
 
 async def handle_upload(request: web.Request) -> web.Response:
@@ -127,6 +115,7 @@ async def handle_upload(request: web.Request) -> web.Response:
             exc.status,
             exc.detail,
             instance=request.path,
+            headers=exc.headers,
             upload_id=intake.upload_id,
             files=[f.model_dump(mode="json") for f in intake.files],
         )

@@ -12,9 +12,10 @@ from common.app.logs import get_logger
 from common.app.upstream_ready import UpstreamReady
 from common.app.web import make_app, readiness_checks_key
 from common.auth.service_guard import service_signer_key, setup_service_tokens
-from common.messaging.broker import broker_context, broker_ready
+from common.messaging.broker import broker_context, broker_key, broker_ready
 from common.storage.blobs import BlobStore
-from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key
+from ingest_service.audit import StopReporter
+from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key, stop_reporter_key
 from ingest_service.registration import Registrar
 from ingest_service.routes import setup_routes
 from ingest_service.settings import IngestSettings
@@ -53,6 +54,23 @@ async def client_session_context(app: web.Application) -> AsyncIterator[None]:
             await registrar.close()
 
 
+async def stop_reporter_context(app: web.Application) -> AsyncIterator[None]:
+    """The reporter of uploads answered with a problem (results_service, else `P.audit`); on stop, the reports it
+    still holds get the shutdown timeout to go through."""
+    settings = app[settings_key]
+    reporter = StopReporter(
+        app[client_session_key],
+        app[service_signer_key],
+        settings.results_url,
+        app[broker_key].topology.exchange,
+        timeout=settings.results_timeout,
+        max_delay=settings.retry_max_delay,
+    )
+    app[stop_reporter_key] = reporter
+    yield
+    await reporter.close(settings.shutdown_timeout)
+
+
 def session_of(app: web.Application) -> aiohttp.ClientSession:
     """The client session of the calls to results_service."""
     return app[client_session_key]
@@ -66,6 +84,7 @@ def init_app(settings: IngestSettings) -> web.Application:
     app.cleanup_ctx.append(blob_store_context)
     app.cleanup_ctx.append(client_session_context)
     app.cleanup_ctx.append(broker_context(settings, "ingest_service"))
+    app.cleanup_ctx.append(stop_reporter_context)
     # Ready when results_service, which registers every upload, is ready itself (its /readyz, not its /healthz).
     results_ready = UpstreamReady("results_service", settings.results_url, session_of, check_name="results_ready")
     app[readiness_checks_key].extend([broker_ready, results_ready])

@@ -12,6 +12,7 @@ from common.auth.service_guard import setup_service_tokens
 from common.messaging.broker import broker_context, broker_ready
 from common.messaging.metrics import scrape_queues
 from common.storage.blobs import BlobStore
+from results_service.audit_consumer import audit_consumer_context
 from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
 from results_service.deid import Deidentifier
@@ -37,6 +38,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     app.cleanup_ctx.append(tortoise_context(settings.database_url))
     app.cleanup_ctx.append(broker_context(settings, "results_service"))
     app.cleanup_ctx.append(consumers_context(settings))
+    app.cleanup_ctx.append(audit_consumer_context(settings))
     app.cleanup_ctx.append(reconciler_context(settings))
     app[readiness_checks_key].append(database)
     app[readiness_checks_key].append(broker_ready)

@@ -24,7 +24,15 @@ from common.messaging.broker import (
     STATUS_PATTERN,
     TopologyNames,
 )
-from common.messaging.messages import InstanceStatus, ProcessJob, ProcessResult, StatusChanges, StatusEvent
+from common.messaging.messages import (
+    AUDIT_UPLOAD_STOP,
+    InstanceStatus,
+    ProcessJob,
+    ProcessResult,
+    StatusChanges,
+    StatusEvent,
+    UploadStopRecord,
+)
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING_VERSION = "0.3.0"
@@ -32,7 +40,7 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 PREFIX = "{prefix}"
 # The names of one deployment, with its prefix as a placeholder (`AMQP_PREFIX`).
 NAMES = TopologyNames(PREFIX)
-MODELS: tuple[type[BaseModel], ...] = (ProcessJob, StatusEvent, ProcessResult, StatusChanges)
+MODELS: tuple[type[BaseModel], ...] = (ProcessJob, StatusEvent, ProcessResult, StatusChanges, UploadStopRecord)
 
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -133,12 +141,22 @@ def channels() -> list[Channel]:
             "unroutable when no replica listens).",
         ),
         Channel(
+            id="audit",
+            address=AUDIT_UPLOAD_STOP,
+            exchange=NAMES.exchange,
+            exchange_type="topic",
+            queues={NAMES.audit: "results_service (writes the record once)"},
+            models=(UploadStopRecord,),
+            senders=("ingest_service (when results_service did not take the record at once)",),
+            description="An audit record kept durably until results_service writes it.",
+        ),
+        Channel(
             id="dead_letters",
             address=NAMES.dlx,
             exchange=NAMES.dlx,
             exchange_type="fanout",
             queues={NAMES.parked: "operators (`dicomflow jobs`)", NAMES.deadletters: "results_service (fails the job)"},
-            models=(ProcessJob, StatusEvent, ProcessResult),
+            models=(ProcessJob, StatusEvent, ProcessResult, UploadStopRecord),
             senders=("RabbitMQ (rejected, or redelivered more than `JOB_DELIVERY_LIMIT` times)",),
             description="Whatever the quorum queues dead-letter, unchanged, with its original routing key.",
         ),

@@ -156,3 +156,27 @@ class ProcessResult(Message):
     status: Literal[InstanceStatus.DONE, InstanceStatus.FAILED]
     result: ImageResult | None = None
     reason: str | None = None
+
+
+AUDIT_UPLOAD_STOP = "audit.upload.stop"
+"""The routing key of an `UploadStopRecord` (bound to `P.audit` by `audit.#`)."""
+
+
+class UploadStopRecord(Message):
+    """ingest_service → results_service (`P.audit`): the `upload.stop` audit record of an upload answered with a
+    problem, when results_service could not take it at once; written later, once per upload.
+
+    The fields of `common.schemas.uploads.UploadStopped` (counts only, never a file name) and the upload's id;
+    `created_at` is when ingest stopped the upload, which the record keeps as its time."""
+
+    kind: Literal["upload_stop"] = "upload_stop"
+    version: Literal[1] = 1
+    upload_id: str = Field(min_length=1, max_length=128)
+    owner: str = Field(min_length=1, max_length=128)
+    status: int = Field(ge=400, le=599)
+    accepted: int = Field(default=0, ge=0)
+    duplicate: int = Field(default=0, ge=0)
+    rejected: int = Field(default=0, ge=0)
+    email: str | None = Field(default=None, max_length=320)
+    client: str | None = Field(default=None, max_length=128)
+    correlation_id: str | None = Field(default=None, max_length=128)
