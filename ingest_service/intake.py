@@ -20,7 +20,7 @@ from common.app.logs import get_logger
 from common.app.problems import ServiceUnavailable
 from common.auth.identity import Caller
 from common.messaging.broker import BROKER_ERRORS, Topology
-from common.messaging.jobs import job_message_id, publish_job
+from common.messaging.jobs import job_message_id, publish_job, wait_publishable
 from common.messaging.messages import ProcessJob
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
@@ -59,6 +59,8 @@ class Intake:
     async def take(self, incoming: IncomingFile) -> UploadedFile:
         """Read, check and store one file; append and return its outcome."""
         index = len(self.files)
+        # While the broker takes no jobs, no file is taken: a 503 with Retry-After before anything is written.
+        await wait_publishable(self.topology.exchange, self.settings.broker_blocked_wait)
         if incoming.chunks is None and not incoming.registered:
             outcome = UploadedFile(name=incoming.name, status=FileStatus.REJECTED, reason=incoming.reason)
         elif incoming.chunks is None:
@@ -144,7 +146,13 @@ class Intake:
         )
         try:
             routing_key = await asyncio.wait_for(
-                publish_job(self.topology.exchange, job, self.settings.large_job_bytes), self.settings.results_timeout
+                publish_job(
+                    self.topology.exchange,
+                    job,
+                    self.settings.large_job_bytes,
+                    blocked_wait=self.settings.broker_blocked_wait,
+                ),
+                self.settings.results_timeout,
             )
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(

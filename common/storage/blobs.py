@@ -9,20 +9,31 @@ own salt, so ciphertexts differ) and a second copy is dropped. Uploads are strea
 one piece at a time); a file held whole (`put_bytes`) goes through the same sealer in one thread call.
 Every read decrypts through a seekable plaintext file object (`open`, `open_staged`, `iter_chunks`,
 `read_bytes`) that holds a bounded window of the plaintext (processors read files frame by frame).
+
+A store out of space (ENOSPC, or EDQUOT over a quota) on any write, fsync, directory or rename raises
+`BlobStoreFull`: an OSError like the one it replaces (a consumer holds its message and retries, see
+`common.messaging.faults`) and a 503 problem with `Retry-After` (ingest answers the upload with it). The
+temporary file is removed, nothing is committed, so no row is registered for the file. Tink reports a
+failed write of its destination only as text; the sealer's destination keeps the OSError itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
+from typing_extensions import Buffer
+
+from common.app.problems import ServiceUnavailable
 from common.storage.crypto import Keyring
 from common.storage.crypto_keys import CryptoError
 from common.storage.crypto_reader import open_decrypting
@@ -31,6 +42,9 @@ Bytes = bytes | bytearray | memoryview
 _HEX = frozenset("0123456789abcdef")
 READ_CHUNK = 64 * 1024
 SEAL_PIECE = 64 * 1024
+FULL_RETRY_AFTER = 60
+"""Seconds a client is asked to wait (`Retry-After`) when the blob store is out of space."""
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class BlobError(Exception):
@@ -43,6 +57,35 @@ class BlobTooLarge(BlobError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"more than {limit} bytes")
         self.limit = limit
+
+
+class BlobStoreFull(BlobError, ServiceUnavailable, OSError):
+    """The store's filesystem is out of space (or quota): nothing was stored. 503 with `Retry-After`.
+
+    Picklable (a worker process's preview write may raise it)."""
+
+    def __init__(self, code: int | None = errno.ENOSPC) -> None:
+        super().__init__(
+            f"the file store is out of space ({os.strerror(code or errno.ENOSPC)}); retry in {FULL_RETRY_AFTER} s",
+            headers={"Retry-After": str(FULL_RETRY_AFTER)},
+        )
+        self.errno = code
+
+    def __reduce__(self) -> tuple[type[BlobStoreFull], tuple[int | None]]:
+        return type(self), (self.errno,)
+
+
+@contextlib.contextmanager
+def _space_checked() -> Iterator[None]:
+    """Turn an out-of-space OSError of the block into BlobStoreFull."""
+    try:
+        yield
+    except BlobStoreFull:
+        raise
+    except OSError as exc:
+        if exc.errno in OUT_OF_SPACE:
+            raise BlobStoreFull(exc.errno) from exc
+        raise
 
 
 class BlobNotFound(BlobError):
@@ -90,6 +133,26 @@ def _make_dirs(path: Path) -> None:
         _fsync_dir(path.parent)
 
 
+class _Destination(io.RawIOBase):
+    """The descriptor a sealer writes to, as Tink's destination: it keeps the OSError of a failed write (Tink
+    raises its own error with the OSError's text only) and leaves the descriptor open when closed."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Buffer) -> int:
+        try:
+            return os.write(self._fd, data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
 class _Sealer:
     """One new blob being written: a temporary file in `tmp/`, sealed piece by piece as the bytes arrive.
 
@@ -103,7 +166,8 @@ class _Sealer:
         try:
             # Tink closes its destination when it seals the last segment: it gets a view of the descriptor
             # that leaves it open for the fsync.
-            self._stream = keyring.encrypting(open(self._fd, "wb", buffering=0, closefd=False))  # noqa: SIM115
+            self._destination = _Destination(self._fd)
+            self._stream = keyring.encrypting(cast(BinaryIO, self._destination))
         except BaseException:
             os.close(self._fd)
             self.path.unlink(missing_ok=True)
@@ -118,13 +182,26 @@ class _Sealer:
         view = memoryview(data).cast("B")
         raw = self._stream.raw
         at = 0
-        while at < len(view):
-            at += raw.write(view[at : at + SEAL_PIECE]) or 0
+        with self._disk_errors():
+            while at < len(view):
+                at += raw.write(view[at : at + SEAL_PIECE]) or 0
+
+    @contextlib.contextmanager
+    def _disk_errors(self) -> Iterator[None]:
+        """Raise the OSError of the destination's failed write as itself, not as the text in Tink's error."""
+        try:
+            yield
+        except Exception as exc:
+            error = self._destination.error
+            if error is None or exc is error:
+                raise
+            raise OSError(error.errno, error.strerror) from exc
 
     def finish(self) -> Path:
         """Seal the final segment, make the file durable and close it; return its path."""
         try:
-            self._stream.close()
+            with self._disk_errors():
+                self._stream.close()
             os.fsync(self._fd)
         except BaseException:
             self.abort()
@@ -168,23 +245,25 @@ class BlobStore:
     async def write_stream(self, chunks: AsyncIterable[Bytes], *, max_bytes: int | None = None) -> StagedFile:
         """Seal `chunks` into a temporary file while hashing the plaintext.
 
-        Raise BlobTooLarge past `max_bytes` (of plaintext); the temporary file is removed if the stream fails.
+        Raise BlobTooLarge past `max_bytes` (of plaintext), BlobStoreFull when the disk is full; the temporary
+        file is removed if the stream fails.
         """
-        sealer = await asyncio.to_thread(_Sealer, self.tmp, self.keyring)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise BlobTooLarge(max_bytes)
-                await asyncio.to_thread(_absorb, sealer, digest, chunk)
-            path = await asyncio.to_thread(sealer.finish)
-        except BaseException:
-            await asyncio.to_thread(sealer.abort)
-            raise
+        with _space_checked():
+            sealer = await asyncio.to_thread(_Sealer, self.tmp, self.keyring)
+            digest = hashlib.sha256()
+            size = 0
+            try:
+                async for chunk in chunks:
+                    if not chunk:
+                        continue
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise BlobTooLarge(max_bytes)
+                    await asyncio.to_thread(_absorb, sealer, digest, chunk)
+                path = await asyncio.to_thread(sealer.finish)
+            except BaseException:
+                await asyncio.to_thread(sealer.abort)
+                raise
         return StagedFile(path=path, sha256=digest.hexdigest(), size=size)
 
     def _commit(self, staged: StagedFile) -> str:
@@ -192,13 +271,19 @@ class BlobStore:
         if target.is_file():  # idempotent: the same plaintext is stored already
             staged.path.unlink(missing_ok=True)
             return staged.sha256
-        _make_dirs(target.parent)
-        staged.path.replace(target)
-        _fsync_dir(target.parent)
+        try:
+            with _space_checked():
+                _make_dirs(target.parent)
+                staged.path.replace(target)
+                _fsync_dir(target.parent)
+        except BaseException:
+            staged.path.unlink(missing_ok=True)  # not committed: nothing of it is left behind
+            raise
         return staged.sha256
 
     async def commit(self, staged: StagedFile) -> str:
-        """Move a staged file under its key (a no-op when the key exists); return the key."""
+        """Move a staged file under its key (a no-op when the key exists); return the key. If it cannot be
+        committed (BlobStoreFull when the disk is full), the staged file is removed."""
         return await asyncio.to_thread(self._commit, staged)
 
     async def discard(self, staged: StagedFile) -> None:
@@ -206,17 +291,21 @@ class BlobStore:
         await asyncio.to_thread(staged.path.unlink, True)
 
     def put_bytes_sync(self, data: Bytes) -> str:
-        """Store a file held whole (blocking: ingest stores a small file in one thread call); return its key."""
+        """Store a file held whole (blocking: ingest stores a small file in one thread call); return its key.
+
+        BlobStoreFull when the disk is full (nothing is left of the file)."""
         sha256 = hashlib.sha256(data).hexdigest()
         if self.exists(sha256):
             return sha256
-        sealer = _Sealer(self.tmp, self.keyring)
-        try:
-            sealer.write(data)
-        except BaseException:
-            sealer.abort()
-            raise
-        return self._commit(StagedFile(path=sealer.finish(), sha256=sha256, size=memoryview(data).nbytes))
+        with _space_checked():
+            sealer = _Sealer(self.tmp, self.keyring)
+            try:
+                sealer.write(data)
+            except BaseException:
+                sealer.abort()
+                raise
+            path = sealer.finish()
+        return self._commit(StagedFile(path=path, sha256=sha256, size=memoryview(data).nbytes))
 
     async def put_bytes(self, data: Bytes) -> str:
         """Store a small blob (a PNG preview, say) given whole; return its key."""
