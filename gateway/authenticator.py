@@ -20,11 +20,12 @@ from cachetools import LRUCache, TTLCache
 from pydantic import ValidationError
 
 from common.app.logs import get_logger
-from common.app.problems import ServiceUnavailable, Unauthorized
+from common.app.problems import Forbidden, ServiceUnavailable, Unauthorized
 from common.auth.identity import Caller
 from common.auth.service_tokens import ServiceSigner
 from common.auth.tokens import InvalidToken, TokenClaims, ensure_current, verify_token
 from common.schemas.auth import IntrospectRequest, TokenIntrospection
+from common.schemas.credentials import PASSWORD_CHANGE_REQUIRED
 from gateway.auth_settings import GatewayAuthSettings
 from gateway.ratelimit import RateLimiter
 
@@ -77,6 +78,8 @@ class Authenticator:
         """The caller behind a token, with their current role; 401 if it is not (or no longer) good."""
         claims = self.verify(token)
         state = await self._introspect(session, claims)
+        if state.must_change_password:  # a good token, but only for POST /api/auth/password (an admin's reset)
+            raise Forbidden(PASSWORD_CHANGE_REQUIRED)
         if not state.active or state.user_id is None or state.role is None:
             raise Unauthorized(f"The access token is not valid: {state.reason or 'inactive'}.")
         return Caller(user_id=state.user_id, role=state.role, email=state.email), claims

@@ -1,21 +1,28 @@
-"""`POST /api/auth/login` and `POST /api/auth/logout`: relayed to results_service, which holds the accounts.
+"""`POST /api/auth/login`, `/api/auth/logout` and `/api/auth/password`: relayed to results_service, which holds
+the accounts.
 
-The gateway answers them itself (rather than proxying) because logout must also drop this
-replica's cached answer about the token, so the token is refused here at once.
+The gateway answers them itself (rather than proxying) because logout and a password change must also drop this
+replica's cached answers about the tokens they revoke, so those are refused here at once. A password change also
+authenticates its token here: it is the one call a token of an account that must change its password may make
+(the auth middleware answers 403 to every other), so it checks the signature and expiry itself and leaves
+revocation and the account's state to results_service.
 """
 
 from __future__ import annotations
 
+import math
+
 import aiohttp
 from aiohttp import web
 
-from common.app.bodies import read_body_bytes
+from common.app.bodies import read_body_bytes, read_model
 from common.app.logs import CORRELATION_HEADER
-from common.app.problems import ServiceUnavailable
+from common.app.problems import ServiceUnavailable, TooManyRequests
 from common.app.web import correlation_id_key
+from common.auth.bearer import required_bearer_token
 from common.auth.identity import Caller, caller_key
 from common.auth.service_guard import service_signer_key
-from common.schemas.auth import LogoutRequest
+from common.schemas.auth import LogoutRequest, PasswordChange, PasswordChanged, PasswordChangeRelay
 from gateway.keys import authenticator_key, claims_key, client_session_key
 
 
@@ -61,3 +68,21 @@ async def handle_logout(request: web.Request) -> web.Response:
     if response.status == 204:
         request.app[authenticator_key].forget(claims.jti)
     return response
+
+
+async def handle_change_password(request: web.Request) -> web.Response:
+    """POST /api/auth/password `{"current_password", "new_password"}`: 204; the account's other tokens are revoked."""
+    authenticator = request.app[authenticator_key]
+    claims = authenticator.verify(required_bearer_token(request.headers))
+    wait = authenticator.users.acquire(f"user:{claims.sub}")  # the middleware's per-user limit, which it skips here
+    if wait:
+        raise TooManyRequests("Rate limit reached; slow down.", retry_after=max(1, math.ceil(wait)))
+    body = await read_model(request, PasswordChange, max_bytes=authenticator.settings.max_auth_body)
+    relay = PasswordChangeRelay(jti=claims.jti, sub=claims.sub, **dict(body))
+    response = await _relay(request, "/internal/auth/password", relay.to_json(), _internal_headers(request))
+    if response.status != 200 or not isinstance(response.body, bytes):
+        return response
+    # This token's cached answer (maybe "must change the password") and those of the tokens revoked go stale now.
+    for jti in (claims.jti, *PasswordChanged.model_validate_json(response.body).revoked):
+        authenticator.forget(jti)
+    return web.Response(status=204)

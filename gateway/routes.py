@@ -53,7 +53,14 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     _serve(app, handled_by(document_operations(), documents))
     _serve(
         app,
-        handled_by(auth_operations(), {"post_auth_login": login.handle_login, "post_auth_logout": login.handle_logout}),
+        handled_by(
+            auth_operations(),
+            {
+                "post_auth_login": login.handle_login,
+                "post_auth_logout": login.handle_logout,
+                "post_auth_password": login.handle_change_password,
+            },
+        ),
     )
     # Accounts and the audit trail are answered (and role-checked) by results_service.
     to_accounts = forward_to(settings.results_url, service="results_service", max_body=settings.max_auth_body)

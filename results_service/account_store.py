@@ -1,18 +1,25 @@
-"""Accounts in PostgreSQL: create, list, change, authenticate, revoke and introspect tokens."""
+"""Accounts in PostgreSQL: create, list, change, authenticate, change and reset passwords, revoke and introspect
+tokens."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from common.app.problems import Conflict, NotFound
+from common.app.problems import Conflict, Forbidden, NotFound, Unauthorized
 from common.auth.tokens import Role
-from common.schemas.auth import TokenIntrospection, UserCreate, UserPatch, UserView
+from common.schemas.auth import PasswordChangeRelay, TokenIntrospection, UserCreate, UserPatch, UserView
+from common.schemas.credentials import PASSWORD_CHANGE_REQUIRED
+from results_service import sessions
 from results_service.models.accounts import RevokedToken, User
 from results_service.passwords import Passwords
+
+TEMPORARY_PASSWORD_BYTES = 15
+"""A generated temporary password: 15 random bytes, 20 URL-safe characters (over the 12-character minimum)."""
 
 
 class UserNotFound(NotFound):
@@ -32,10 +39,30 @@ class LastAdmin(Conflict):
         super().__init__("This is the last active admin; make another admin first.")
 
 
+class WrongPassword(Forbidden):
+    """The current password given with a change is not the account's."""
+
+    def __init__(self, user: User) -> None:
+        super().__init__("The current password is not correct.")
+        self.user = user
+
+
+class TokenNoLongerValid(Unauthorized):
+    """The token a change came with was revoked, or its account is gone or disabled, since the gateway checked it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The access token is not valid: {reason}.")
+
+
 def view(user: User) -> UserView:
     """The public view of an account."""
     return UserView(
-        id=str(user.id), email=user.email, role=Role(user.role), disabled=user.disabled, created_at=user.created_at
+        id=str(user.id),
+        email=user.email,
+        role=Role(user.role),
+        disabled=user.disabled,
+        must_change_password=user.must_change_password,
+        created_at=user.created_at,
     )
 
 
@@ -114,6 +141,49 @@ async def authenticate(email: str, password: str, passwords: Passwords) -> tuple
     return user, None
 
 
+async def change_password(change: PasswordChangeRelay, passwords: Passwords) -> tuple[User, list[str]]:
+    """Set the caller's new password after checking their token and current password; clear the must-change flag
+    and revoke every other token of the account. The account and the ids revoked; WrongPassword (403) otherwise."""
+    if await RevokedToken.exists(jti=change.jti):
+        raise TokenNoLongerValid("the token has been revoked")
+    key = _uuid(change.sub)
+    user = await User.get_or_none(id=key) if key is not None else None
+    if user is None:
+        raise TokenNoLongerValid("the account no longer exists")
+    if user.disabled:
+        raise TokenNoLongerValid("the account is disabled")
+    if not await passwords.verify(user.password_hash, change.current_password.get_secret_value()):
+        raise WrongPassword(user)
+    password_hash = await passwords.hash(change.new_password.get_secret_value())
+    async with in_transaction():
+        await User.filter(id=user.id).update(
+            password_hash=password_hash, must_change_password=False, password_changed_at=datetime.now(UTC)
+        )
+        revoked = await sessions.revoke_all(user.id, keep=change.jti)
+    await user.refresh_from_db()
+    return user, revoked
+
+
+async def reset_password(user_id: str, password: str | None, passwords: Passwords) -> tuple[User, str | None, int]:
+    """An admin's reset: set `password` (or a generated one), require a change at next login, revoke every token.
+
+    The account, the generated password (None when one was given) and how many tokens were revoked; 404 if no
+    account has this id."""
+    generated = None if password is not None else secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
+    password_hash = await passwords.hash(password if password is not None else str(generated))
+    async with in_transaction():
+        key = _uuid(user_id)
+        user = await User.select_for_update().get_or_none(id=key) if key is not None else None
+        if user is None:
+            raise UserNotFound(user_id)
+        await User.filter(id=user.id).update(
+            password_hash=password_hash, must_change_password=True, password_changed_at=datetime.now(UTC)
+        )
+        revoked = await sessions.revoke_all(user.id)
+    await user.refresh_from_db()
+    return user, generated, len(revoked)
+
+
 async def revoke_token(jti: str, user_id: str, expires_at: datetime) -> bool:
     """Revoke a token id until its expiry (idempotent); True if it was newly revoked. Purges expired rows."""
     key = _uuid(user_id)
@@ -135,4 +205,14 @@ async def introspect(jti: str, sub: str) -> TokenIntrospection:
         return TokenIntrospection(active=False, reason="the account no longer exists")
     if user.disabled:
         return TokenIntrospection(active=False, reason="the account is disabled")
+    if user.must_change_password:
+        # Not active for anything but the change itself, which checks the token on its own (change_password).
+        return TokenIntrospection(
+            active=False,
+            user_id=str(user.id),
+            email=user.email,
+            role=Role(user.role),
+            reason=PASSWORD_CHANGE_REQUIRED,
+            must_change_password=True,
+        )
     return TokenIntrospection(active=True, user_id=str(user.id), email=user.email, role=Role(user.role))

@@ -1,4 +1,4 @@
-"""HTTP handlers of login/logout/introspection and account management.
+"""HTTP handlers of login/logout/introspection, password changes and resets, and account management.
 
 `/internal/...` routes are for the gateway and operators' tools (the gateway never proxies them);
 `/api/users` is the admins' API behind the gateway, which has checked the user's token and vouches
@@ -24,12 +24,16 @@ from common.schemas.auth import (
     LoginRequest,
     LogoutRequest,
     Outcome,
+    PasswordChanged,
+    PasswordChangeRelay,
+    PasswordReset,
+    PasswordResetAnswer,
     TokenResponse,
     UserCreate,
     UserList,
     UserPatch,
 )
-from results_service import account_store
+from results_service import account_store, sessions
 from results_service.audit import record_audit
 from results_service.keys import passwords_key, settings_key
 from results_service.passwords import Passwords
@@ -89,12 +93,15 @@ async def handle_login(request: web.Request) -> web.Response:
         ttl_seconds=settings.token_ttl_seconds,
         clock=time.time,
     )
+    await sessions.record_issued(claims)
     actor = Caller(user_id=str(user.id), role=Role(user.role), email=user.email, client=client)
+    must_change = user.must_change_password
     await record_audit(
-        request, "auth.login", Outcome.SUCCESS, caller=actor, resource_type="user", resource_id=actor.user_id
-    )
-    log.info("login_succeeded", user_id=actor.user_id)
-    return _json(TokenResponse(access_token=token, expires_at=claims.exp))
+        request, "auth.login", Outcome.SUCCESS, caller=actor, resource_type="user", resource_id=actor.user_id,
+        detail={"must_change_password": True} if must_change else None,
+    )  # fmt: skip
+    log.info("login_succeeded", user_id=actor.user_id, must_change_password=must_change)
+    return _json(TokenResponse(access_token=token, expires_at=claims.exp, must_change_password=must_change))
 
 
 async def handle_logout(request: web.Request) -> web.Response:
@@ -143,6 +150,51 @@ async def handle_patch_user(request: web.Request) -> web.Response:
     return _json(account_store.view(user))
 
 
+async def handle_change_password(request: web.Request) -> web.Response:
+    """POST /internal/auth/password (the gateway's /api/auth/password): the caller's new password.
+
+    The gateway has checked the token's signature and expiry and relays its id and subject; revocation, the
+    account and the current password are checked here (introspection would refuse a token that must change its
+    password, and this is the one call such a token may make). Wrong current passwords and successes are audited.
+    """
+    body = await read_model(request, PasswordChangeRelay, max_bytes=_max_body(request))
+    client = request[service_claims_key].client
+    try:
+        user, revoked = await account_store.change_password(body, request.app[passwords_key])
+    except account_store.WrongPassword as exc:
+        actor = Caller(user_id=str(exc.user.id), role=Role(exc.user.role), email=exc.user.email, client=client)
+        await record_audit(
+            request, "auth.password_change", Outcome.FAILURE, caller=actor, resource_type="user",
+            resource_id=actor.user_id, detail={"reason": "bad_password"},
+        )  # fmt: skip
+        log.info("password_change_refused", user_id=actor.user_id, reason="bad_password")
+        raise
+    actor = Caller(user_id=str(user.id), role=Role(user.role), email=user.email, client=client)
+    await record_audit(
+        request, "auth.password_change", Outcome.SUCCESS, caller=actor, resource_type="user",
+        resource_id=actor.user_id, detail={"tokens_revoked": len(revoked)},
+    )  # fmt: skip
+    log.info("password_changed", user_id=actor.user_id, tokens_revoked=len(revoked))
+    return _json(PasswordChanged(revoked=revoked))
+
+
+async def handle_reset_password(request: web.Request) -> web.Response:
+    """POST /api/users/{id}/password-reset (admins) or /internal/users/{id}/password-reset (operators): a temporary
+    password (given, or generated and answered once) that the user must change at their next login."""
+    manager = _manager(request)
+    body = await read_model(request, PasswordReset, max_bytes=_max_body(request))
+    given = body.password.get_secret_value() if body.password is not None else None
+    user, generated, revoked = await account_store.reset_password(
+        request.match_info["user_id"], given, request.app[passwords_key]
+    )
+    await record_audit(
+        request, "user.password_reset", Outcome.SUCCESS, caller=manager, resource_type="user",
+        resource_id=str(user.id), detail={"generated": generated is not None, "tokens_revoked": revoked},
+    )  # fmt: skip
+    log.info("password_reset", user_id=str(user.id), generated=generated is not None, tokens_revoked=revoked)
+    return _json(PasswordResetAnswer(user=account_store.view(user), temporary_password=generated))
+
+
 async def _passwords_ctx(app: web.Application) -> AsyncIterator[None]:
     app[passwords_key] = Passwords(app[settings_key])
     yield
@@ -156,7 +208,9 @@ def setup_accounts(app: web.Application) -> None:
     router.add_post("/internal/auth/login", handle_login)
     router.add_post("/internal/auth/logout", handle_logout)
     router.add_post("/internal/auth/introspect", handle_introspect)
+    router.add_post("/internal/auth/password", handle_change_password)
     # Operators' tools (`dicomflow users`) manage accounts with a service token and no user token.
     router.add_post("/internal/users", handle_create_user)
     router.add_get("/internal/users", handle_list_users)
     router.add_patch("/internal/users/{user_id}", handle_patch_user)
+    router.add_post("/internal/users/{user_id}/password-reset", handle_reset_password)

@@ -25,7 +25,7 @@ from results_service.settings import ResultsSettings
 
 log = get_logger(__name__)
 
-DEFAULT_ADMIN_EMAIL = "admin@dicomflow.local"
+DEFAULT_ADMIN_EMAIL = "admin@dicomflow.example"  # .local is a special-use name, refused as an account email
 
 
 async def ensure_admin(settings: ResultsSettings) -> tuple[str, str | None] | None:

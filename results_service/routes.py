@@ -29,6 +29,7 @@ def setup_routes(app: web.Application) -> None:
                 "post_users": accounts.handle_create_user,
                 "get_users": accounts.handle_list_users,
                 "patch_users_user_id": accounts.handle_patch_user,
+                "post_users_user_id_password-reset": accounts.handle_reset_password,
                 "get_audit": handle_list_audit,
             },
         ),

@@ -28,8 +28,8 @@ def unique_email(prefix: str = "user") -> str:
 
 async def create_user(client: Any, email: str, *, role: str = "user", password: str = PASSWORD) -> dict[str, Any]:
     """Create an account through the operators' internal API (signed as a service, like `dicomflow users`)."""
-    body = {"email": email, "password": password, "role": role}
-    response = await client.post("/internal/users", json=body, headers=as_service())
+    request = {"email": email, "password": password, "role": role}
+    response = await client.post("/internal/users", json=request, headers=as_service())
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

@@ -153,11 +153,24 @@ EXPECTED: dict[tuple[str, str], list[Probe]] = {
     ("POST", "/api/auth/logout"): [
         Probe("POST", "/api/auth/logout", users(204, 204, 204), headers=World.fresh_headers),
     ],
+    # A wrong current password (403 for every logged-in identity) changes nothing for the rest of the matrix.
+    ("POST", "/api/auth/password"): [
+        Probe(
+            "POST",
+            "/api/auth/password",
+            users(403, 403, 403),
+            body=json_body({"current_password": "not the password", "new_password": "another password 1"}),
+        ),
+    ],
     ("GET", "/api/users"): [Probe("GET", "/api/users", users(403, 403, 200))],
     ("POST", "/api/users"): [Probe("POST", "/api/users", users(403, 403, 201), body=new_user_body)],
     ("PATCH", "/api/users/{user_id}"): [
         Probe("PATCH", "/api/users/{other_user}", users(403, 403, 200), body=json_body({"disabled": False})),
         Probe("PATCH", f"/api/users/{uuid.UUID(int=0)}", users(403, 403, 404), body=json_body({"disabled": False})),
+    ],
+    # Only on a missing account: a reset of one the matrix uses would revoke its tokens.
+    ("POST", "/api/users/{user_id}/password-reset"): [
+        Probe("POST", f"/api/users/{uuid.UUID(int=0)}/password-reset", users(403, 403, 404), body=json_body({})),
     ],
     ("GET", "/api/audit"): [Probe("GET", "/api/audit?limit=5", users(403, 403, 200))],
     ("GET", "/api/openapi.json"): [Probe("GET", "/api/openapi.json", everyone(200))],

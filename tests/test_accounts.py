@@ -47,7 +47,7 @@ async def test_created_user_is_stored_with_an_argon2id_hash_and_a_lower_case_ema
     email = unique_email()
     user = await create_user(client, email)
     assert user["email"] == email.lower() and user["role"] == "user" and user["disabled"] is False
-    assert "password" not in json.dumps(user)
+    assert PASSWORD not in json.dumps(user) and not {"password", "password_hash"} & set(user)
     conn = await asyncpg.connect(database_url)
     try:
         row = await conn.fetchrow("SELECT * FROM users WHERE id = $1", user["id"])
@@ -89,7 +89,8 @@ async def test_login_returns_a_bearer_token_and_audits_the_success(
     )
     assert response.status == 200
     body = await response.json()
-    assert body["token_type"] == "bearer" and set(body) == {"access_token", "token_type", "expires_at"}
+    assert body["token_type"] == "bearer" and body["must_change_password"] is False
+    assert set(body) == {"access_token", "token_type", "expires_at", "must_change_password"}
     claims = verify_token(body["access_token"], settings.auth_secret.get_secret_value())
     assert claims.sub == user["id"] and claims.email == email.lower() and claims.role is Role.ADMIN
     assert claims.exp.isoformat().replace("+00:00", "Z") == body["expires_at"]
@@ -233,7 +234,14 @@ async def test_logout_revokes_the_token_and_introspection_reports_it(
     claims = verify_token(token, settings.auth_secret.get_secret_value())
     ask = {"jti": claims.jti, "sub": claims.sub}
     before = await (await client.post("/internal/auth/introspect", json=ask)).json()
-    assert before == {"active": True, "user_id": claims.sub, "email": email.lower(), "role": "user", "reason": None}
+    assert before == {
+        "active": True,
+        "user_id": claims.sub,
+        "email": email.lower(),
+        "role": "user",
+        "reason": None,
+        "must_change_password": False,
+    }
     body = {**ask, "expires_at": claims.exp.isoformat()}
     response = await client.post(
         "/internal/auth/logout", json=body, headers={**as_user(claims.sub), "X-Request-ID": f"lo-{claims.jti}"}

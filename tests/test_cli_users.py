@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -15,6 +16,7 @@ from common.cli.main import main
 from results_service.main import init_app
 from results_service.settings import ResultsSettings
 from tests.account_helpers import PASSWORD, unique_email
+from tests.service_auth import signing
 
 
 @pytest.fixture
@@ -134,3 +136,73 @@ async def test_without_the_deployments_service_secret_the_cli_is_refused_and_cre
         assert await conn.fetchval("SELECT count(*) FROM users WHERE email = $1", email.lower()) == 0
     finally:
         await conn.close()
+
+
+async def login_answer(results_url: str, email: str, password: str) -> tuple[int, dict[str, Any]]:
+    """results_service's answer to a login, as the gateway relays it."""
+    async with (
+        aiohttp.ClientSession(middlewares=signing()) as session,
+        session.post(f"{results_url}/internal/auth/login", json={"email": email, "password": password}) as response,
+    ):
+        body: dict[str, Any] = await response.json()
+        return response.status, body
+
+
+async def test_reset_password_prints_a_temporary_password_once_that_must_be_changed(
+    results_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    email = unique_email("cli")
+    base = ["users", "--results-url", results_url]
+    assert (await run(monkeypatch, capsys, [*base, "create", email, "--password-stdin"], PASSWORD + "\n"))[0] == 0
+
+    code, out, err = await run(monkeypatch, capsys, [*base, "reset-password", email.upper()])
+    assert code == 0, err
+    [temporary] = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("temporary password")]
+    assert len(temporary) >= 20 and temporary not in err
+    assert "must choose a new password" in out
+    assert (await login_answer(results_url, email, PASSWORD))[0] == 401
+    status, answer = await login_answer(results_url, email, temporary)
+    assert status == 200 and answer["must_change_password"] is True
+
+    chosen = "chosen temporary password"
+    code, out, err = await run(
+        monkeypatch, capsys, [*base, "reset-password", email, "--password-stdin", "--json"], chosen
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["temporary_password"] is None and document["user"]["must_change_password"] is True
+    assert chosen not in out
+    assert (await login_answer(results_url, email, chosen))[0] == 200
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT actor_id, detail FROM audit_events WHERE action = 'user.password_reset' AND resource_id = $1"
+            " ORDER BY id",
+            document["user"]["id"],
+        )
+    finally:
+        await conn.close()
+    assert [(row["actor_id"], json.loads(row["detail"])["generated"]) for row in rows] == [
+        ("operator", True),
+        ("operator", False),
+    ]
+
+
+@pytest.mark.parametrize(("argv", "stdin", "reason"), [
+    (["reset-password", "nobody-here@example.org"], "", "no account"),
+    (["reset-password", "{email}", "--password-stdin"], "short\n", "at least 12 characters"),
+])  # fmt: skip
+async def test_reset_password_errors_exit_1_with_a_reason(
+    results_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    stdin: str,
+    reason: str,
+) -> None:
+    email = unique_email("cli")
+    base = ["users", "--results-url", results_url]
+    assert (await run(monkeypatch, capsys, [*base, "create", email, "--password-stdin"], PASSWORD + "\n"))[0] == 0
+    code, out, err = await run(monkeypatch, capsys, [*base, *[part.format(email=email) for part in argv]], stdin)
+    assert code == 1 and out == ""
+    assert reason in err and "Traceback" not in err

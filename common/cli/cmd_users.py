@@ -1,4 +1,4 @@
-"""`dicomflow users create|list|disable|enable`: operators manage accounts.
+"""`dicomflow users create|list|disable|enable|reset-password`: operators manage accounts.
 
 The CLI talks to results_service's internal account API (`RESULTS_URL`, `/internal/users`)
 over HTTP, like every other client: `common` never imports a service, password hashing and
@@ -28,7 +28,7 @@ DEFAULT_RESULTS_URL = "http://127.0.0.1:8081"
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `users` with its subcommands."""
-    users = subparsers.add_parser("users", help="create, list, disable or enable user accounts")
+    users = subparsers.add_parser("users", help="create, list, disable, enable user accounts or reset a password")
     users.add_argument(
         "--results-url",
         default=os.environ.get("RESULTS_URL", DEFAULT_RESULTS_URL),
@@ -52,6 +52,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action.add_argument("email", metavar="EMAIL")
         add_json_flag(action)
         action.set_defaults(handler=run_set_disabled, disabled=disabled)
+
+    reset = actions.add_parser(
+        "reset-password",
+        help="give an account a temporary password (generated and printed once, or read from stdin); "
+        "the user must change it at their next login",
+    )
+    reset.add_argument("email", metavar="EMAIL")
+    reset.add_argument(
+        "--password-stdin", action="store_true", help="read the temporary password from stdin instead of generating one"
+    )
+    add_json_flag(reset)
+    reset.set_defaults(handler=run_reset_password)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -107,8 +119,27 @@ def _print_users(users: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json(users if len(users) != 1 else users[0])
         return
-    rows = [(u["email"], u["role"], "yes" if u["disabled"] else "no", u["id"], u["created_at"]) for u in users]
-    print_table(("email", "role", "disabled", "id", "created"), rows)
+    rows = [
+        (u["email"], u["role"], _yes(u["disabled"]), u["id"], u["created_at"], _yes(u.get("must_change_password")))
+        for u in users
+    ]
+    print_table(("email", "role", "disabled", "id", "created", "must-change-password"), rows)
+
+
+def _yes(flag: object) -> str:
+    return "yes" if flag else "no"
+
+
+async def _user_id(base_url: str, email: str) -> str:
+    """The id of the account with this email (in the normal form accounts are stored in), or a ValueError."""
+    from common.schemas.credentials import login_email
+
+    listing = await _call(base_url, "GET", "/internal/users")
+    wanted = login_email(email)
+    match = next((u for u in listing["items"] if u["email"] == wanted), None)
+    if match is None:
+        raise ValueError(f"no account with email {email!r}")
+    return str(match["id"])
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -136,17 +167,38 @@ def run_set_disabled(args: argparse.Namespace) -> int:
     """Disable (or enable) the account with this email; its tokens stop working at once."""
 
     async def apply() -> dict[str, Any]:
-        listing = await _call(args.results_url, "GET", "/internal/users")
-        wanted = args.email.strip().lower()
-        match = next((u for u in listing["items"] if u["email"] == wanted), None)
-        if match is None:
-            raise ValueError(f"no account with email {args.email!r}")
+        user_id = await _user_id(args.results_url, args.email)
         user: dict[str, Any] = await _call(
-            args.results_url, "PATCH", f"/internal/users/{match['id']}", {"disabled": args.disabled}
+            args.results_url, "PATCH", f"/internal/users/{user_id}", {"disabled": args.disabled}
         )
         return user
 
     user = asyncio.run(apply())
     log.info("user_disabled" if args.disabled else "user_enabled", user_id=user["id"])
     _print_users([user], args.json)
+    return 0
+
+
+def run_reset_password(args: argparse.Namespace) -> int:
+    """Reset the account's password; print the account and, when generated, the temporary password (once).
+
+    Its tokens are revoked; at the next login the user gets a token good only for changing the password."""
+    body = {"password": _read_password(True)} if args.password_stdin else {}
+
+    async def apply() -> dict[str, Any]:
+        user_id = await _user_id(args.results_url, args.email)
+        answer: dict[str, Any] = await _call(
+            args.results_url, "POST", f"/internal/users/{user_id}/password-reset", body
+        )
+        return answer
+
+    answer = asyncio.run(apply())
+    log.info("user_password_reset", user_id=answer["user"]["id"], generated=answer["temporary_password"] is not None)
+    if args.json:
+        print_json(answer)
+        return 0
+    _print_users([answer["user"]], False)
+    if answer["temporary_password"] is not None:
+        print(f"temporary password (shown once): {answer['temporary_password']}")
+    print("The user must choose a new password at their next login.")
     return 0

@@ -1,5 +1,5 @@
-"""Login, logout, accounts and the audit trail as OpenAPI operations (served by the gateway; accounts and
-audit answered by results_service), and the bearer-token replies every protected operation shares."""
+"""Login, logout, password changes, accounts and the audit trail as OpenAPI operations (served by the gateway;
+accounts and audit answered by results_service), and the bearer-token replies every protected operation shares."""
 
 from __future__ import annotations
 
@@ -8,21 +8,31 @@ from common.schemas.auth import (
     AuditPage,
     AuditQuery,
     LoginRequest,
+    PasswordChange,
+    PasswordReset,
+    PasswordResetAnswer,
     TokenResponse,
     UserCreate,
     UserList,
     UserPatch,
     UserView,
 )
+from common.schemas.credentials import PASSWORD_CHANGE_REQUIRED
 
 LOGIN_PATH = "/api/auth/login"
+PASSWORD_PATH = "/api/auth/password"  # noqa: S105 (a path)
 AUTH_TAG = "auth"
 USERS_TAG = "users"
 AUDIT_TAG = "audit"
 
-UNAUTHORIZED = {401: Reply("No valid bearer token (missing, expired, forged, logged out, or the account is disabled).")}
+_MUST_CHANGE = f"the account must change its password first (`{PASSWORD_CHANGE_REQUIRED}`)"
+UNAUTHORIZED = {
+    401: Reply("No valid bearer token (missing, expired, forged, logged out, or the account is disabled)."),
+    # Every protected operation but the password change itself, after an admin reset the account's password.
+    403: Reply(f"The token is good, but {_MUST_CHANGE}."),
+}
 RATE_LIMITED = {429: Reply("Too many requests from this user; `Retry-After` says when to try again.")}
-ADMINS_ONLY = {403: Reply("The caller is not an admin.")}
+ADMINS_ONLY = {403: Reply(f"The caller is not an admin, or {_MUST_CHANGE}.")}
 _BAD_BODY = {
     400: Reply("The body is not valid JSON."),
     413: Reply("The body is too large."),
@@ -56,6 +66,23 @@ def auth_operations() -> list[Operation]:
             "Revoke the token this request carries",
             AUTH_TAG,
             {204: json_reply("Logged out: the token is refused from now on."), **UNAUTHORIZED, **RATE_LIMITED},
+        ),
+        Operation(
+            "POST",
+            PASSWORD_PATH,
+            "Change your own password (the current one and the new one)",
+            AUTH_TAG,
+            {
+                204: json_reply("Changed: the new password logs in, and every other token of the account is revoked."),
+                **_BAD_BODY,
+                401: UNAUTHORIZED[401],
+                403: Reply("The current password is not correct (the attempt is audited)."),
+                **RATE_LIMITED,
+            },
+            request_body=(PasswordChange,),
+            description="The token this request carries stays valid (with full access, if it was limited to this "
+            "operation by an admin's reset); the account's other tokens are revoked. Successes and wrong current "
+            "passwords are audited (`auth.password_change`).",
         ),
     ]
 
@@ -101,6 +128,27 @@ def account_operations() -> list[Operation]:
             },
             request_body=(UserPatch,),
             params=(_USER_ID,),
+        ),
+        Operation(
+            "POST",
+            "/api/users/{user_id}/password-reset",
+            "Reset an account's password (admins): the user must change it at their next login",
+            USERS_TAG,
+            {
+                200: json_reply(
+                    "Reset; the generated temporary password, if any, is shown only here.", PasswordResetAnswer
+                ),
+                **_BAD_BODY,
+                **UNAUTHORIZED,
+                **ADMINS_ONLY,
+                404: Reply("No account has this id."),
+                **RATE_LIMITED,
+            },
+            request_body=(PasswordReset,),
+            params=(_USER_ID,),
+            description="Sets the given temporary password, or generates one when `password` is absent. The "
+            "account's tokens are revoked; its next login answers a token good only for `POST /api/auth/password` "
+            "until the user chooses a new password. Audited (`user.password_reset`).",
         ),
         Operation(
             "GET",

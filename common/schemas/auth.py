@@ -1,7 +1,10 @@
-"""HTTP bodies of login/logout, user management and the audit trail (results_service, via the gateway).
+"""HTTP bodies of login/logout, password changes, user management and the audit trail (results_service, via the
+gateway).
 
-Passwords only ever travel inside `LoginRequest`/`UserCreate` (never in a response or a log line);
-audit details carry no patient data (names, ids, dates of birth are refused by the model).
+Passwords only ever travel inside requests (`LoginRequest`, `UserCreate`, `PasswordChange`, `PasswordReset`) and
+once in the answer to an admin's reset that generated one; never in a log line. The rules of e-mails and
+passwords are `common.schemas.credentials`'. Audit details carry no patient data (names, ids, dates of birth are
+refused by the model).
 """
 
 from __future__ import annotations
@@ -10,28 +13,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+import pydantic_core
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from common.app.pagination import Limit, Offset
 from common.auth.tokens import Role
+from common.schemas.credentials import PASSWORD_MAX, Email, LoginEmail, NewPassword
 from common.schemas.moments import Moment
 from common.schemas.text import PRINTABLE
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 ACTION_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
-PASSWORD_MIN = 12
-PASSWORD_MAX = 1024
 # Keys an audit detail may never hold: patient data and credentials.
 FORBIDDEN_DETAIL_KEYS = frozenset(
     {"patientname", "patientid", "patientbirthdate", "password", "token", "accesstoken", "authorization"}
 )
-
-
-def _normalise_email(value: str) -> str:
-    return value.strip().lower()
-
-
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN), AfterValidator(_normalise_email)]
 
 
 class Outcome(StrEnum):
@@ -47,13 +42,8 @@ class LoginRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=1, max_length=320)
+    email: LoginEmail
     password: SecretStr = Field(min_length=1, max_length=PASSWORD_MAX)
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return _normalise_email(value)
 
 
 class TokenResponse(BaseModel):
@@ -62,6 +52,11 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth 2 token type, not a secret)
     expires_at: datetime
+    must_change_password: bool = Field(
+        default=False,
+        description="The account must change its password (after an admin's reset): until it does, this token is "
+        "good only for `POST /api/auth/password`.",
+    )
 
 
 class UserCreate(BaseModel):
@@ -70,7 +65,7 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
-    password: SecretStr = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    password: NewPassword
     role: Role = Role.USER
 
 
@@ -96,6 +91,7 @@ class UserView(BaseModel):
     email: str
     role: Role
     disabled: bool
+    must_change_password: bool = False
     created_at: datetime
 
 
@@ -114,6 +110,8 @@ class TokenIntrospection(BaseModel):
     email: str | None = None
     role: Role | None = None
     reason: str | None = None
+    must_change_password: bool = False
+    """Set (with `active` false) while the account must change its password: the gateway answers 403 then."""
 
 
 class IntrospectRequest(BaseModel):
@@ -133,6 +131,64 @@ class LogoutRequest(BaseModel):
     jti: str = Field(min_length=1, max_length=64)
     sub: str = Field(min_length=1, max_length=64)
     expires_at: datetime
+
+
+class PasswordChange(BaseModel):
+    """`POST /api/auth/password`: the caller's current password and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: SecretStr = Field(min_length=1, max_length=PASSWORD_MAX)
+    new_password: NewPassword
+
+    @model_validator(mode="after")
+    def _differs(self) -> PasswordChange:
+        if self.current_password.get_secret_value() == self.new_password.get_secret_value():
+            raise ValueError("The new password must differ from the current one.")
+        return self
+
+
+class PasswordChangeRelay(PasswordChange):
+    """`POST /internal/auth/password`: the gateway relays a change with the id and subject of the (signature-checked)
+    token it came with; results_service checks the token is not revoked and the current password."""
+
+    jti: str = Field(min_length=1, max_length=64)
+    sub: str = Field(min_length=1, max_length=64)
+
+    def to_json(self) -> bytes:
+        """The body as sent (pydantic would mask the passwords)."""
+        return pydantic_core.to_json(
+            {
+                "jti": self.jti,
+                "sub": self.sub,
+                "current_password": self.current_password.get_secret_value(),
+                "new_password": self.new_password.get_secret_value(),
+            }
+        )
+
+
+class PasswordChanged(BaseModel):
+    """results_service's answer to a relayed change: the token ids it revoked (the gateway drops their cached
+    answers, so this replica refuses them at once)."""
+
+    revoked: list[str]
+
+
+class PasswordReset(BaseModel):
+    """`POST /api/users/{id}/password-reset` (admins): the temporary password, or none to have one generated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: NewPassword | None = None
+
+
+class PasswordResetAnswer(BaseModel):
+    """The account after an admin's reset and, when it was generated, the temporary password (shown only here)."""
+
+    user: UserView
+    temporary_password: str | None = Field(
+        default=None, description="The generated temporary password (absent when the admin chose it)."
+    )
 
 
 def _clean_detail(detail: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Accounts, revoked tokens and the append-only audit trail (Tortoise app `accounts`).
+"""Accounts, issued and revoked tokens and the append-only audit trail (Tortoise app `accounts`).
 
 The audit table's append-only rule is enforced by PostgreSQL (a trigger created by the
 migration rejects UPDATE, DELETE and TRUNCATE), so not even a bug here can rewrite history.
@@ -11,13 +11,19 @@ from tortoise.models import Model
 
 
 class User(Model):
-    """A person who logs in. `email` is stored lower-cased, so uniqueness is case-insensitive."""
+    """A person who logs in. `email` is stored lower-cased, so uniqueness is case-insensitive.
+
+    `must_change_password` is set by an admin's reset: until the user chooses a new password, their tokens are
+    good only for changing it.
+    """
 
     id = fields.UUIDField(primary_key=True)
     email = fields.CharField(max_length=320, unique=True)
     password_hash = fields.CharField(max_length=255)
     role = fields.CharField(max_length=16, default="user")
     disabled = fields.BooleanField(default=False)
+    must_change_password = fields.BooleanField(default=False)
+    password_changed_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -38,6 +44,19 @@ class RevokedToken(Model):
 
     class Meta:
         table = "revoked_tokens"
+
+
+class IssuedToken(Model):
+    """A token issued at login, kept until it expires, so that a password change or reset can revoke every
+    token of the account (each one becomes a `RevokedToken`, the one rule introspection checks)."""
+
+    jti = fields.CharField(max_length=64, primary_key=True)
+    user_id = fields.UUIDField(db_index=True)
+    expires_at = fields.DatetimeField(db_index=True)
+    issued_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "issued_tokens"
 
 
 class AuditEvent(Model):
