@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from single_host.processes import SERVICES, RunningSystem
 from tests.drills.clients import Ledger, sha256_of, upload_batch
@@ -30,6 +31,7 @@ from tests.drills.rig import Rig
 SETTLE_TIMEOUT = 180.0  # a deadline for the system to settle by itself, never a wait in itself
 POLL = 0.25
 EVENT_CHARS = 160
+TRAILS = 3  # unfinished instances whose log events the evidence lists
 _ADDRESS = re.compile(r"0x[0-9a-f]+")  # object addresses would make one event many
 
 
@@ -45,6 +47,7 @@ class DrillFigures:
     outcome: Outcome
     unanswered: int = 0  # files no 202 answered by the deadline
     findings: list[str] = field(default_factory=list)  # what the injection itself found wrong (orphans)
+    trails: dict[str, list[str]] = field(default_factory=dict)  # a few unfinished instances -> their log events
     log_errors: Counter[str] = field(default_factory=Counter)  # "service: event" of error-level log lines
 
     @property
@@ -62,6 +65,12 @@ class DrillFigures:
         lines += [f"lost: {line}" for line in o.lost[:limit]] + [f"duplicated: {d}" for d in o.duplicated[:limit]]
         stuck = Counter(o.stuck.values())
         lines += [f"stuck: {n} {status}" for status, n in stuck.items()]
+        named = set(self.ledger.instances.values())
+        lines += [
+            f"stuck {instance_id} ({o.stuck[instance_id]}, {'' if instance_id in named else 'not '}named by a 202, "
+            f"republished {o.reconciled.get(instance_id)}x), its log events: {', '.join(trail)}"
+            for instance_id, trail in self.trails.items()
+        ]
         lines += [f"failed: {n} with reason {reason!r}" for reason, n in Counter(o.failed.values()).items()]
         lines += [f"audit missing: {line}" for line in o.audit_missing[:limit]]
         if self.unanswered:
@@ -70,17 +79,32 @@ class DrillFigures:
         return lines
 
 
-def error_events(system: RunningSystem) -> Counter[str]:
-    """Error-level events in the services' JSON logs (a restarted service appends to its log)."""
-    events: Counter[str] = Counter()
+def _records(system: RunningSystem) -> list[tuple[str, dict[str, Any]]]:
+    """Every JSON record of the services' logs, with its service (a restarted service appends to its log)."""
+    records = []
     for name in SERVICES:
         for line in system.log_text(name).splitlines():
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
-                if isinstance(record, dict) and record.get("level") in ("error", "critical"):
-                    event = _ADDRESS.sub("0x…", str(record.get("event")))
-                    events[f"{name}: {event[:EVENT_CHARS]}"] += 1
+                if isinstance(record, dict):
+                    records.append((name, record))
+    return records
+
+
+def error_events(records: list[tuple[str, dict[str, Any]]]) -> Counter[str]:
+    """Error-level events, counted per service and event."""
+    events: Counter[str] = Counter()
+    for name, record in records:
+        if record.get("level") in ("error", "critical"):
+            event = _ADDRESS.sub("0x…", str(record.get("event")))
+            events[f"{name}: {event[:EVENT_CHARS]}"] += 1
     return events
+
+
+def trail(records: list[tuple[str, dict[str, Any]]], instance_id: str) -> list[str]:
+    """The events that name the instance, in time order: where it went before it stopped."""
+    named = [(r.get("timestamp", ""), f"{name}.{r.get('event')}") for name, r in records if instance_id in str(r)]
+    return [event for _, event in sorted(named)]
 
 
 async def run_drill(
@@ -114,6 +138,7 @@ async def run_drill(
             break
         await asyncio.sleep(POLL)
     answered = set(ledger.instances) | set(ledger.refused)
+    records = await asyncio.to_thread(_records, rig.system)
     return DrillFigures(
         fault=fault,
         files=len(files),
@@ -123,5 +148,6 @@ async def run_drill(
         outcome=outcome,
         unanswered=sum(1 for data in files if sha256_of(data) not in answered),
         findings=findings,
-        log_errors=error_events(rig.system),
+        log_errors=error_events(records),
+        trails={instance_id: trail(records, instance_id) for instance_id in list(outcome.stuck)[:TRAILS]},
     )

@@ -19,7 +19,7 @@ from tests.drills.clients import Ledger
 
 UNFINISHED = ("received", "queued", "processing")
 
-_INSTANCES = """SELECT i.id, i.status, i.reason, count(r.id) AS results,
+_INSTANCES = """SELECT i.id, i.status, i.reason, i.reconcile_attempts, count(r.id) AS results,
     count(r.id) FILTER (WHERE r.status = 'done') AS done_results
 FROM instances i LEFT JOIN results r ON r.instance_id = i.id GROUP BY i.id"""
 _ACCEPTED_TWICE = """SELECT sha256, count(*) AS n FROM upload_files WHERE status = 'accepted'
@@ -41,6 +41,7 @@ class Outcome:
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     stuck: dict[str, str] = field(default_factory=dict)  # instance id -> status
+    reconciled: dict[str, int] = field(default_factory=dict)  # stuck instance id -> jobs the reconciler republished
     failed: dict[str, str] = field(default_factory=dict)  # instance id -> reason
     audit_missing: list[str] = field(default_factory=list)
     done: int = 0
@@ -63,6 +64,7 @@ async def read_outcome(database_url: str, ledger: Ledger) -> Outcome:
                 outcome.lost.append(f"file {sha[:12]}: its 202 named instance {instance_id}, which is not recorded")
             elif row["status"] in UNFINISHED:
                 outcome.stuck[instance_id] = row["status"]
+                outcome.reconciled[instance_id] = row["reconcile_attempts"]
             elif row["status"] == "failed":
                 outcome.failed[instance_id] = str(row["reason"])
             elif row["done_results"] == 0:
@@ -74,6 +76,7 @@ async def read_outcome(database_url: str, ledger: Ledger) -> Outcome:
                 outcome.duplicated.append(f"instance {instance_id} has {row['results']} results")
             if instance_id not in ledger.instances.values() and row["status"] in UNFINISHED:
                 outcome.stuck[instance_id] = row["status"]  # registered by a cut-off request no retry named
+                outcome.reconciled[instance_id] = row["reconcile_attempts"]
         for row in await conn.fetch(_ACCEPTED_TWICE):
             outcome.duplicated.append(f"bytes {row['sha256'][:12]} accepted {row['n']} times")
         for row in await conn.fetch(_RECORDS_TWICE):
