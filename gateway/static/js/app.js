@@ -15,6 +15,7 @@ const ROUTES = [
   { pattern: /^\/studies$/, page: "studies" },
   { pattern: /^\/elements$/, page: "elements" },
   { pattern: /^\/audit$/, page: "audit", adminOnly: true },
+  { pattern: /^\/account$/, page: "account" },
 ];
 
 const FEED_LABELS = { live: "Live", connecting: "Connecting…", offline: "Offline" };
@@ -38,7 +39,8 @@ function navigate(path) {
 function updateChrome() {
   const session = getSession();
   const signedIn = Boolean(session);
-  document.getElementById("nav").hidden = !signedIn;
+  // Until a reset password is changed, the change form is the only page the API serves.
+  document.getElementById("nav").hidden = !signedIn || Boolean(session.mustChangePassword);
   document.getElementById("session").hidden = !signedIn;
   for (const item of document.querySelectorAll("[data-admin]")) item.hidden = !isAdmin();
   document.getElementById("who").textContent = signedIn ? `${session.email || session.user || ""}${isAdmin() ? " (admin)" : ""}` : "";
@@ -57,7 +59,9 @@ async function route() {
   if (!match) return navigate(session ? "/upload" : "/login");
   if (!match.r.isPublic && !session) return navigate("/login");
   if (match.r.isPublic && session) return navigate("/upload");
-  if (session) feed.start();
+  const mustChange = Boolean(session && session.mustChangePassword);
+  if (mustChange && match.r.page !== "account") return navigate("/account");
+  if (session && !mustChange) feed.start();
   updateChrome();
   if (cleanup) cleanup();
   cleanup = null;

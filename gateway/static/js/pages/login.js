@@ -41,10 +41,11 @@ export function render(view, _params, { navigate }) {
         email: claims.email || email.value,
         user: claims.sub || null,
         role: claims.role || "user",
+        mustChangePassword: Boolean(answer.must_change_password),
       });
       password.value = "";
-      announce("Logged in.");
-      navigate("/upload");
+      announce(answer.must_change_password ? "Logged in. You must change your password before continuing." : "Logged in.");
+      navigate(answer.must_change_password ? "/account" : "/upload");
     } catch (error) {
       const message = error.status === 401 ? "The e-mail address or the password is wrong." : error.message;
       status.append(errorBox(new Error(message)));
