@@ -16,7 +16,9 @@ from gateway.settings import GatewaySettings
 
 def init_app(settings: GatewaySettings) -> web.Application:
     """Build the gateway application from its settings."""
-    app = make_app("gateway")
+    # Request bodies are forwarded as they came: decoding a gzip upload here would hand ingest inflated bytes
+    # under the client's Content-Encoding (ingest refuses encoded bodies with 415 and names what it accepts).
+    app = make_app("gateway", handler_args={"auto_decompress": False})
     app[settings_key] = settings
     app.cleanup_ctx.append(
         client_session_context(

@@ -74,3 +74,8 @@ async def test_unfinished_instances_are_counted_by_status_with_the_age_of_the_ol
     oldest = samples[("dicomflow_oldest_unfinished_instance_age_seconds", (("status", "received"),))]
     assert 2999 * YEAR < oldest < 3001 * YEAR
     assert samples[("dicomflow_database_connected", ())] == 1
+
+
+async def test_the_broker_connection_state_is_reported_per_connection(client: Any) -> None:
+    samples = await scrape(client)
+    assert samples[("dicomflow_broker_connected", (("connection", "results_service"),))] == 1

@@ -184,6 +184,8 @@ async def connect(settings: BaseServiceSettings, name: str) -> AbstractRobustCon
     `amqp_connect_timeout` seconds (a service started with, or just before, the broker waits for it);
     once connected, reconnects wait `amqp_reconnect_interval` give or take half, drawn per attempt.
     """
+    from common.messaging.metrics import observe_connection  # metrics reads the topology: imported when used
+
     url = URL(settings.amqp_url).update_query(name=name, reconnect_interval=settings.amqp_reconnect_interval)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.amqp_connect_timeout
@@ -193,6 +195,7 @@ async def connect(settings: BaseServiceSettings, name: str) -> AbstractRobustCon
         connection = JitteredRobustConnection(url)
         try:
             await connection.connect(timeout=max(1.0, min(10.0, deadline - loop.time())))
+            observe_connection(name, connection)
             return connection
         except CONNECT_ERRORS as exc:
             await connection.close()
