@@ -33,8 +33,12 @@ BEGIN, END = "<!-- drills:begin -->", "<!-- drills:end -->"
 SETTLE_PER_FILE = 0.3  # extra settle deadline per file of the batch, on top of the drills' own
 
 
-def _cell(value: float | None) -> str:
-    return "not settled" if value is None else f"{value:.1f}"
+def _recovery(figures: DrillFigures) -> str:
+    if figures.recovery_seconds is not None:
+        return f"{figures.recovery_seconds:.1f}"
+    if figures.settled_seconds is not None:
+        return f"never (settled in {figures.settled_seconds:.1f})"
+    return "never (not settled)"
 
 
 def figures_lines(results: list[tuple[Fault, DrillFigures | str]], files: int, took: float) -> list[str]:
@@ -61,7 +65,7 @@ def figures_lines(results: list[tuple[Fault, DrillFigures | str]], files: int, t
         kinds = ", ".join(f"{kind} x{n}" for kind, n in figures.ledger.errors.most_common())
         lost = len(o.lost) + len(figures.ledger.refused) + figures.unanswered
         lines.append(
-            f"| {fault.name} | {fault.what} | {figures.fault_seconds:.1f} | {_cell(figures.recovery_seconds)} "
+            f"| {fault.name} | {fault.what} | {figures.fault_seconds:.1f} | {_recovery(figures)} "
             f"| {errors}{f' ({kinds})' if kinds else ''} | {lost} | {len(o.duplicated)} | {len(o.stuck)} "
             f"| {len(o.failed)} | {len(o.audit_missing)} | {len(figures.findings)} "
             f"| {'pass' if figures.passed else 'FAIL'} |"
@@ -102,9 +106,7 @@ async def run(faults: list[Fault], files: int, folder: Path) -> list[tuple[Fault
                 print(f"   error: {exc}", flush=True)
                 continue
             results.append((fault, figures))
-            print(
-                f"   {'pass' if figures.passed else 'FAIL'}, recovery {_cell(figures.recovery_seconds)} s", flush=True
-            )
+            print(f"   {'pass' if figures.passed else 'FAIL'}, recovery {_recovery(figures)}", flush=True)
             for line in figures.evidence():
                 print(f"   {line}", flush=True)
     return results

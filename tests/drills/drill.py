@@ -42,7 +42,7 @@ class DrillFigures:
     fault: Fault
     files: int
     fault_seconds: float
-    recovery_seconds: float | None  # fault end -> all done; None when not settled by the deadline
+    settled_seconds: float | None  # fault end -> nothing unfinished; None when not settled by the deadline
     ledger: Ledger
     outcome: Outcome
     unanswered: int = 0  # files no 202 answered by the deadline
@@ -55,7 +55,14 @@ class DrillFigures:
         o = self.outcome
         clean = not (o.lost or o.duplicated or o.stuck or o.failed or o.audit_missing)
         answered = not self.ledger.refused and not self.unanswered
-        return self.recovery_seconds is not None and clean and answered and not self.findings
+        return self.settled_seconds is not None and clean and answered and not self.findings
+
+    @property
+    def recovery_seconds(self) -> float | None:
+        """Fault end -> every accepted file `done` with its audit records; None if some never were."""
+        o = self.outcome
+        all_done = o.done == len(self.ledger.instances) and not (o.failed or o.lost or o.stuck)
+        return self.settled_seconds if all_done else None
 
     def evidence(self, limit: int = 5) -> list[str]:
         """A few lines per kind of failure, and the error-level log events, for a person to start from."""
@@ -128,11 +135,11 @@ async def run_drill(
             await uploads
     if not uploads.cancelled():
         uploads.result()  # an error of the clients themselves is raised here
-    recovery = None
+    settled = None
     while True:
         outcome = await read_outcome(rig.database_url, ledger)
         if outcome.settled and uploads.done() and not uploads.cancelled():
-            recovery = time.monotonic() - ended
+            settled = time.monotonic() - ended
             break
         if time.monotonic() >= deadline:
             break
@@ -143,7 +150,7 @@ async def run_drill(
         fault=fault,
         files=len(files),
         fault_seconds=ended - started,
-        recovery_seconds=recovery,
+        settled_seconds=settled,
         ledger=ledger,
         outcome=outcome,
         unanswered=sum(1 for data in files if sha256_of(data) not in answered),
