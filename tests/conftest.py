@@ -100,6 +100,18 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture
+def sample_01(samples_dir: Path) -> bytes:
+    """The brief's first sample file, as bytes."""
+    return (samples_dir / "sample-01-dicom.dcm").read_bytes()
+
+
+@pytest.fixture
+def sample_02(samples_dir: Path) -> bytes:
+    """The brief's second sample file, as bytes."""
+    return (samples_dir / "sample-02-dicom.dcm").read_bytes()
+
+
+@pytest.fixture
 async def events_exchange(amqp_prefix: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
     """The prefix's `P.events` exchange, as ingest/processor/results publish to it; deleted afterwards."""
     async for exchange in events_exchange_for(amqp_prefix):

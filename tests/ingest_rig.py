@@ -108,3 +108,25 @@ async def rig_fixture(
 def blob_files(blob_dir: Path) -> list[Path]:
     """Committed blobs (not staged temporaries)."""
     return [p for p in blob_dir.rglob("*") if p.is_file() and p.parent.name != "tmp"]
+
+
+async def gateway_with_user(rig: IngestRig, aiohttp_client: Any, **ingest_overrides: Any) -> Any:
+    """A gateway in front of the rig's results_service and a new ingest (`ingest_overrides` its settings), as a
+    test client that sends a freshly created user's bearer token."""
+    from gateway.main import init_app as init_gateway
+    from gateway.settings import GatewaySettings
+    from tests.account_helpers import PASSWORD, create_user, unique_email
+
+    ingest = await rig.make(**ingest_overrides)
+    settings = GatewaySettings(
+        results_url=str(rig.results.make_url("")).rstrip("/"),
+        ingest_url=str(ingest.make_url("")).rstrip("/"),
+        amqp_prefix=rig.names.prefix,
+        auth_cache_seconds=0,
+    )
+    client = await aiohttp_client(init_gateway(settings))
+    user = await create_user(rig.results, unique_email("uploader"))
+    login = await client.post("/api/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert login.status == 200, await login.text()
+    client.headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+    return client

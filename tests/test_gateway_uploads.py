@@ -14,10 +14,7 @@ from typing import Any
 import pytest
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
-from gateway.main import init_app as init_gateway
-from gateway.settings import GatewaySettings
-from tests.account_helpers import PASSWORD, create_user, unique_email
-from tests.ingest_rig import IngestRig, blob_files, rig_fixture  # noqa: F401  (fixture, by name)
+from tests.ingest_rig import IngestRig, blob_files, gateway_with_user, rig_fixture  # noqa: F401  (fixture, by name)
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     channel_fixture,
     results_settings_fixture,
@@ -29,19 +26,7 @@ LIMIT = 100_000
 @pytest.fixture
 async def gateway(rig: IngestRig, aiohttp_client: Any) -> Any:
     """A gateway in front of the rig's results_service and an ingest whose limit is LIMIT, with a user's token."""
-    ingest = await rig.make(upload_max_bytes=LIMIT)
-    settings = GatewaySettings(
-        results_url=str(rig.results.make_url("")).rstrip("/"),
-        ingest_url=str(ingest.make_url("")).rstrip("/"),
-        amqp_prefix=rig.names.prefix,
-        auth_cache_seconds=0,
-    )
-    client = await aiohttp_client(init_gateway(settings))
-    user = await create_user(rig.results, unique_email("uploader"))
-    login = await client.post("/api/auth/login", json={"email": user["email"], "password": PASSWORD})
-    assert login.status == 200, await login.text()
-    client.headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
-    return client
+    return await gateway_with_user(rig, aiohttp_client, upload_max_bytes=LIMIT)
 
 
 async def _chunked(data: bytes) -> AsyncIterator[bytes]:

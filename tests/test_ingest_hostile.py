@@ -40,16 +40,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def sample_01(samples_dir: Path) -> bytes:
-    return (samples_dir / "sample-01-dicom.dcm").read_bytes()
-
-
-@pytest.fixture
-def sample_02(samples_dir: Path) -> bytes:
-    return (samples_dir / "sample-02-dicom.dcm").read_bytes()
-
-
 def form_part(boundary: str, filename: bytes | None, content: bytes) -> bytes:
     """One raw `multipart/form-data` part (bytes, so that a name can hold anything a client may send)."""
     disposition = b'Content-Disposition: form-data; name="file"'

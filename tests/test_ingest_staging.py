@@ -30,11 +30,6 @@ def store(tmp_path: Path) -> BlobStore:
     return BlobStore(tmp_path / "blobs", Keyring.from_spec(generate_key_spec("k1")))
 
 
-@pytest.fixture
-def sample_01(samples_dir: Path) -> bytes:
-    return (samples_dir / "sample-01-dicom.dcm").read_bytes()
-
-
 def files_on_disk(store: BlobStore) -> list[Path]:
     return [p for p in store.root.rglob("*") if p.is_file()]
 

@@ -8,7 +8,6 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -26,16 +25,6 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
 from tests.registration_helpers import register_one
 
 DICOM = {"Content-Type": "application/dicom"}
-
-
-@pytest.fixture
-def sample_01(samples_dir: Path) -> bytes:
-    return (samples_dir / "sample-01-dicom.dcm").read_bytes()
-
-
-@pytest.fixture
-def sample_02(samples_dir: Path) -> bytes:
-    return (samples_dir / "sample-02-dicom.dcm").read_bytes()
 
 
 def as_dicom(owner: str, **headers: str) -> dict[str, str]:
