@@ -6,7 +6,8 @@
 The drills are those of tests/drills/test_drills.py (which runs them on small batches in `make test`),
 plus the outages longer than a minute and a baseline without a fault. Each runs on a system of its
 own on one private RabbitMQ node and one private PostgreSQL cluster. The figures replace the section
-between the markers of docs/reliability.md; the text around them is written by hand.
+between the markers of docs/reliability.md; the text around them is written by hand. The services'
+logs of a drill that failed are kept in var/drills/<run>/<drill>/.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.private_rabbitmq import PrivateRabbitMQ
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- drills:begin -->", "<!-- drills:end -->"
+LOGS = ROOT / "var" / "drills"  # the logs of failed drills, one folder per run
 SETTLE_PER_FILE = 0.3  # extra settle deadline per file of the batch, on top of the drills' own
 
 
@@ -105,10 +107,17 @@ async def run(faults: list[Fault], files: int, folder: Path) -> list[tuple[Fault
                 results.append((fault, " / ".join(first_lines)))
                 print(f"   error: {exc}", flush=True)
                 continue
+            finally:
+                # The blobs go; a failed drill's service logs stay for a person to read.
+                shutil.rmtree(folder / fault.name / "blobs", ignore_errors=True)
             results.append((fault, figures))
             print(f"   {'pass' if figures.passed else 'FAIL'}, recovery {_recovery(figures)}", flush=True)
             for line in figures.evidence():
                 print(f"   {line}", flush=True)
+            if figures.passed:
+                shutil.rmtree(folder / fault.name, ignore_errors=True)
+            else:
+                print(f"   the services' logs: {folder / fault.name}", flush=True)
     return results
 
 
@@ -125,8 +134,8 @@ def main(argv: list[str]) -> int:
         parser.error(f"unknown drill(s): {', '.join(unknown)}")
     faults = [known[name] for name in args.drills] or list(known.values())
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="dicomflow-drills-") as folder:
-        results = asyncio.run(run(faults, args.files, Path(folder)))
+    folder = LOGS / time.strftime("%Y%m%d-%H%M%S")
+    results = asyncio.run(run(faults, args.files, folder))
     lines = figures_lines(results, args.files, time.monotonic() - started)
     if args.drills:
         print("\n".join(lines))
