@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractConnection, AbstractExchange
 from aiohttp import web
 from tortoise import connections
 
@@ -147,16 +147,18 @@ def _job(row: Any) -> ProcessJob:
     )
 
 
-async def read_backlog(channel: AbstractChannel, topology: Topology) -> Backlog:
-    """Ready messages of `P.queued` and the two jobs queues (passive declares: nothing is created)."""
+async def read_backlog(connection: AbstractConnection, topology: Topology) -> Backlog:
+    """Ready messages of `P.queued` and the two jobs queues, read now (passive declares: nothing is created).
 
-    async def ready(name: str) -> bool:
-        queue = await channel.declare_queue(name, passive=True)
-        return bool(queue.declaration_result.message_count)
-
+    On a channel of its own, opened for this reading: aio-pika answers a repeated declare of a name on the same
+    channel from its first answer, so a long-lived channel would report one backlog forever."""
     names = topology.names
-    copies, standard, large = await asyncio.gather(ready(names.queued), ready(names.jobs), ready(names.jobs_large))
-    return Backlog(copies=copies, standard=standard, large=large)
+    async with connection.channel() as channel:
+        counts = []
+        for name in (names.queued, names.jobs, names.jobs_large):
+            queue = await channel.declare_queue(name, passive=True)
+            counts.append(bool(queue.declaration_result.message_count))
+    return Backlog(copies=counts[0], standard=counts[1], large=counts[2])
 
 
 async def reconcile_round(
@@ -200,7 +202,7 @@ async def reconcile_once(broker: Broker, bounds: Bounds) -> Round:
     """Rounds until one comes back short: read the backlogs, fail and republish, announce the failures."""
     total = Round()
     while True:
-        backlog = await read_backlog(broker.channel, broker.topology)
+        backlog = await asyncio.wait_for(read_backlog(broker.connection, broker.topology), PUBLISH_TIMEOUT)
         outcome = await reconcile_round(broker.topology.exchange, bounds, backlog)
         if outcome.failed:
             await announce(broker, outcome.failed)

@@ -26,6 +26,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     fetch,
     get_json,
     owner_fixture,
+    publish_jobs,
     register,
     results_settings_fixture,
     sha_of,
@@ -213,16 +214,16 @@ async def test_a_backlog_in_the_queue_an_instance_waits_in_excuses_its_wait(
     assert published.instance_id == queued_small
     [message] = await take(topology.jobs, 1)
     assert ProcessJob.model_validate_json(message.body).instance_id == queued_small
-    nothing_waits = await read_backlog_after_draining(channel, topology)
+    nothing_waits = await read_backlog_after_draining(client, topology)
     published_now = await round_of(topology, backlog=nothing_waits, large_job_bytes=50)
     assert sorted(job.instance_id for job in published_now) == sorted([received, queued_large])
 
 
-async def read_backlog_after_draining(channel: AbstractChannel, topology: Topology) -> Backlog:
+async def read_backlog_after_draining(client: Any, topology: Topology) -> Backlog:
     """The backlog read from the broker once the test's own queues are empty: nothing waits."""
     for queue in (topology.jobs, topology.jobs_large, topology.queued):
         await queue.purge()
-    backlog = await read_backlog(channel, topology)
+    backlog = await read_backlog(client.server.app[broker_key].connection, topology)
     assert backlog == Backlog()
     return backlog
 
@@ -260,10 +261,19 @@ async def test_a_full_pass_reads_the_backlog_and_announces_the_failures_for_the_
 ) -> None:
     [stuck] = await registered(client, owner, 1)
     await set_rows(database_url, [stuck], age="300 years", status="queued", attempts=3)
-    await read_backlog_after_draining(channel, topology)
+    await read_backlog_after_draining(client, topology)
     broker = client.server.app[broker_key]  # the app's own: the announcement goes out as the app's would
     outcome = await reconcile_once(broker, bounds(max_attempts=3))
     assert [t.instance_id for t in outcome.failed] == [stuck]
     [event] = await announced(events, 1)
     assert (event.instance_id, event.status, event.owner) == (stuck, "failed", owner)
     assert event.reason is not None and event.reason.startswith("Processing never finished")
+
+
+async def test_the_backlog_is_read_afresh_every_round(client: Any, topology: Topology, owner: str) -> None:
+    """A repeated passive declare on one channel would answer from its first reply: each read must be new."""
+    connection = client.server.app[broker_key].connection
+    await publish_jobs(topology, owner, ["f" * 32])
+    assert (await read_backlog(connection, topology)).standard is True
+    await topology.jobs.purge()
+    assert (await read_backlog(connection, topology)).standard is False

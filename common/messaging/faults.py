@@ -54,6 +54,7 @@ DATABASE_ERRORS = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.InterfaceError,  # the connection or the pool is closed
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by a server shutting down
     tortoise.exceptions.DBConnectionError,
 )
 MAX_RETRY_DELAY = 30.0
