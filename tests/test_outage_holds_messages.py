@@ -26,7 +26,7 @@ from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import LIMIT, done_result, eventually, fetch, owner_fixture, register  # noqa: F401
 from tests.private_postgres import PrivatePostgres
 from tests.queue_helpers import take
-from tests.service_auth import signing
+from tests.service_auth import as_user, signing
 
 HELD_RETRIES = LIMIT + 3  # more tries than the delivery limit would allow returns
 
@@ -99,3 +99,19 @@ async def test_results_and_status_events_published_during_a_database_outage_are_
     await take(topology.status, 0)
     await take(topology.parked, 0)  # none returned past the limit
     await take(topology.deadletters, 0)
+
+
+async def test_a_request_during_a_database_outage_is_a_503_with_retry_after_not_a_500(
+    postgres: PrivatePostgres, settings: ResultsSettings, channel: AbstractChannel, owner: str, aiohttp_client: Any
+) -> None:
+    await declare_topology(channel, settings)
+    client = await aiohttp_client(init_app(settings), middlewares=signing())
+    await asyncio.to_thread(postgres.stop)
+    try:
+        response = await client.get("/api/instances", headers=as_user(owner))
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        body = await response.json()
+        assert body["detail"].startswith("A service this request needs (database, file store or message broker)")
+    finally:
+        await asyncio.to_thread(postgres.start)

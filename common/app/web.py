@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from common.app.logs import CORRELATION_HEADER, bind_correlation_id, configure_logging, get_logger
 from common.app.problems import ProblemError, problem_response
 from common.app.settings import BaseServiceSettings
+from common.messaging.faults import is_infrastructure_error
 
 log = get_logger(__name__)
 
@@ -28,6 +29,8 @@ scrape_hooks_key = web.AppKey("scrape_hooks", list[ScrapeHook])
 """Refresh gauges that must be read from elsewhere (the broker, the database) when /metrics is scraped."""
 
 SCRAPE_HOOK_TIMEOUT = 3.0
+OUTAGE_RETRY_AFTER = 5
+"""Seconds a client is told to wait when a request failed because a dependency is down."""
 service_name_key = web.AppKey("service_name", str)
 INTERNAL_PREFIX = "/internal/"
 
@@ -86,11 +89,21 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        response = problem_response(
-            500, "An internal error occurred; it has been logged.", instance=_problem_instance(request)
-        )
+    except Exception as exc:
+        if is_infrastructure_error(exc):  # the database, the blob store or the broker is down: not the request's fault
+            log.warning("dependency_unavailable", method=request.method, path=request.path, error=repr(exc))
+            response = problem_response(
+                503,
+                "A service this request needs (database, file store or message broker) is unavailable; "
+                "try again shortly.",
+                instance=_problem_instance(request),
+                headers={"Retry-After": str(OUTAGE_RETRY_AFTER)},
+            )
+        else:
+            log.exception("unhandled_error", method=request.method, path=request.path)
+            response = problem_response(
+                500, "An internal error occurred; it has been logged.", instance=_problem_instance(request)
+            )
     elapsed = time.perf_counter() - started
     route = _route_name(request)
     REQUESTS.labels(service, request.method, route, str(response.status)).inc()
