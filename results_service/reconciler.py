@@ -35,7 +35,7 @@ from aiohttp import web
 from tortoise import connections
 
 from common.app.logs import get_logger
-from common.messaging.broker import Broker, Topology, broker_key
+from common.messaging.broker import Broker, Topology, broker_key, read_queue
 from common.messaging.jobs import job_message_id, publish_job
 from common.messaging.messages import InstanceStatus, ProcessJob
 from results_service.consumers import announce
@@ -148,17 +148,12 @@ def _job(row: Any) -> ProcessJob:
 
 
 async def read_backlog(connection: AbstractConnection, topology: Topology) -> Backlog:
-    """Ready messages of `P.queued` and the two jobs queues, read now (passive declares: nothing is created).
-
-    On a channel of its own, opened for this reading: aio-pika answers a repeated declare of a name on the same
-    channel from its first answer, so a long-lived channel would report one backlog forever."""
+    """Whether `P.queued` and the two jobs queues have ready messages now."""
     names = topology.names
-    async with connection.channel() as channel:
-        counts = []
-        for name in (names.queued, names.jobs, names.jobs_large):
-            queue = await channel.declare_queue(name, passive=True)
-            counts.append(bool(queue.declaration_result.message_count))
-    return Backlog(copies=counts[0], standard=counts[1], large=counts[2])
+    copies, standard, large = [
+        (await read_queue(connection, name))[0] > 0 for name in (names.queued, names.jobs, names.jobs_large)
+    ]
+    return Backlog(copies=copies, standard=standard, large=large)
 
 
 async def reconcile_round(

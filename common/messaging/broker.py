@@ -325,6 +325,16 @@ def broker_context(
     return context
 
 
+async def read_queue(connection: AbstractConnection, name: str) -> tuple[int, int]:
+    """(ready messages, consumers) of the queue `name`, read now with a passive declare (nothing is created).
+
+    On a channel of its own, opened for this reading: aio-pika answers a repeated declare of a name on one
+    channel from its first reply, and a missing queue closes the channel it was asked on."""
+    async with connection.channel() as channel:
+        result = (await channel.declare_queue(name, passive=True)).declaration_result
+        return result.message_count or 0, result.consumer_count or 0
+
+
 async def broker_ready(app: web.Application) -> None:
     """Readiness check: the connection and channel are open."""
     broker = app[broker_key]

@@ -13,7 +13,7 @@ import prometheus_client
 from aio_pika.abc import AbstractConnection
 from aiohttp import web
 
-from common.messaging.broker import BROKER_ERRORS, broker_key
+from common.messaging.broker import BROKER_ERRORS, broker_key, read_queue
 
 BROKER_CONNECTED = prometheus_client.Gauge(
     "dicomflow_broker_connected", "1 while this process's RabbitMQ connection is open, else 0.", ["connection"]
@@ -48,10 +48,9 @@ async def scrape_queues(app: web.Application) -> None:
     for queue_name in names.queues:
         label = _short(names.prefix, queue_name)
         try:
-            async with broker.connection.channel() as channel:
-                queue = await channel.declare_queue(queue_name, passive=True)
-                QUEUE_MESSAGES.labels(label).set(queue.declaration_result.message_count or 0)
-                QUEUE_CONSUMERS.labels(label).set(queue.declaration_result.consumer_count or 0)
+            messages, consumers = await read_queue(broker.connection, queue_name)
+            QUEUE_MESSAGES.labels(label).set(messages)
+            QUEUE_CONSUMERS.labels(label).set(consumers)
         except (*BROKER_ERRORS, aio_pika.exceptions.ChannelClosed, RuntimeError):
             QUEUE_MESSAGES.labels(label).set(-1)
             QUEUE_CONSUMERS.labels(label).set(-1)

@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import psutil  # type: ignore[import-untyped]  # a dev dependency, as in single_host.processes
 
@@ -79,24 +80,32 @@ def kill_service(name: str) -> Inject:
     return inject
 
 
-def broker_down(seconds: float) -> Inject:
+class PrivateServer(Protocol):
+    """The rig's private RabbitMQ node or PostgreSQL cluster."""
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
+def server_down(server: Callable[[Rig], PrivateServer], seconds: float) -> Inject:
+    """Stop the rig's `server` (its broker or its database) for `seconds`, then start it again."""
+
     async def inject(rig: Rig) -> list[str]:
-        await asyncio.to_thread(rig.broker.stop)
+        await asyncio.to_thread(server(rig).stop)
         await asyncio.sleep(seconds)
-        await asyncio.to_thread(rig.broker.start)
+        await asyncio.to_thread(server(rig).start)
         return []
 
     return inject
+
+
+def broker_down(seconds: float) -> Inject:
+    return server_down(lambda rig: rig.broker, seconds)
 
 
 def database_down(seconds: float) -> Inject:
-    async def inject(rig: Rig) -> list[str]:
-        await asyncio.to_thread(rig.postgres.stop)
-        await asyncio.sleep(seconds)
-        await asyncio.to_thread(rig.postgres.start)
-        return []
-
-    return inject
+    return server_down(lambda rig: rig.postgres, seconds)
 
 
 async def no_fault(rig: Rig) -> list[str]:

@@ -2,24 +2,13 @@
 
 `issued_tokens` remembers each token issued at login until it expires, so a password change can revoke the
 account's other tokens and an admin's reset all of them (through `revoked_tokens`, the rule introspection
-already applies). Tortoise's AddField adds a NOT NULL column without a database default, which fails on a table
-that has rows; `must_change_password` is added with `DEFAULT FALSE` instead (existing accounts need no change).
+already applies). `must_change_password` is added with `DEFAULT FALSE` (`AddColumnWithDefault`): existing accounts need no change.
 """
-
-from typing import Any
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
-
-class AddFlagColumn(ops.AddField):
-    """AddField for the model state; in the database, a BOOLEAN NOT NULL column with DEFAULT FALSE."""
-
-    async def database_forward(self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None) -> None:
-        if state_editor is not None:
-            await state_editor._run_sql(
-                f"ALTER TABLE users ADD COLUMN IF NOT EXISTS {self.name} BOOLEAN NOT NULL DEFAULT FALSE"
-            )
+from results_service.migrations.columns import AddColumnWithDefault
 
 
 class Migration(migrations.Migration):
@@ -44,7 +33,13 @@ class Migration(migrations.Migration):
             },
             bases=["Model"],
         ),
-        AddFlagColumn(model_name="User", name="must_change_password", field=fields.BooleanField(default=False)),
+        AddColumnWithDefault(
+            model_name="User",
+            name="must_change_password",
+            field=fields.BooleanField(default=False),
+            table="users",
+            column_sql="BOOLEAN NOT NULL DEFAULT FALSE",
+        ),
         ops.AddField(
             model_name="User",
             name="password_changed_at",
