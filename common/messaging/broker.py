@@ -11,7 +11,9 @@ Every name starts with the settings' `amqp_prefix` (P):
   of an instance still `received`. Results `result.<status>` → quorum queue `P.results`; status
   events of the workers (`status.<status>`) → quorum queue `P.status` (results_service). Audit
   records that could not be written at once (`audit.<action>`) → quorum queue `P.audit`
-  (results_service writes them, in order).
+  (results_service writes them, in order). Workers' heartbeats (`worker.heartbeat`, transient: not persistent,
+  each expiring) → one exclusive, auto-delete, bounded classic queue per results_service replica (`P.workers.<replica>`,
+  declared by that replica with `declare_heartbeat_queue`), so every replica hears every worker.
 - exchange `P.events` (fanout): the status changes results_service has committed, announced for
   the live feeds; each gateway replica binds its own exclusive queue. Nothing of results_service
   reads it, so its announcements never come back to it.
@@ -57,6 +59,9 @@ JOB_LARGE = "job.large"
 RESULT_PATTERN = "result.#"
 STATUS_PATTERN = "status.#"
 AUDIT_PATTERN = "audit.#"
+WORKER_HEARTBEAT = "worker.heartbeat"
+HEARTBEAT_QUEUE_MAX_LENGTH = 10_000
+"""Heartbeats a replica's queue holds at most (oldest dropped first): a stuck consumer cannot grow it."""
 CONNECT_ERRORS = (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, *BROKER_ERRORS)
 
 
@@ -101,6 +106,11 @@ class TopologyNames:
     @property
     def audit(self) -> str:
         return f"{self.prefix}.audit"
+
+    @property
+    def workers(self) -> str:
+        """Prefix of each results_service replica's own heartbeat queue (`P.workers.<replica>`)."""
+        return f"{self.prefix}.workers"
 
     @property
     def parked(self) -> str:
@@ -259,6 +269,25 @@ async def declare_topology(channel: AbstractChannel, settings: BaseServiceSettin
     return Topology(names, exchange, dlx, events, jobs, jobs_large, queued, results, status, audit, parked, deadletters)
 
 
+async def declare_heartbeat_queue(channel: AbstractChannel, prefix: str, replica: str, ttl: float) -> AbstractQueue:
+    """Declare and bind one consumer's own heartbeat queue: exclusive and auto-delete (it goes with its connection),
+    classic and not durable (heartbeats are worth nothing after `ttl` seconds, which is also each one's lifetime
+    in it), bounded to `HEARTBEAT_QUEUE_MAX_LENGTH` dropping the oldest. Declared on a robust channel, it is
+    declared and bound again after a reconnect."""
+    names = TopologyNames(prefix)
+    exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    arguments: dict[str, Any] = {
+        "x-message-ttl": max(1, round(ttl * 1000)),
+        "x-max-length": HEARTBEAT_QUEUE_MAX_LENGTH,
+        "x-overflow": "drop-head",
+    }
+    queue = await channel.declare_queue(
+        f"{names.workers}.{replica}", exclusive=True, auto_delete=True, arguments=arguments
+    )
+    await queue.bind(exchange, WORKER_HEARTBEAT)
+    return queue
+
+
 async def delete_topology(channel: AbstractChannel, prefix: str) -> None:
     """Remove every queue and exchange of `prefix` (tests and teardown only)."""
     names = TopologyNames(prefix)
@@ -280,8 +309,11 @@ class Publishable(Protocol):
     def model_dump_json(self) -> str: ...
 
 
-def to_amqp(model: Publishable, *, headers: dict[str, Any] | None = None) -> aio_pika.Message:
-    """A persistent JSON message carrying the current correlation id in its headers."""
+def to_amqp(
+    model: Publishable, *, headers: dict[str, Any] | None = None, expiration: float | None = None
+) -> aio_pika.Message:
+    """A persistent JSON message carrying the current correlation id in its headers; with `expiration` (seconds),
+    a transient one that the broker drops once that old (heartbeats)."""
     all_headers: dict[str, Any] = dict(headers or {})
     correlation_id = current_correlation_id()
     if correlation_id is not None:
@@ -289,7 +321,8 @@ def to_amqp(model: Publishable, *, headers: dict[str, Any] | None = None) -> aio
     return aio_pika.Message(
         body=model.model_dump_json().encode(),
         content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT if expiration is None else aio_pika.DeliveryMode.NOT_PERSISTENT,
+        expiration=expiration,
         message_id=model.message_id,
         type=model.kind,
         headers=all_headers,

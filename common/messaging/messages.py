@@ -180,3 +180,37 @@ class UploadStopRecord(Message):
     email: str | None = Field(default=None, max_length=320)
     client: str | None = Field(default=None, max_length=128)
     correlation_id: str | None = Field(default=None, max_length=128)
+
+
+class DecoderSupport(BaseModel):
+    """A transfer syntax whose pixel data a worker can decode, and the pydicom plugins that can do it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transfer_syntax_uid: str
+    name: str
+    plugins: list[str] = Field(description="pydicom decoder plugins available; empty for native (uncompressed) data.")
+
+
+class WorkerHeartbeat(Message):
+    """processor_service → every results_service replica (`worker.heartbeat`, transient): who this worker is and how
+    loaded it is now, every `WORKER_HEARTBEAT_INTERVAL` seconds; `created_at` is when it was sent. A last one with
+    `stopping` set on a clean shutdown removes the worker from the live list at once."""
+
+    kind: Literal["worker_heartbeat"] = "worker_heartbeat"
+    version: Literal[1] = 1
+    worker: str = Field(description="hostname:pid, the `worker` its results carry.")
+    host: str
+    pid: int = Field(ge=0)
+    started_at: datetime
+    queues: list[str] = Field(description="The job queues it consumes (`standard`, `large`).")
+    memory_budget_bytes: int = Field(ge=0)
+    cpu_slots: int = Field(ge=0)
+    reserved_bytes: int = Field(ge=0, description="Memory reserved by the jobs it runs now (their estimates).")
+    jobs_in_flight: int = Field(ge=0)
+    paused: bool = False
+    pause_reason: str | None = None
+    cpu_percent: float = Field(ge=0, description="CPU use of the processor and its worker processes (100 = 1 core).")
+    memory_bytes: int = Field(ge=0, description="Resident memory of the processor and its worker processes.")
+    decoders: list[DecoderSupport] = Field(default_factory=list)
+    stopping: bool = False
