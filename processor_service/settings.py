@@ -8,11 +8,12 @@ from pydantic import Field
 
 from common.app.secret_settings import BlobKeySettings
 from common.app.settings import BaseServiceSettings
+from common.messaging.heartbeats import WorkerHeartbeatSettings
 
 QueueName = Literal["standard", "large"]
 
 
-class ProcessorSettings(BaseServiceSettings, BlobKeySettings):
+class ProcessorSettings(BaseServiceSettings, BlobKeySettings, WorkerHeartbeatSettings):
     """Settings of processor_service."""
 
     processor_port: int = Field(
