@@ -14,9 +14,12 @@ from aiohttp import web
 from common.app.api_routes import Handler, Route, add_routes, handled_by
 from common.app.openapi import ApiSpec
 from common.schemas.accounts_api import account_operations, auth_operations
+from common.schemas.client_logs_api import client_log_operations
 from common.schemas.docs_api import document_operations
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
+from common.schemas.lookup import LOOKUP_MAX_BYTES
+from common.schemas.lookup_api import lookup_operations
 from common.schemas.uploads_api import feed_operations, upload_operations
 from gateway import docs, login
 from gateway.feed.protocol import handle_events
@@ -69,6 +72,10 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     _serve(app, handled_by(element_operations(), default=to_elements))
     to_download = forward_to(settings.results_url, service="results_service", timeout=streaming)
     _serve(app, handled_by(instance_operations(), {"get_instances_instance_id_file": to_download}, to_results))
+    to_lookup = forward_to(settings.results_url, service="results_service", max_body=LOOKUP_MAX_BYTES)
+    _serve(app, handled_by(lookup_operations(), default=to_lookup))
+    to_logs = forward_to(settings.results_url, service="results_service", max_body=settings.client_log_max_bytes)
+    _serve(app, handled_by(client_log_operations(), default=to_logs))
     # Uploads stream chunk by chunk to ingest_service, which owns their size limit (`UPLOAD_MAX_BYTES`).
     to_ingest = forward_to(settings.ingest_url, service="ingest_service", timeout=streaming)
     _serve(app, handled_by(upload_operations(), default=to_ingest))

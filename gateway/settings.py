@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.app.settings import BaseServiceSettings, ElementsBodyLimit
+from common.app.settings import BaseServiceSettings, ClientLogBodyLimit, ElementsBodyLimit
 from gateway.auth_settings import GatewayAuthSettings
 
 
-class GatewaySettings(BaseServiceSettings, GatewayAuthSettings, ElementsBodyLimit):
+class GatewaySettings(BaseServiceSettings, GatewayAuthSettings, ElementsBodyLimit, ClientLogBodyLimit):
     """Settings of gateway."""
 
     gateway_port: int = Field(default=8080, ge=1, le=65535, description="TCP port of gateway (`GATEWAY_PORT`).")

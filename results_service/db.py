@@ -22,7 +22,7 @@ log = get_logger(__name__)
 
 # One Tortoise app per domain: models in `results_service/models/<label>.py`, migrations in
 # `results_service/migrations/<label>/`. A new domain adds its label here.
-MODEL_APPS: tuple[str, ...] = ("elements", "accounts", "pipeline")
+MODEL_APPS: tuple[str, ...] = ("elements", "accounts", "pipeline", "client_logs")
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

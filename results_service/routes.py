@@ -10,11 +10,14 @@ from aiohttp import web
 
 from common.app.api_routes import add_routes, handled_by
 from common.schemas.accounts_api import account_operations
+from common.schemas.client_logs_api import client_log_operations
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
-from results_service import accounts, elements, instances
+from common.schemas.lookup_api import lookup_operations
+from results_service import accounts, client_logs, elements, instances
 from results_service.audit import handle_list_audit
 from results_service.instance_files import handle_file
+from results_service.instance_lookup import handle_lookup
 from results_service.registration_batch import handle_register_files
 from results_service.upload_audit import handle_upload_stop
 
@@ -53,6 +56,15 @@ def setup_routes(app: web.Application) -> None:
                 "get_instances_instance_id_preview.png": instances.handle_preview,
                 "get_instances_instance_id_file": handle_file,
                 "get_studies": instances.handle_list_studies,
+            },
+        ),
+        *handled_by(lookup_operations(), {"post_instances_lookup": handle_lookup}),
+        *handled_by(
+            client_log_operations(),
+            {
+                "post_client-logs": client_logs.handle_create,
+                "get_client-logs": client_logs.handle_list,
+                "get_client-logs_log_id": client_logs.handle_get,
             },
         ),
     ]

@@ -5,13 +5,19 @@ from __future__ import annotations
 from pydantic import Field
 
 from common.app.secret_settings import BlobKeySettings, ServiceTokenSettings
-from common.app.settings import BaseServiceSettings, ElementsBodyLimit
+from common.app.settings import BaseServiceSettings, ClientLogBodyLimit, ElementsBodyLimit
 from common.messaging.jobs import JobRoutingSettings
 from results_service.account_settings import AccountSettings
 
 
 class ResultsSettings(
-    BaseServiceSettings, AccountSettings, ServiceTokenSettings, BlobKeySettings, ElementsBodyLimit, JobRoutingSettings
+    BaseServiceSettings,
+    AccountSettings,
+    ServiceTokenSettings,
+    BlobKeySettings,
+    ElementsBodyLimit,
+    JobRoutingSettings,
+    ClientLogBodyLimit,
 ):
     """Settings of results_service."""
 

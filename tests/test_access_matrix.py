@@ -89,7 +89,7 @@ Setup = Callable[[World, str], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Probe:
-    """One request: `path` may name `{element}`, `{upload}`, `{instance}`, `{user}`, `{other_user}`."""
+    """One request: `path` may name `{element}`, `{upload}`, `{instance}`, `{log}`, `{user}`, `{other_user}`."""
 
     method: str
     path: str
@@ -203,6 +203,25 @@ EXPECTED: dict[tuple[str, str], list[Probe]] = {
     ("GET", "/api/studies/"): [Probe("GET", "/api/studies/", users(200, 200, 200))],
     ("POST", "/api/uploads"): [
         Probe("POST", "/api/uploads", users(202, 202, 202), data=SAMPLE.read_bytes(), content_type="application/dicom"),
+        Probe(
+            "POST",
+            "/api/uploads?atomic=true",
+            users(202, 202, 202),
+            data=SAMPLE.read_bytes(),
+            content_type="application/dicom",
+        ),
+    ],
+    # The resume check answers every caller about their own files only (200, an empty list for the others).
+    ("POST", "/api/instances/lookup"): [
+        Probe("POST", "/api/instances/lookup", users(200, 200, 200), body=json_body({"sha256": ["0" * 64]})),
+    ],
+    ("POST", "/api/client-logs"): [
+        Probe("POST", "/api/client-logs", users(201, 201, 201), data=b"a log line\n", content_type="text/plain"),
+    ],
+    ("GET", "/api/client-logs"): [Probe("GET", "/api/client-logs", users(200, 200, 200))],
+    ("GET", "/api/client-logs/{log_id}"): [
+        Probe("GET", "/api/client-logs/{log}", users(200, 404, 200)),
+        Probe("GET", "/api/client-logs/{missing}", users(404, 404, 404)),
     ],
     ("GET", "/"): [Probe("GET", "/", everyone(200))],
     ("GET", "/index.html"): [Probe("GET", "/index.html", everyone(200))],
@@ -316,10 +335,15 @@ async def owner_resources(world: World) -> dict[str, str]:
     element = {"id": f"own-{uuid.uuid4().hex[:10]}", "data": ["1 2 3"], "deviceName": "RX 1"}
     async with world.gateway.post("/api/elements/", json=element, headers=world.headers["owner"]) as response:
         assert response.status == 201
+    log_headers = {**world.headers["owner"], "Content-Type": "text/plain"}
+    async with world.gateway.post("/api/client-logs", data=b"the owner's log\n", headers=log_headers) as response:
+        assert response.status == 201
+        log_id = (await response.json())["id"]
     return {
         "upload": receipt["upload_id"],
         "instance": instance_id,
         "element": element["id"],
+        "log": log_id,
         "missing": uuid.uuid4().hex,
         "other_user": world.ids["other"],
     }
@@ -378,7 +402,13 @@ async def check_probe(world: World, probe: Probe, names: dict[str, str]) -> list
             failures.append(f"{label}: {status} is not problem+json")
         elif identity == "other" and status == 404 and "{missing}" not in probe.path:
             # Someone else's resource must answer exactly what a missing one answers (ids aside).
-            missing = {**names, "instance": names["missing"], "upload": names["missing"], "element": MISSING_ELEMENT}
+            missing = {
+                **names,
+                "instance": names["missing"],
+                "upload": names["missing"],
+                "log": names["missing"],
+                "element": MISSING_ELEMENT,
+            }
             plain = Probe(probe.method, probe.path, probe.expected, probe.body)
             _, missing_body, _ = await send(world, plain, identity, missing)
             known = {**names, "fresh": world.fresh_element}

@@ -14,9 +14,11 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from common.app.api_routes import handled_by
 from common.app.openapi import ApiSpec, Operation, Reply
 from common.schemas.accounts_api import account_operations
+from common.schemas.client_logs_api import client_log_operations
 from common.schemas.elements import ElementOut
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
+from common.schemas.lookup_api import lookup_operations
 from common.schemas.uploads_api import upload_operations
 from gateway.keys import api_spec_key
 from gateway.main import init_app
@@ -160,7 +162,13 @@ async def test_every_api_route_of_the_gateway_has_exactly_one_operation_and_ever
 async def test_results_service_and_ingest_route_the_operations_they_answer_and_nothing_else_under_api() -> None:
     results = init_results(ResultsSettings())
     assert registered_api_routes(results) == operation_routes(
-        [*account_operations(), *element_operations(), *instance_operations()]
+        [
+            *account_operations(),
+            *element_operations(),
+            *instance_operations(),
+            *lookup_operations(),
+            *client_log_operations(),
+        ]
     )
     ingest = init_ingest(IngestSettings())
     assert registered_api_routes(ingest) == operation_routes(upload_operations())

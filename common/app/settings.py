@@ -62,3 +62,15 @@ class ElementsBodyLimit(BaseSettings):
         ge=1,
         description="Largest body accepted by POST/PUT/PATCH /api/elements, in bytes (`ELEMENTS_MAX_BODY`).",
     )
+
+
+class ClientLogBodyLimit(BaseSettings):
+    """The client-log upload's body limit, enforced by both the gateway and results_service: one definition."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    client_log_max_bytes: int = Field(
+        default=1024**2,
+        ge=1,
+        description="Largest body accepted by POST /api/client-logs, in bytes; more is a 413 (`CLIENT_LOG_MAX_BYTES`).",
+    )
