@@ -21,6 +21,7 @@ from common.schemas.instances_api import instance_operations
 from common.schemas.lookup import LOOKUP_MAX_BYTES
 from common.schemas.lookup_api import lookup_operations
 from common.schemas.uploads_api import feed_operations, upload_operations
+from common.schemas.workers_api import worker_operations
 from gateway import docs, login
 from gateway.feed.protocol import handle_events
 from gateway.keys import api_spec_key
@@ -76,6 +77,7 @@ def setup_routes(app: web.Application, settings: GatewaySettings) -> None:
     _serve(app, handled_by(lookup_operations(), default=to_lookup))
     to_logs = forward_to(settings.results_url, service="results_service", max_body=settings.client_log_max_bytes)
     _serve(app, handled_by(client_log_operations(), default=to_logs))
+    _serve(app, handled_by(worker_operations(), default=to_results))  # the live worker list (admins)
     # Uploads stream chunk by chunk to ingest_service, which owns their size limit (`UPLOAD_MAX_BYTES`).
     to_ingest = forward_to(settings.ingest_url, service="ingest_service", timeout=streaming)
     _serve(app, handled_by(upload_operations(), default=to_ingest))

@@ -21,6 +21,7 @@ from results_service.metrics import scrape_pipeline
 from results_service.reconciler import reconciler_context
 from results_service.routes import setup_routes
 from results_service.settings import ResultsSettings
+from results_service.workers import setup_workers
 
 
 async def database(_: web.Application) -> None:
@@ -40,6 +41,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     app.cleanup_ctx.append(consumers_context(settings))
     app.cleanup_ctx.append(audit_consumer_context(settings))
     app.cleanup_ctx.append(reconciler_context(settings))
+    setup_workers(app, settings)  # the live worker list, fed by heartbeats
     app[readiness_checks_key].append(database)
     app[readiness_checks_key].append(broker_ready)
     app[scrape_hooks_key].extend([scrape_queues, scrape_pipeline])

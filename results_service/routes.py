@@ -14,12 +14,14 @@ from common.schemas.client_logs_api import client_log_operations
 from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
 from common.schemas.lookup_api import lookup_operations
+from common.schemas.workers_api import worker_operations
 from results_service import accounts, client_logs, elements, instances
 from results_service.audit import handle_list_audit
 from results_service.instance_files import handle_file
 from results_service.instance_lookup import handle_lookup
 from results_service.registration_batch import handle_register_files
 from results_service.upload_audit import handle_upload_stop
+from results_service.workers import handle_list_workers
 
 
 def setup_routes(app: web.Application) -> None:
@@ -67,6 +69,7 @@ def setup_routes(app: web.Application) -> None:
                 "get_client-logs_log_id": client_logs.handle_get,
             },
         ),
+        *handled_by(worker_operations(), {"get_workers": handle_list_workers}),
     ]
     add_routes(app.router, public)
     app.router.add_post("/internal/registrations", handle_register_files)

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from common.app.secret_settings import BlobKeySettings, ServiceTokenSettings
 from common.app.settings import BaseServiceSettings, ClientLogBodyLimit, ElementsBodyLimit
+from common.messaging.heartbeats import WorkerHeartbeatSettings
 from common.messaging.jobs import JobRoutingSettings
 from results_service.account_settings import AccountSettings
 
@@ -18,6 +19,7 @@ class ResultsSettings(
     ElementsBodyLimit,
     JobRoutingSettings,
     ClientLogBodyLimit,
+    WorkerHeartbeatSettings,
 ):
     """Settings of results_service."""
 

@@ -173,6 +173,7 @@ EXPECTED: dict[tuple[str, str], list[Probe]] = {
         Probe("POST", f"/api/users/{uuid.UUID(int=0)}/password-reset", users(403, 403, 404), body=json_body({})),
     ],
     ("GET", "/api/audit"): [Probe("GET", "/api/audit?limit=5", users(403, 403, 200))],
+    ("GET", "/api/workers"): [Probe("GET", "/api/workers", users(403, 403, 200))],
     ("GET", "/api/openapi.json"): [Probe("GET", "/api/openapi.json", everyone(200))],
     ("GET", "/api/docs"): [Probe("GET", "/api/docs", everyone(200))],
     ("GET", "/api/asyncapi.json"): [Probe("GET", "/api/asyncapi.json", everyone(200))],

@@ -20,6 +20,7 @@ from common.schemas.elements_api import element_operations
 from common.schemas.instances_api import instance_operations
 from common.schemas.lookup_api import lookup_operations
 from common.schemas.uploads_api import upload_operations
+from common.schemas.workers_api import worker_operations
 from gateway.keys import api_spec_key
 from gateway.main import init_app
 from gateway.settings import GatewaySettings
@@ -168,6 +169,7 @@ async def test_results_service_and_ingest_route_the_operations_they_answer_and_n
             *instance_operations(),
             *lookup_operations(),
             *client_log_operations(),
+            *worker_operations(),
         ]
     )
     ingest = init_ingest(IngestSettings())

@@ -15,6 +15,7 @@ const ROUTES = [
   { pattern: /^\/studies$/, page: "studies" },
   { pattern: /^\/elements$/, page: "elements" },
   { pattern: /^\/audit$/, page: "audit", adminOnly: true },
+  { pattern: /^\/workers$/, page: "workers", adminOnly: true },
   { pattern: /^\/account$/, page: "account" },
 ];
 
