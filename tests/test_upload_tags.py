@@ -99,7 +99,7 @@ async def test_file_meta_group_length_is_recomputed_and_sop_instance_uid_follows
 
 async def test_a_file_whose_tags_already_agree_is_sent_as_it_is(sample: Path) -> None:
     copy = await TagRewriter(rules("PatientID=Anon474899"), {}).prepare(sample)
-    assert copy.changes == [] and copy.header == b""
+    assert copy.changes == [] and copy.header_size == 0
     assert await copy.sha256() == sha256_of(sample)
 
 
@@ -143,7 +143,7 @@ async def test_a_file_that_is_not_dicom_is_refused_alone_and_a_truncated_one_kee
     assert [bool(c.error) for c in checks] == [True, False, False]
     assert "cannot be read as DICOM" in (checks[0].error or "")
     copy = await rewriter.prepare(cut)  # the server judges the copy, which lacks what the original lacks
-    assert (await stream(copy))[len(copy.header) :] == cut.read_bytes()[copy.rest_offset :]
+    assert (await stream(copy))[copy.header_size :] == cut.read_bytes()[copy.rest_offset :]
 
 
 async def test_text_in_a_character_set_that_holds_it_is_written(sample: Path, tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ async def test_a_big_multi_frame_file_is_rewritten_in_bounded_memory(tmp_path: P
         seen = 0
         async for chunk in copy.chunks():
             sent.update(chunk)
-            tail_start = max(0, len(copy.header) - seen)
+            tail_start = max(0, copy.header_size - seen)
             tail.update(chunk[tail_start:])
             seen += len(chunk)
         first_pass = await copy.sha256()
@@ -324,4 +324,4 @@ async def test_verify_lists_each_disagreement_and_dry_run_every_change(
 async def test_concurrent_copies_of_one_file_stream_the_same_bytes(sample: Path) -> None:
     copy = await TagRewriter(rules("PatientID=x"), {}).prepare(sample)
     first, second = await asyncio.gather(stream(copy), stream(copy))
-    assert first == second and os.path.getsize(sample) - copy.rest_offset == len(first) - len(copy.header)
+    assert first == second and os.path.getsize(sample) - copy.rest_offset == len(first) - copy.header_size

@@ -5,7 +5,9 @@ deferred; the changed elements are set and the header is written again (the orig
 with its group length recomputed, the same transfer syntax; unchanged elements keep their raw bytes). The copy
 is that new header followed by the original's bytes from its Pixel Data element onward, read in chunks, so a
 2 GB multi-frame file costs its header and one chunk. A file without pixel data (a structured report) is all
-header. A file none of whose tags change is streamed as it is, so its SHA-256 is the original's.
+header. A file none of whose tags change is streamed as it is, so its SHA-256 is the original's. The new header
+is not kept between uses: it is encoded again (the same bytes) for each stream, so a run that prepares thousands
+of files holds a few numbers per file, not their headers.
 
 Refused, per file (`TagRewriteError`): a file pydicom cannot read as Part 10, and the deflated transfer syntax
 (1.2.840.10008.1.2.1.99), whose whole dataset is one deflate stream: rewriting it means inflating and
@@ -16,11 +18,12 @@ changes, or inflate them first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import os
 import struct
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -67,16 +70,17 @@ class _Source:
 class RewrittenFile:
     """A file's copy, ready to stream as often as needed (one `chunks()` per attempt).
 
-    `header` replaces the original's first `rest_offset` bytes; `size` is the copy's length. Unchanged files have
-    an empty header and `rest_offset` 0: the copy is the original.
+    A new header of `header_size` bytes replaces the original's first `rest_offset` bytes; `size` is the copy's
+    length. Unchanged files have no header and `rest_offset` 0: the copy is the original.
     """
 
     path: Path
     changes: list[TagChange]
-    header: bytes
+    header_size: int
     rest_offset: int
     size: int
     _source: _Source
+    _encode: Callable[[], bytes] | None = field(default=None, repr=False)
     _digest: str | None = field(default=None, repr=False)
 
     async def chunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
@@ -84,8 +88,10 @@ class RewrittenFile:
         read (its rest would no longer match the header)."""
         handle = await asyncio.to_thread(_open_unchanged, self.path, self._source)
         try:
-            for start in range(0, len(self.header), chunk_size):
-                yield self.header[start : start + chunk_size]
+            header = await asyncio.to_thread(self._encode) if self._encode is not None else b""
+            for start in range(0, len(header), chunk_size):
+                yield header[start : start + chunk_size]
+            del header
             await asyncio.to_thread(handle.seek, self.rest_offset)
             while chunk := await asyncio.to_thread(handle.read, chunk_size):
                 yield chunk
@@ -138,9 +144,25 @@ class TagRewriter:
         return await asyncio.to_thread(self._prepare, path)
 
     def _prepare(self, path: Path) -> RewrittenFile:
+        changes, header, source = self._rewrite(path)
+        if not changes:
+            return RewrittenFile(path, [], 0, 0, source.size, source)
+        size = len(header) + source.size - source.rest_offset
+        encode = functools.partial(self._header_again, path, source, len(header))
+        return RewrittenFile(path, changes, len(header), source.rest_offset, size, source, encode)
+
+    def _header_again(self, path: Path, source: _Source, length: int) -> bytes:
+        """The header `_prepare` encoded, encoded again for one stream; TagRewriteError if the file changed."""
+        _, header, now = self._rewrite(path)
+        if now != source or len(header) != length:
+            raise TagRewriteError(f"{path}: the file changed after its tags were read; run again")
+        return header
+
+    def _rewrite(self, path: Path) -> tuple[list[TagChange], bytes, _Source]:
+        """The changes and the new header (empty when nothing changes)."""
         ds, changes, typed, source = self._plan(path)
         if not changes:
-            return RewrittenFile(path, [], b"", 0, source.size, source)
+            return [], b"", source
         for rule in self.rules:
             if rule.keyword in typed:
                 ds[rule.tag] = DataElement(rule.tag, rule.vr, typed[rule.keyword])
@@ -151,9 +173,7 @@ class TagRewriter:
             ds.save_as(buffer, enforce_file_format=True)
         except Exception as e:  # pydicom raises many types on an element it cannot encode again
             raise TagRewriteError(f"{path}: the header cannot be written again: {type(e).__name__}: {e}") from None
-        header = buffer.getvalue()
-        size = len(header) + source.size - source.rest_offset
-        return RewrittenFile(path, changes, header, source.rest_offset, size, source)
+        return changes, buffer.getvalue(), source
 
     def _plan(self, path: Path) -> tuple[FileDataset, list[TagChange], dict[str, Any], _Source]:
         """Read the header; the changes, the typed new values by keyword, and where the original's rest begins."""
