@@ -9,9 +9,10 @@ PACKAGES := common gateway ingest_service processor_service results_service sing
 
 .DEFAULT_GOAL := help
 .PHONY: help venv preflight setup up test test-quick lint format bench drills clean
+.PHONY: wheels base-image image
 
 help: ## Show this help.
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "dicomflow needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -77,6 +78,36 @@ bench: preflight $(ORTHANC) ## Run the benchmarks under bench/; their figures go
 # The drills start their own RabbitMQ node and PostgreSQL cluster on free ports (never the machine's shared ones).
 drills: venv ## Fault drills on 500 files each (kill -9, broker and database restarts); figures into docs/reliability.md.
 	$(PY) -m tests.drills
+
+# The container image (Containerfile): one image for the four services, built with podman (or docker) from wheels
+# made here beforehand, so the build itself downloads nothing (air-gapped sites copy build/wheels).
+# BASE_IMAGE empty means the Containerfile's pinned python:3.11-slim-bookworm; where registries are unreachable,
+# `make base-image` makes one from Debian's archive: make image BASE_IMAGE=localhost/dicomflow-base:bookworm
+ENGINE ?= $(shell command -v podman || command -v docker)
+VERSION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+IMAGE ?= localhost/dicomflow:$(VERSION)
+BASE_IMAGE ?=
+DICOMFLOW_BASE ?= localhost/dicomflow-base:bookworm
+# podman's default isolation needs a working OCI runtime; chroot isolation builds anywhere podman runs.
+BUILD_FLAGS ?= $(if $(findstring podman,$(notdir $(ENGINE))),--isolation chroot)
+WHEELS := build/wheels/.stamp
+
+$(WHEELS): requirements.lock pyproject.toml | $(STAMP)
+	@mkdir -p build
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > build/requirements-runtime.txt
+	rm -rf build/wheels
+	$(PY) -m pip wheel --quiet --disable-pip-version-check -r build/requirements-runtime.txt -c requirements.lock -w build/wheels
+	@touch $@
+
+wheels: $(WHEELS) ## Wheels of the runtime dependencies (pinned by requirements.lock) into build/wheels, for the image.
+
+base-image: ## A python3.11 base image from Debian's archive (debootstrap, root): for sites that cannot pull one.
+	image/base-image.sh $(DICOMFLOW_BASE)
+
+image: $(WHEELS) ## Build the services' image (IMAGE=localhost/dicomflow:<commit>) with podman or docker (BASE_IMAGE=... to change the base).
+	@test -n "$(ENGINE)" || { echo "make image needs podman or docker" >&2; exit 1; }
+	$(ENGINE) build $(BUILD_FLAGS) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		--build-arg VERSION=$(VERSION) -t $(IMAGE) -f Containerfile .
 
 clean: ## Remove the virtual environment, caches and local data.
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var bench/out *.egg-info
