@@ -3,7 +3,8 @@
 What is wrong with the request as a whole is refused before anything is read or written: a content
 type or `Content-Encoding` not accepted (415: a compressed body is refused, not decoded; files travel
 compressed inside a zip archive, whose limits are checked before any entry is inflated), a declared
-length over the limit (413), an empty body (400).
+length over the limit (413), an empty body (400). `?atomic=true` takes the files all or nothing
+(`ingest_service.atomic`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from collections.abc import AsyncGenerator
 from aiohttp import web
 from aiohttp.hdrs import CONTENT_ENCODING
 
+from common.app.bodies import read_query
 from common.app.logs import get_logger
 from common.app.problems import BadRequest, PayloadTooLarge, ProblemError, UnsupportedMediaType, problem_response
 from common.auth.identity import Caller, request_caller
 from common.messaging.broker import broker_key
-from common.schemas.uploads import UploadReceipt
+from common.schemas.uploads import UploadQuery, UploadReceipt
 from ingest_service.archives import zip_files
+from ingest_service.atomic import AtomicIntake
 from ingest_service.intake import Intake
 from ingest_service.keys import blob_store_key, registrar_key, settings_key, stop_reporter_key
 from ingest_service.parts import (
@@ -86,12 +89,13 @@ async def handle_upload(request: web.Request) -> web.Response:
     """Take every file of the body; 202 with one outcome per file, or a problem naming the files already taken."""
     app = request.app
     settings = app[settings_key]
+    query = read_query(request, UploadQuery)
     _check_encoding(request)
     _check_length(request, settings.upload_max_bytes)
     meter = BodyMeter(settings.upload_max_bytes)
     files = _files_of(request, meter)
     caller = request_caller(request)
-    intake = Intake(
+    intake = (AtomicIntake if query.atomic else Intake)(
         settings=settings,
         store=app[blob_store_key],
         topology=app[broker_key].topology,
@@ -103,6 +107,8 @@ async def handle_upload(request: web.Request) -> web.Response:
         async with contextlib.aclosing(files):
             async for incoming in files:
                 await intake.take(incoming)
+        if isinstance(intake, AtomicIntake):
+            await intake.finish()
         if not intake.registered_files:
             empty = len(intake.files)
             raise BadRequest(
@@ -119,5 +125,8 @@ async def handle_upload(request: web.Request) -> web.Response:
             upload_id=intake.upload_id,
             files=[f.model_dump(mode="json") for f in intake.files],
         )
+    finally:
+        if isinstance(intake, AtomicIntake):
+            await intake.discard()
     receipt = UploadReceipt(upload_id=intake.upload_id, files=intake.files)
     return web.json_response(receipt.model_dump(mode="json"), status=202)

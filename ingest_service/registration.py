@@ -13,19 +13,30 @@ waiting for a call: nothing in it decides an instance's state.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from common.app.logs import CORRELATION_HEADER, current_correlation_id, get_logger
 from common.app.problems import ServiceUnavailable
 from common.auth.identity import Caller
 from common.auth.service_tokens import ServiceSigner
 from common.schemas.instances import FileRegistered, FileRegistration
-from common.schemas.registrations import MAX_BATCH, RegistrationBatch, RegistrationBatchAnswer, RegistrationItem
+from common.schemas.registrations import (
+    MAX_BATCH,
+    AtomicRegistration,
+    AtomicRegistrationAnswer,
+    RegistrationBatch,
+    RegistrationBatchAnswer,
+    RegistrationItem,
+)
 
 log = get_logger(__name__)
+
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 class ResultsUnavailable(ServiceUnavailable):
@@ -53,6 +64,7 @@ class Registrar:
         self.session = session
         self.signer = signer
         self.url = f"{results_url.rstrip('/')}/internal/registrations"
+        self.atomic_url = f"{self.url}/atomic"
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self._waiting: list[_Pending] = []
@@ -110,23 +122,59 @@ class Registrar:
                     ),
                 )
 
+    async def register_all(
+        self, upload_id: str, registrations: list[FileRegistration], caller: Caller
+    ) -> list[FileRegistered]:
+        """Register every file of an all-or-nothing upload in one call and one transaction of results_service, with
+        the time of one batch call per MAX_BATCH files; ResultsUnavailable when it did not (then nothing is
+        registered, unless the answer was lost after the commit: the reconciler publishes those instances' jobs)."""
+        upload = AtomicRegistration(
+            upload_id=upload_id,
+            files=registrations,
+            email=caller.email[:320] if caller.email else None,
+            client=caller.client[:128] if caller.client else None,
+            correlation_id=current_correlation_id(),
+        )
+        timeout = self.timeout * math.ceil(len(registrations) / MAX_BATCH)
+        answer = await self._send(
+            self.atomic_url,
+            upload.model_dump_json(),
+            AtomicRegistrationAnswer,
+            len(registrations),
+            timeout,
+            upload.correlation_id,
+        )
+        if len(answer.files) != len(registrations):
+            raise ResultsUnavailable("results_service answered a different number of registrations than it was sent")
+        return answer.files
+
     async def _post(self, items: list[RegistrationItem]) -> RegistrationBatchAnswer:
-        # The batch mixes callers (each item names its own): the token vouches for ingest_service alone.
-        headers = {"Content-Type": "application/json", **self.signer.headers("results_service")}
-        if len(items) == 1 and items[0].correlation_id is not None:
-            headers[CORRELATION_HEADER] = items[0].correlation_id
         body = RegistrationBatch(items=items).model_dump_json()
+        correlation_id = items[0].correlation_id if len(items) == 1 else None
+        answers = await self._send(self.url, body, RegistrationBatchAnswer, len(items), self.timeout, correlation_id)
+        if len(answers.items) != len(items):
+            raise ResultsUnavailable("results_service answered a different number of registrations than it was sent")
+        return answers
+
+    async def _send(
+        self, url: str, body: str, answer: type[AnswerT], files: int, timeout: float, correlation_id: str | None
+    ) -> AnswerT:
+        """One registration call; any failure, an answer other than 200 included, is ResultsUnavailable."""
+        # A batch mixes callers (each item names its own): the token vouches for ingest_service alone.
+        headers = {"Content-Type": "application/json", **self.signer.headers("results_service")}
+        if correlation_id is not None:
+            headers[CORRELATION_HEADER] = correlation_id
         try:
             async with self.session.post(
-                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 payload = await response.read()
                 if response.status != 200:
                     raise ResultsUnavailable(
-                        f"results_service answered {response.status} when registering {len(items)} file(s); "
+                        f"results_service answered {response.status} when registering {files} file(s); "
                         "retry the files not yet accepted"
                     )
-            answers = RegistrationBatchAnswer.model_validate_json(payload)
+            return answer.model_validate_json(payload)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ResultsUnavailable(
                 f"results_service is unreachable ({type(exc).__name__}); retry the files not yet accepted"
@@ -135,9 +183,6 @@ class Registrar:
             raise ResultsUnavailable(
                 "results_service answered a registration this service does not understand"
             ) from exc
-        if len(answers.items) != len(items):
-            raise ResultsUnavailable("results_service answered a different number of registrations than it was sent")
-        return answers
 
     async def close(self) -> None:
         """Wait for the calls in flight, so no registration is cut off half-way."""

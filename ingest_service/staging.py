@@ -68,20 +68,40 @@ async def _replay(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterato
         yield chunk
 
 
+def _validate_whole(data: bytes) -> DicomMetadata:
+    """The header of a whole file held in memory; Refused (with its hash and size) when it is not valid."""
+    try:
+        return validate_file(io.BytesIO(data))
+    except InvalidDicom as exc:
+        raise Refused(exc.reason, hashlib.sha256(data).hexdigest(), len(data)) from exc
+
+
 def store_whole(store: BlobStore, pieces: list[bytes]) -> StoredFile:
     """Validate a whole file held in memory, then write it (encrypted, fsynced, renamed); blocking.
 
     Raises Refused when it is not valid. The benchmark's design floor runs this same function alone.
     """
     data = b"".join(pieces)
-    try:
-        metadata = validate_file(io.BytesIO(data))
-    except InvalidDicom as exc:
-        raise Refused(exc.reason, hashlib.sha256(data).hexdigest(), len(data)) from exc
+    metadata = _validate_whole(data)
     return StoredFile(store.put_bytes_sync(data), len(data), metadata)
 
 
-async def _store_streamed(store: BlobStore, chunks: AsyncIterator[bytes], max_bytes: int | None) -> StoredFile:
+@dataclass(frozen=True)
+class StagedDicom:
+    """A valid DICOM file sealed into the store's `tmp/`, not yet committed: `commit` or `discard` it."""
+
+    staged: StagedFile
+    metadata: DicomMetadata
+
+    @property
+    def stored(self) -> StoredFile:
+        """What it will be once committed."""
+        return StoredFile(self.staged.sha256, self.staged.size, self.metadata)
+
+
+async def _stage_streamed(store: BlobStore, chunks: AsyncIterator[bytes], max_bytes: int | None) -> StagedDicom:
+    """Seal the chunks into `tmp/`, then validate the staged file through a decrypting reader; a refused or failed
+    file is discarded."""
     try:
         staged: StagedFile = await store.write_stream(chunks, max_bytes=max_bytes)
     except BlobTooLarge as exc:
@@ -94,8 +114,18 @@ async def _store_streamed(store: BlobStore, chunks: AsyncIterator[bytes], max_by
     except BaseException:
         await store.discard(staged)
         raise
-    await store.commit(staged)
-    return StoredFile(staged.sha256, staged.size, metadata)
+    return StagedDicom(staged, metadata)
+
+
+async def _store_streamed(store: BlobStore, chunks: AsyncIterator[bytes], max_bytes: int | None) -> StoredFile:
+    staged = await _stage_streamed(store, chunks, max_bytes)
+    await store.commit(staged.staged)
+    return staged.stored
+
+
+async def _chunks_of(head: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
 
 
 async def store_file(
@@ -107,5 +137,21 @@ async def store_file(
         if whole:
             return await asyncio.to_thread(store_whole, store, head)
         return await _store_streamed(store, _replay(head, chunks), max_bytes)
+    except UnreadableFile as exc:
+        raise Refused(exc.reason) from exc
+
+
+async def stage_file(
+    store: BlobStore, chunks: AsyncIterator[bytes], *, max_bytes: int | None, memory_limit: int
+) -> StagedDicom:
+    """Read, validate and seal one file into `tmp/` without committing it (all-or-nothing uploads decide later);
+    raise Refused with a reason a person can act on. A small file is validated in memory first, so a refused one
+    never touches the disk."""
+    try:
+        head, whole = await _read_head(chunks, memory_limit, max_bytes)
+        if whole:
+            metadata = await asyncio.to_thread(_validate_whole, b"".join(head))
+            return StagedDicom(await store.write_stream(_chunks_of(head)), metadata)
+        return await _stage_streamed(store, _replay(head, chunks), max_bytes)
     except UnreadableFile as exc:
         raise Refused(exc.reason) from exc

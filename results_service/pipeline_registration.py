@@ -19,7 +19,9 @@ one SQL statement (`REGISTER_SQL`) that decides every case itself, with no secon
 
 A batch runs its files' statements in one transaction (one commit), in (owner, sha256) order so
 that concurrent batches lock the owner's instances in one order; a deadlock that still happens
-(e.g. between replays) rolls the transaction back and the same statements run again.
+(e.g. between replays) rolls the transaction back and the same statements run again. An all-or-nothing
+upload (`register_all`) is one such transaction holding every file of the upload, which a file of another
+owner's upload rolls back whole.
 """
 
 from __future__ import annotations
@@ -131,21 +133,38 @@ async def register_files(items: Sequence[RegistrationRequest]) -> list[Registrat
     A file of another owner's upload is answered with its Conflict (and audited as denied); the others
     are registered all the same.
     """
+    rows = await _run_with_retries(items, all_or_nothing=False)
+    return [_outcome(items[n][0], rows[n]) for n in range(len(items))]
+
+
+async def register_all(items: Sequence[RegistrationRequest]) -> list[Registration]:
+    """Register every file of an all-or-nothing upload in one transaction, or none: a file of another owner's upload
+    raises its Conflict and rolls every statement of the call back (its `denied` audit record included)."""
+    rows = await _run_with_retries(items, all_or_nothing=True)
+    return [outcome for n in range(len(items)) if isinstance(outcome := _outcome(items[n][0], rows[n]), Registration)]
+
+
+async def _run_with_retries(items: Sequence[RegistrationRequest], *, all_or_nothing: bool) -> dict[int, Any]:
     order = sorted(range(len(items)), key=lambda n: (items[n][1].owner, items[n][1].sha256 or ""))
     attempt = 1
     while True:
         try:
-            rows = await _run(items, order)
+            return await _run(items, order, all_or_nothing)
         except DeadlockDetectedError:
             if attempt == DEADLOCK_ATTEMPTS:
                 raise
             log.info("registration_batch_deadlock", size=len(items), attempt=attempt)
             attempt += 1
-            continue
-        return [_outcome(items[n][0], rows[n]) for n in range(len(items))]
 
 
-async def _run(items: Sequence[RegistrationRequest], order: list[int]) -> dict[int, Any]:
-    """Each item's statement, in `order`, in one transaction; the rows by item position."""
+async def _run(items: Sequence[RegistrationRequest], order: list[int], all_or_nothing: bool) -> dict[int, Any]:
+    """Each item's statement, in `order`, in one transaction; the rows by item position. All or nothing: the first
+    file of another owner's upload raises its Conflict, which rolls the transaction back."""
     async with connections.get("default").acquire_connection() as connection, connection.transaction():
-        return {n: await connection.fetchrow(REGISTER_SQL, *_parameters(*items[n])) for n in order}
+        rows: dict[int, Any] = {}
+        for n in order:
+            row = await connection.fetchrow(REGISTER_SQL, *_parameters(*items[n]))
+            if all_or_nothing and not row["mine"]:
+                raise Conflict(f"Upload {items[n][0]} belongs to another owner.")
+            rows[n] = row
+        return rows

@@ -16,6 +16,7 @@ from common.schemas.instances_api import instance_operations
 from common.schemas.lookup_api import lookup_operations
 from common.schemas.workers_api import worker_operations
 from results_service import accounts, client_logs, elements, instances
+from results_service.atomic_registration import handle_register_upload
 from results_service.audit import handle_list_audit
 from results_service.instance_files import handle_file
 from results_service.instance_lookup import handle_lookup
@@ -73,4 +74,5 @@ def setup_routes(app: web.Application) -> None:
     ]
     add_routes(app.router, public)
     app.router.add_post("/internal/registrations", handle_register_files)
+    app.router.add_post("/internal/registrations/atomic", handle_register_upload)
     app.router.add_post("/internal/uploads/{upload_id}/stop", handle_upload_stop)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.schemas.instances import ID_PATTERN, FileRegistered, FileRegistration
+from common.schemas.instances import ID_PATTERN, FileRegistered, FileRegistration, FileStatus
 
 MAX_BATCH = 256
 
@@ -59,3 +59,41 @@ class RegistrationBatchAnswer(BaseModel):
     """results → ingest: the answers, one per item, in the order of the items."""
 
     items: list[RegistrationAnswer]
+
+
+ATOMIC_MAX_FILES = 10_000
+"""Most files of one all-or-nothing upload: its registration is one call and one transaction."""
+ATOMIC_BYTES_PER_FILE = 8 * 1024
+"""Body allowance per file of the all-or-nothing registration call (a name of 1024 characters, escaped, and the
+DICOM attributes fit with room to spare)."""
+
+
+class AtomicRegistration(BaseModel):
+    """ingest → results: `POST /internal/registrations/atomic`: every file of one all-or-nothing upload, each valid
+    (ingest answers an upload holding a rejected file with a 422 and registers nothing), registered in one
+    transaction or not at all."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upload_id: str = Field(pattern=ID_PATTERN)
+    files: list[FileRegistration] = Field(min_length=1, max_length=ATOMIC_MAX_FILES)
+    email: str | None = Field(default=None, max_length=320)
+    client: str | None = Field(default=None, max_length=128)
+    correlation_id: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _one_owner_all_valid(self) -> AtomicRegistration:
+        if len({file.owner for file in self.files}) != 1:
+            raise ValueError("every file of an upload has the same owner")
+        if any(file.outcome is not FileStatus.ACCEPTED for file in self.files):
+            raise ValueError("an all-or-nothing upload registers valid files only")
+        if len({file.index for file in self.files}) != len(self.files):
+            raise ValueError("each file has an index of its own")
+        return self
+
+
+class AtomicRegistrationAnswer(BaseModel):
+    """results → ingest: every file registered (`accepted`, or `duplicate` of an instance the owner held), in the
+    order of the files."""
+
+    files: list[FileRegistered]

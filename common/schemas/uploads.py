@@ -41,3 +41,19 @@ class UploadStopped(BaseModel):
     email: str | None = Field(default=None, max_length=320)
     client: str | None = Field(default=None, max_length=128)
     correlation_id: str | None = Field(default=None, max_length=128)
+
+
+NOT_TAKEN_REASON = "valid, but not taken: other files of this all-or-nothing upload were rejected"
+"""The reason given, in an all-or-nothing upload's 422, for each of its files that was valid."""
+
+
+class UploadQuery(BaseModel):
+    """Query parameters of `POST /api/uploads`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    atomic: bool = Field(
+        default=False,
+        description="All or nothing: every file is validated and staged first; if any is rejected nothing is "
+        "registered, stored or queued and the answer is a 422 whose `files` gives each file's reason.",
+    )

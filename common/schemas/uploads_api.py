@@ -3,9 +3,10 @@ ingest_service, the feed by the gateway itself). The feed's frames are `gateway.
 
 from __future__ import annotations
 
-from common.app.openapi import Operation, RawBody, Reply, json_reply
+from common.app.openapi import Operation, RawBody, Reply, json_reply, query_params
 from common.schemas.accounts_api import RATE_LIMITED, UNAUTHORIZED
-from common.schemas.uploads import UploadReceipt
+from common.schemas.registrations import ATOMIC_MAX_FILES
+from common.schemas.uploads import NOT_TAKEN_REASON, UploadQuery, UploadReceipt
 
 TAG = "uploads"
 
@@ -70,13 +71,21 @@ def upload_operations() -> list[Operation]:
                     'multipart/related; type="application/dicom", application/zip), or a `Content-Encoding` '
                     "other than identity."
                 ),
+                422: Reply(
+                    "`?atomic=true` and a file is rejected: nothing was taken; `files` lists every file, the "
+                    f"rejected ones with their reason, the valid ones with {NOT_TAKEN_REASON!r}. Or a query "
+                    "parameter is invalid or unknown (`errors` names it)."
+                ),
                 **RATE_LIMITED,
                 503: Reply("results_service or RabbitMQ is unavailable; `files` lists what was taken before."),
             },
             description="Each file becomes an instance owned by the caller; the upload is audited. "
             "Send the body as `application/dicom`, `multipart/form-data` (file fields), "
             '`multipart/related; type="application/dicom"` or `application/zip`. A file that is not a valid '
-            "DICOM instance is rejected with a reason and the others are taken. " + _LIMITS,
+            "DICOM instance is rejected with a reason and the others are taken; with `?atomic=true` the upload is "
+            "taken whole or not at all (every file validated and staged first, then all registered in one "
+            f"transaction; at most {ATOMIC_MAX_FILES} files). " + _LIMITS,
+            params=query_params(UploadQuery),
             raw_bodies=UPLOAD_BODIES,
             request_description=_LIMITS,
         ),
