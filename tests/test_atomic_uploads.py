@@ -222,3 +222,41 @@ async def test_the_atomic_registration_of_another_owners_upload_registers_nothin
     assert await rig.rows("SELECT id FROM instances WHERE owner = $1", owner) == []
     assert len(await rig.rows("SELECT id FROM upload_files WHERE upload_id = $1", upload_id)) == 1
     assert await rig.rows("SELECT id FROM audit_events WHERE resource_id = $1 AND outcome = 'denied'", upload_id) == []
+
+
+async def test_a_body_cut_off_by_the_limit_leaves_no_staged_file(
+    rig: IngestRig, owner: str, sample_01: bytes, sample_02: bytes
+) -> None:
+    """The first file is staged when the second goes over UPLOAD_MAX_BYTES: a 413 that lists no file, tmp/ empty."""
+    client = await rig.make(upload_max_bytes=len(sample_02) + len(sample_01) // 2)
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'.encode()
+            + content
+            + b"\r\n"
+            for name, content in (("a.dcm", sample_02), ("b.dcm", sample_01))
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", **uploader(owner)}
+    response = await client.post(ATOMIC, data=chunked(body), headers=headers)
+    assert response.status == 413
+    assert (await response.json())["files"] == []
+    assert await left_by(rig, owner) == NOTHING
+    assert blob_files(rig.blob_dir) == []
+
+
+async def test_an_unconfirmed_job_after_the_commit_is_a_503_and_the_reconciler_owns_the_instance(
+    rig: IngestRig, owner: str
+) -> None:
+    good = list(iter_instances(SAMPLE_01, 2))
+    client = await rig.make()
+    await rig.channel.exchange_delete(rig.names.exchange)  # the broker now refuses every job
+    response = await client.post(ATOMIC, data=io.BytesIO(make_zip(good)), headers={**ZIP, **uploader(owner)})
+    assert response.status == 503
+    problem = await response.json()
+    assert "RabbitMQ did not confirm the job" in problem["detail"]
+    assert [f["status"] for f in problem["files"]] == ["accepted", "accepted"]
+    rows = await rig.rows("SELECT status FROM instances WHERE owner = $1", owner)
+    assert [row["status"] for row in rows] == ["received", "received"]
