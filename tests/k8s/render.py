@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,12 @@ def render_text(overlay: str) -> str:
 def render(overlay: str) -> list[Manifest]:
     """The overlay's objects, as dicts."""
     return [doc for doc in yaml.safe_load_all(render_text(overlay)) if doc]
+
+
+def render_all() -> dict[str, list[Manifest]]:
+    """Every overlay, rendered side by side (two kubectl processes)."""
+    with ThreadPoolExecutor(max_workers=len(OVERLAYS)) as pool:
+        return dict(zip(OVERLAYS, pool.map(render, OVERLAYS), strict=True))
 
 
 if __name__ == "__main__":
