@@ -280,6 +280,7 @@ def test_a_keyring_crosses_to_a_worker_process_without_its_tink_primitives() -> 
         ("k1:AAAA", "32 bytes"),
         (f"{generate_key_spec('a')},{generate_key_spec('a')}", "twice"),
     ],
+    ids=["empty", "no-colon", "not-base64", "short-key", "same-id-twice"],  # stable ids: the keys are random
 )
 def test_malformed_key_configuration_is_rejected(spec: str, message: str) -> None:
     with pytest.raises(KeyConfigError, match=message):
