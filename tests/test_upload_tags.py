@@ -141,7 +141,7 @@ async def test_a_file_that_is_not_dicom_is_refused_alone_and_a_truncated_one_kee
     rewriter = TagRewriter(rules("PatientID=x"), {})
     checks = await check_files(rewriter, [text, cut, sample])
     assert [bool(c.error) for c in checks] == [True, False, False]
-    assert "cannot be read as DICOM" in (checks[0].error or "")
+    assert checks[0].error == "not a DICOM Part 10 file (no 'DICM' prefix after the preamble)"
     copy = await rewriter.prepare(cut)  # the server judges the copy, which lacks what the original lacks
     assert (await stream(copy))[copy.header_size :] == cut.read_bytes()[copy.rest_offset :]
 

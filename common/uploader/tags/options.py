@@ -132,7 +132,10 @@ def _plan(args: argparse.Namespace) -> TagOptions | None:
             if rule.template.fields <= known.keys():
                 TagRewriter([rule], known)
     else:
-        TagRewriter(rules, options.context)
+        try:
+            TagRewriter(rules, options.context)
+        except TagRuleError as e:
+            raise TagRuleError(f"{e} (no --metadata-url was given)" if "metadata field" in str(e) else str(e)) from None
     return options
 
 

@@ -33,7 +33,7 @@ async def check_files(rewriter: TagRewriter, paths: Iterable[Path]) -> list[File
         try:
             checks.append(FileCheck(path, await rewriter.inspect(path)))
         except TagRewriteError as e:
-            checks.append(FileCheck(path, error=str(e)))
+            checks.append(FileCheck(path, error=e.reason))
     return checks
 
 

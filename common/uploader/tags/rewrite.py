@@ -32,6 +32,7 @@ from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import FileDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
@@ -44,7 +45,12 @@ _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 
 class TagRewriteError(ValueError):
-    """One file cannot be checked or rewritten; the message names the file and says why."""
+    """One file cannot be checked or rewritten: `reason` says why; the message also names the file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,7 @@ class TagRewriter:
         """The header `_prepare` encoded, encoded again for one stream; TagRewriteError if the file changed."""
         _, header, now = self._rewrite(path)
         if now != source or len(header) != length:
-            raise TagRewriteError(f"{path}: the file changed after its tags were read; run again")
+            raise TagRewriteError(path, "the file changed after its tags were read; run again")
         return header
 
     def _rewrite(self, path: Path) -> tuple[list[TagChange], bytes, _Source]:
@@ -172,7 +178,7 @@ class TagRewriter:
         try:
             ds.save_as(buffer, enforce_file_format=True)
         except Exception as e:  # pydicom raises many types on an element it cannot encode again
-            raise TagRewriteError(f"{path}: the header cannot be written again: {type(e).__name__}: {e}") from None
+            raise TagRewriteError(path, f"the header cannot be written again: {type(e).__name__}: {e}") from None
         return changes, buffer.getvalue(), source
 
     def _plan(self, path: Path) -> tuple[FileDataset, list[TagChange], dict[str, Any], _Source]:
@@ -193,9 +199,9 @@ class TagRewriter:
                 check_encodable(rule, text, charset)
             except MissingField as e:
                 reason = f"{rule.origin} reads {{{e.name}}}, which the file does not have"
-                raise TagRewriteError(f"{path}: {reason}") from None
+                raise TagRewriteError(path, reason) from None
             except TagRuleError as e:
-                raise TagRewriteError(f"{path}: {e}") from None
+                raise TagRewriteError(path, str(e)) from None
             current = value_text(ds.get(rule.tag))
             new_text = value_text(DataElement(rule.tag, rule.vr, new_value)) or ""
             if current != new_text:
@@ -210,19 +216,22 @@ def _read_header(path: Path) -> tuple[FileDataset, _Source]:
         meta = read_file_meta_info(path)
         if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
             raise TagRewriteError(
-                f"{path}: deflated transfer syntax: its tags cannot be rewritten without inflating the whole file; "
-                "send it without tag changes, or inflate it first"
+                path,
+                "deflated transfer syntax: its tags cannot be rewritten without inflating the whole file; "
+                "send it without tag changes, or inflate it first",
             )
         with path.open("rb") as handle:
             stat = os.fstat(handle.fileno())
             ds = dcmread(handle, stop_before_pixels=True, defer_size=DEFER_SIZE)
             offset = handle.tell()
             if offset < stat.st_size and not _is_pixel_tag(handle, ds):
-                raise TagRewriteError(f"{path}: the header stops at byte {offset}, which is not the pixel data")
+                raise TagRewriteError(path, f"the header stops at byte {offset}, which is not the pixel data")
     except TagRewriteError:
         raise
+    except InvalidDicomError:
+        raise TagRewriteError(path, "not a DICOM Part 10 file (no 'DICM' prefix after the preamble)") from None
     except Exception as e:  # pydicom raises many types on a malformed header: that file alone is refused
-        raise TagRewriteError(f"{path}: cannot be read as DICOM: {type(e).__name__}: {e}") from None
+        raise TagRewriteError(path, f"cannot be read as DICOM: {type(e).__name__}: {e}") from None
     return ds, _Source(stat.st_size, stat.st_mtime_ns, offset)
 
 
@@ -244,5 +253,5 @@ def _open_unchanged(path: Path, source: _Source) -> BinaryIO:
     stat = os.fstat(handle.fileno())
     if (stat.st_size, stat.st_mtime_ns) != (source.size, source.mtime_ns):
         handle.close()
-        raise TagRewriteError(f"{path}: the file changed after its tags were read; run again")
+        raise TagRewriteError(path, "the file changed after its tags were read; run again")
     return handle
