@@ -325,3 +325,13 @@ async def test_concurrent_copies_of_one_file_stream_the_same_bytes(sample: Path)
     copy = await TagRewriter(rules("PatientID=x"), {}).prepare(sample)
     first, second = await asyncio.gather(stream(copy), stream(copy))
     assert first == second and os.path.getsize(sample) - copy.rest_offset == len(first) - copy.header_size
+
+
+async def test_the_log_names_the_changed_keywords_and_never_their_values(sample: Path) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        await TagRewriter(rules("PatientName=Doe^Jane", "PatientID=Anon474899"), {}).prepare(sample)
+    [event] = [e for e in logs if e["event"].startswith("tags_")]
+    assert event["event"] == "tags_rewritten" and event["keywords"] == ["PatientName"]
+    assert "Doe" not in repr(logs)

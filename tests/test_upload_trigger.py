@@ -66,6 +66,7 @@ async def test_the_trigger_is_retried_through_500s_and_a_timeout_and_arrives_onc
         "instances": [
             {"instance_id": f"{i:032x}", "sha256": f"{i:064x}", "name": f"f{i}.dcm", "status": "done"} for i in (0, 1)
         ],
+        "upload_ids": [],
         "sample_id": "S-1",
         "attempt": 2,
     }

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.uploader.metadata import BEARER_HEADER, auth_headers
@@ -54,6 +54,8 @@ class TriggerRequest(BaseModel):
 
     upload_id: str
     instances: list[TriggerInstance]
+    upload_ids: list[str] = Field(default_factory=list)
+    """Every upload of the run when its files went in several (one request per file); `upload_id` is the first."""
     sample_id: str | None = None
     attempt: int | None = None
 

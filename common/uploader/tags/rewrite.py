@@ -36,8 +36,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
+from common.app.logs import get_logger
 from common.uploader.tags.rules import TagRule, TagRuleError, check_encodable, typed_value, value_text
 from common.uploader.tags.template import MissingField
+
+log = get_logger("dicomflow.uploader.tags")
 
 DEFER_SIZE = 64 * 1024
 CHUNK_SIZE = 1024 * 1024
@@ -151,6 +154,8 @@ class TagRewriter:
 
     def _prepare(self, path: Path) -> RewrittenFile:
         changes, header, source = self._rewrite(path)
+        # keywords only: the values may be patient data, and the run's log may be sent to the server
+        log.info("tags_rewritten" if changes else "tags_agree", file=str(path), keywords=[c.keyword for c in changes])
         if not changes:
             return RewrittenFile(path, [], 0, 0, source.size, source)
         size = len(header) + source.size - source.rest_offset
