@@ -125,6 +125,20 @@ def test_a_misspelt_custom_resource_field_fails_its_model(rendered: dict[str, li
         MODELS[("keda.sh/v1alpha1", "ScaledObject")].model_validate(misspelt)
 
 
+def test_the_setup_job_runs_migrations_topology_then_the_first_admin_one_pod_at_a_time(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    for overlay, manifests in rendered.items():
+        job = _objects(manifests, "Job")["setup"]
+        spec = job["spec"]["template"]["spec"]
+        steps = [c["command"][2] for c in [*spec["initContainers"], *spec["containers"]]]
+        assert steps == ["results_service.migrate", "common.messaging.broker", "results_service.bootstrap_admin"], (
+            overlay
+        )
+        assert job["spec"].get("parallelism", 1) == 1 and job["spec"].get("completions", 1) == 1, overlay
+        assert spec["restartPolicy"] == "Never", overlay
+
+
 def test_every_container_has_cpu_and_memory_requests_and_limits(rendered: dict[str, list[Manifest]]) -> None:
     for overlay, container in _all_containers(rendered):
         resources = container.spec.get("resources") or {}
