@@ -9,7 +9,7 @@ PACKAGES := common gateway ingest_service processor_service results_service sing
 
 .DEFAULT_GOAL := help
 .PHONY: help venv preflight setup up test test-quick lint format bench drills clean
-.PHONY: wheels base-image image
+.PHONY: wheels base-image image k8s-smoke
 
 help: ## Show this help.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -108,6 +108,11 @@ image: $(WHEELS) ## Build the services' image (IMAGE=localhost/dicomflow:<commit
 	@test -n "$(ENGINE)" || { echo "make image needs podman or docker" >&2; exit 1; }
 	$(ENGINE) build $(BUILD_FLAGS) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
 		--build-arg VERSION=$(VERSION) -t $(IMAGE) -f Containerfile .
+
+# Not part of `make test`: it builds the image, then runs k8s/overlays/local's Jobs and Deployments from it, each
+# container chrooted into the mounted image, on a database and AMQP prefix of its own.
+k8s-smoke: image ## Build the image, run the local overlay's workloads from it and push 102 files through.
+	$(PY) -m tests.k8s_smoke --image $(IMAGE) --engine $(ENGINE)
 
 clean: ## Remove the virtual environment, caches and local data.
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var bench/out *.egg-info
