@@ -29,8 +29,9 @@ from tests.k8s.containers import (
     settings_class,
 )
 from tests.k8s.core_schemas import KUBERNETES_VERSION, core_errors, has_core_schema
-from tests.k8s.netpol import Peer, PolicySet, Port, address, pod
+from tests.k8s.netpol import PolicySet
 from tests.k8s.operator_models import MODELS
+from tests.k8s.peers import cluster_peers
 from tests.k8s.render import K8S, KubectlMissing, Manifest, render_all
 from tests.k8s.routes import get_paths
 
@@ -231,49 +232,6 @@ def test_every_container_environment_is_valid_for_its_settings(
             assert cpus == settings.processor_concurrency, f"{overlay}: one CPU per worker process, as measured"
 
 
-def _peers(manifests: list[Manifest]) -> list[Peer]:
-    """The pods (and one address outside) that exist where this overlay runs: its own, the operators' ones it
-    asks for, the cluster's (DNS, ingress controller, Prometheus, KEDA, operators) and strangers."""
-    peers = []
-    for workload in manifests:
-        if workload["kind"] in {"Deployment", "Job"}:
-            template = workload["spec"]["template"]
-            ports = [
-                Port(p["containerPort"], p.get("protocol", "TCP"), p.get("name", ""))
-                for c in template["spec"]["containers"]
-                for p in c.get("ports") or []
-            ]
-            peers.append(
-                pod(
-                    template["metadata"]["labels"]["app.kubernetes.io/component"],
-                    NAMESPACE,
-                    template["metadata"]["labels"],
-                    ports,
-                )
-            )
-    for cluster in _objects(manifests, "Cluster").values():
-        labels = {"cnpg.io/cluster": cluster["metadata"]["name"], "cnpg.io/podRole": "instance"}
-        peers.append(pod("postgres", NAMESPACE, labels, [Port(5432), Port(8000), Port(9187)]))
-    for cluster in _objects(manifests, "RabbitmqCluster").values():
-        labels = {"app.kubernetes.io/name": cluster["metadata"]["name"], "app.kubernetes.io/component": "rabbitmq"}
-        ports = [Port(5672), Port(15672), Port(15692), Port(4369), Port(25672)]
-        peers.append(pod("rabbitmq", NAMESPACE, labels, ports))
-    if _objects(manifests, "Issuer"):
-        peers.append(pod("acme-solver", NAMESPACE, {"acme.cert-manager.io/http01-solver": "true"}, [Port(8089)]))
-    return [
-        *peers,
-        pod("outside", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, [Port(443)]),
-        pod("dns", "kube-system", {"k8s-app": "kube-dns"}, [Port(53, "UDP"), Port(53)]),
-        pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, [Port(9090)]),
-        pod("keda", "keda", {"app": "keda-operator"}),
-        pod("cnpg-operator", "cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"}),
-        pod("rabbitmq-operator", "rabbitmq-system", {"app.kubernetes.io/name": "rabbitmq-cluster-operator"}),
-        pod("stranger", NAMESPACE, {"run": "debug"}, [Port(8080)]),
-        pod("other-namespace", "elsewhere", {"app": "other"}, [Port(8080)]),
-        address("internet", "203.0.113.10", [Port(443), Port(80), Port(5432), Port(5672)]),
-    ]
-
-
 _DNS = {(source, "dns", port) for source in SERVICES | {"setup": ""} for port in ("53/UDP", "53/TCP")}
 BASE_EDGES = {
     ("outside", "gateway", "8080/TCP"),
@@ -320,7 +278,7 @@ def test_network_policies_allow_exactly_the_architecture_edges(
     rendered: dict[str, list[Manifest]], overlay: str, expected: set[tuple[str, str, str]]
 ) -> None:
     manifests = rendered[overlay]
-    allowed = PolicySet(manifests).edges(_peers(manifests))
+    allowed = PolicySet(manifests).edges(cluster_peers(manifests, NAMESPACE))
     assert allowed == expected, (
         f"allowed but not in the architecture: {sorted(allowed - expected)}\n"
         f"in the architecture but not allowed: {sorted(expected - allowed)}"
