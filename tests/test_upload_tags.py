@@ -335,3 +335,21 @@ async def test_the_log_names_the_changed_keywords_and_never_their_values(sample:
     [event] = [e for e in logs if e["event"].startswith("tags_")]
     assert event["event"] == "tags_rewritten" and event["keywords"] == ["PatientName"]
     assert "Doe" not in repr(logs)
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian])
+async def test_other_transfer_syntaxes_keep_their_encoding(tmp_path: Path, sample: Path, syntax: str) -> None:
+    path = tmp_path / "other.dcm"
+    ds = pydicom.dcmread(sample)
+    ds.file_meta.TransferSyntaxUID = syntax
+    big = syntax == pydicom.uid.ExplicitVRBigEndian
+    ds.preamble = b"\0" * 128
+    pydicom.dcmwrite(path, ds, implicit_vr=not big, little_endian=not big, force_encoding=big)
+    original = pydicom.dcmread(path)
+
+    copy = await TagRewriter(rules("PatientID=X-1", "Rows=512"), {}).prepare(path)
+    written = pydicom.dcmread(io.BytesIO(await stream(copy)))
+
+    assert written.file_meta.TransferSyntaxUID == syntax and written.PatientID == "X-1"
+    assert written.PixelData == original.PixelData and written.Rows == 512
+    assert [c.keyword for c in copy.changes] == ["PatientID"]
