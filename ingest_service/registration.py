@@ -13,6 +13,7 @@ waiting for a call: nothing in it decides an instance's state.
 from __future__ import annotations
 
 import asyncio
+import io
 import math
 from dataclasses import dataclass
 from typing import TypeVar
@@ -37,6 +38,7 @@ from common.schemas.registrations import (
 log = get_logger(__name__)
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
+LARGE_BODY_BYTES = 1024**2
 
 
 class ResultsUnavailable(ServiceUnavailable):
@@ -164,9 +166,12 @@ class Registrar:
         headers = {"Content-Type": "application/json", **self.signer.headers("results_service")}
         if correlation_id is not None:
             headers[CORRELATION_HEADER] = correlation_id
+        encoded = body.encode()
+        # aiohttp writes a large bytes body in one go (and warns); an all-or-nothing upload's may be megabytes.
+        data: bytes | io.BytesIO = io.BytesIO(encoded) if len(encoded) > LARGE_BODY_BYTES else encoded
         try:
             async with self.session.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 payload = await response.read()
                 if response.status != 200:

@@ -15,8 +15,12 @@ from typing import Any
 import aiohttp
 
 from common.app.problems import PROBLEM_CONTENT_TYPE
+from common.auth.identity import Caller
 from common.messaging.messages import ProcessJob
+from common.schemas.instances import FileRegistration
 from common.schemas.uploads import NOT_TAKEN_REASON
+from ingest_service.keys import registrar_key
+from ingest_service.registration import LARGE_BODY_BYTES
 from samples.make_instances import SAMPLE_01, iter_instances
 from tests.ingest_rig import (  # noqa: F401  (fixture, by name)
     IngestRig,
@@ -260,3 +264,16 @@ async def test_an_unconfirmed_job_after_the_commit_is_a_503_and_the_reconciler_o
     assert [f["status"] for f in problem["files"]] == ["accepted", "accepted"]
     rows = await rig.rows("SELECT status FROM instances WHERE owner = $1", owner)
     assert [row["status"] for row in rows] == ["received", "received"]
+
+
+async def test_a_registration_body_over_a_mib_is_one_call_and_one_transaction(rig: IngestRig, owner: str) -> None:
+    """The all-or-nothing registration body is over a MiB here: sent streamed, answered whole."""
+    client = await rig.make()
+    registrar = client.server.app[registrar_key]
+    registrations = [FileRegistration.model_validate(accepted(owner, n, name="x" * 700)) for n in range(1500)]
+    assert sum(len(r.model_dump_json()) for r in registrations) > LARGE_BODY_BYTES
+    upload_id = uuid.uuid4().hex
+    answers = await registrar.register_all(upload_id, registrations, Caller(user_id=owner))
+    assert [answer.status for answer in answers] == ["accepted"] * 1500
+    [count] = await rig.rows("SELECT count(*) AS n FROM upload_files WHERE upload_id = $1", upload_id)
+    assert count["n"] == 1500
