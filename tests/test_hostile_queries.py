@@ -25,7 +25,7 @@ from tests.account_helpers import audit_rows, insert_api_user
 from tests.elements.helpers import NO_RATE_LIMIT, count_rows, element
 
 BIGINT_OVERFLOW = str(2**63)
-LISTS = ("/api/instances", "/api/studies", "/api/elements/", "/api/audit")
+LISTS = ("/api/instances", "/api/studies", "/api/elements/", "/api/audit", "/api/client-logs")
 
 
 @pytest.fixture
