@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import pydicom
@@ -18,6 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
 from common.cli.main import _Parser
+from common.dicom.validation import validate_file
 from common.uploader.tags.options import add_tag_options, plan_from_args
 from common.uploader.tags.report import check_files, checks_document, run_check_mode
 from common.uploader.tags.rewrite import RewrittenFile, TagRewriteError, TagRewriter
@@ -122,13 +124,83 @@ async def test_a_file_without_pixel_data_is_rewritten_whole(tmp_path: Path) -> N
     assert sha256_of(path) == before
 
 
-async def test_deflated_transfer_syntax_is_refused_with_a_reason(tmp_path: Path, sample: Path) -> None:
+async def test_a_deflated_file_is_inflated_and_deflated_again_with_its_new_tags(tmp_path: Path, sample: Path) -> None:
     path = tmp_path / "deflated.dcm"
     ds = pydicom.dcmread(sample)
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)
-    with pytest.raises(TagRewriteError, match="deflated transfer syntax"):
-        await TagRewriter(rules("PatientID=x"), {}).prepare(path)
+    before = sha256_of(path)
+    uid = generate_uid()
+
+    copy = await TagRewriter(rules("PatientID=D-1", f"SOPInstanceUID={uid}"), {}).prepare(path)
+    data = await stream(copy)
+
+    assert len(data) == copy.size and len(data) % 2 == 0
+    assert await copy.sha256() == hashlib.sha256(data).hexdigest()
+    written = pydicom.dcmread(io.BytesIO(data))
+    assert written.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    assert (written.PatientID, written.SOPInstanceUID, written.file_meta.MediaStorageSOPInstanceUID) == (
+        "D-1",
+        uid,
+        uid,
+    )
+    assert written.PixelData == ds.PixelData and written.StudyDate == ds.StudyDate
+    assert validate_file(io.BytesIO(data)).sop_instance_uid == uid  # ingest's own check takes it
+    assert sha256_of(path) == before
+    assert await stream(await TagRewriter(rules("PatientID=D-1", f"SOPInstanceUID={uid}"), {}).prepare(path)) == data
+
+
+async def test_a_deflated_report_without_pixel_data_is_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "sr.dcm"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.PatientID, ds.Modality, ds.TextValue = "old", "SR", " ".join(["finding"] * 2000)
+    ds.save_as(path, enforce_file_format=True)
+
+    copy = await TagRewriter(rules("PatientID=new"), {}).prepare(path)
+    written = pydicom.dcmread(io.BytesIO(await stream(copy)))
+
+    assert (written.PatientID, written.TextValue) == ("new", ds.TextValue)
+
+
+async def test_a_big_deflated_file_is_rewritten_in_bounded_memory(tmp_path: Path) -> None:
+    FRAMES = 64  # noqa: N806
+    header, frame = big_instance_parts(FRAMES)  # 32 MiB of pixel data, deflated on disk
+    path = tmp_path / "big-deflated.dcm"
+    (tmp_path / "head.dcm").write_bytes(header)
+    meta = pydicom.filereader.read_file_meta_info(tmp_path / "head.dcm")
+    prefix_end = 128 + 4 + 12 + meta.FileMetaInformationGroupLength  # where the dataset begins
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = pydicom.filebase.DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    buffer.write(header[:128] + b"DICM")
+    pydicom.filewriter.write_file_meta_info(buffer, meta)
+    deflater = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with path.open("wb") as handle:
+        handle.write(buffer.getvalue())
+        handle.write(deflater.compress(header[prefix_end:]))
+        for _ in range(FRAMES):
+            handle.write(deflater.compress(frame))
+        tail = deflater.flush()
+        handle.write(tail + (b"\0" if (handle.tell() + len(tail)) % 2 else b""))
+    del header
+
+    tracemalloc.start()
+    try:
+        copy = await TagRewriter(rules("PatientID=BIG-D"), {}).prepare(path)
+        sent, total = hashlib.sha256(), 0
+        async for chunk in copy.chunks():
+            sent.update(chunk)
+            total += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert total == copy.size and sent.hexdigest() == await copy.sha256()
+    assert peak < FRAMES * len(frame) / 5, f"peak {peak / MIB:.1f} MiB"  # measured: 3.8 MiB
 
 
 async def test_a_file_that_is_not_dicom_is_refused_alone_and_a_truncated_one_keeps_its_cut(

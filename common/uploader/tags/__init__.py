@@ -23,5 +23,6 @@ validators: a DA is YYYYMMDD, a US a whole number up to 65535, `\\` separates mu
 SOPInstanceUID or SOPClassUID also sets its file meta twin.
 
 Modules: `template` (the template language), `rules` (rules, files, VR checks), `rewrite` (the streamed copies),
-`report` (verify and dry-run listings), `options` (the command line options and the run's plan).
+`deflated` (copies of deflated files), `report` (verify and dry-run listings), `options` (the command line options
+and the run's plan).
 """

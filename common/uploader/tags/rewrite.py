@@ -9,10 +9,9 @@ header. A file none of whose tags change is streamed as it is, so its SHA-256 is
 is not kept between uses: it is encoded again (the same bytes) for each stream, so a run that prepares thousands
 of files holds a few numbers per file, not their headers.
 
-Refused, per file (`TagRewriteError`): a file pydicom cannot read as Part 10, and the deflated transfer syntax
-(1.2.840.10008.1.2.1.99), whose whole dataset is one deflate stream: rewriting it means inflating and
-re-deflating everything, pixel data included, which this module does not do. Send such files without tag
-changes, or inflate them first.
+A deflated file (1.2.840.10008.1.2.1.99), whose whole dataset is one deflate stream, is rewritten by inflating
+and deflating it again a chunk at a time (`deflated`): bounded memory, more CPU. Refused, per file
+(`TagRewriteError`): a file pydicom cannot read as Part 10.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import hashlib
 import io
 import os
 import struct
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,12 +30,13 @@ from typing import Any, BinaryIO
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
-from pydicom.dataset import FileDataset
+from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from common.app.logs import get_logger
+from common.uploader.tags import deflated
 from common.uploader.tags.rules import TagRule, TagRuleError, check_encodable, typed_value, value_text
 from common.uploader.tags.template import MissingField
 
@@ -73,6 +73,8 @@ class _Source:
     size: int
     mtime_ns: int
     rest_offset: int
+    deflated_start: int | None = None
+    """Where a deflated file's deflate stream begins (then `rest_offset` counts inflated bytes)."""
 
 
 @dataclass
@@ -117,6 +119,48 @@ class RewrittenFile:
         return self._digest
 
 
+@dataclass
+class DeflatedCopy:
+    """A deflated file's copy (see `deflated`): its new file meta and header are kept (deflated files are mostly
+    small reports); the rest is inflated and deflated again for each stream. `size` and the digest are measured
+    by one pass when it is prepared."""
+
+    path: Path
+    changes: list[TagChange]
+    _source: _Source
+    _prefix: bytes = field(repr=False)
+    _header: bytes = field(repr=False)
+    size: int = 0
+    _digest: str = ""
+
+    def _stream(self, handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+        start, skip = self._source.deflated_start or 0, self._source.rest_offset
+        return deflated.deflated_copy(handle, start, skip, self._prefix, self._header, chunk_size)
+
+    def measure(self) -> None:
+        """Compute `size` and the SHA-256 by one pass (blocking: call from a worker thread)."""
+        digest, size = hashlib.sha256(), 0
+        with _open_unchanged(self.path, self._source) as handle:
+            for chunk in self._stream(handle, CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+        self.size, self._digest = size, digest.hexdigest()
+
+    async def chunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """The copy's bytes, deflated a chunk at a time in a worker thread."""
+        handle = await asyncio.to_thread(_open_unchanged, self.path, self._source)
+        try:
+            pieces = self._stream(handle, chunk_size)
+            while (chunk := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield chunk
+        finally:
+            handle.close()
+
+    async def sha256(self) -> str:
+        """The copy's SHA-256 (hex), measured when it was prepared."""
+        return self._digest
+
+
 class TagRewriter:
     """Applies `rules` to files, filling templates from `values` (sample_id, attempt, metadata fields, as text)
     and then from each file's own tags.
@@ -148,43 +192,43 @@ class TagRewriter:
         """The changes `path`'s copy would get (nothing is encoded or streamed): for verify and dry-run."""
         return (await asyncio.to_thread(self._plan, path))[1]
 
-    async def prepare(self, path: Path) -> RewrittenFile:
+    async def prepare(self, path: Path) -> RewrittenFile | DeflatedCopy:
         """The copy of `path` with its tags rewritten (or the original itself when nothing changes)."""
         return await asyncio.to_thread(self._prepare, path)
 
-    def _prepare(self, path: Path) -> RewrittenFile:
-        changes, header, source = self._rewrite(path)
+    def _prepare(self, path: Path) -> RewrittenFile | DeflatedCopy:
+        ds, changes, source = self._changed(path)
         # keywords only: the values may be patient data, and the run's log may be sent to the server
         log.info("tags_rewritten" if changes else "tags_agree", file=str(path), keywords=[c.keyword for c in changes])
         if not changes:
             return RewrittenFile(path, [], 0, 0, source.size, source)
+        if source.deflated_start is not None:
+            prefix, header_bytes = deflated.encode_header(ds.preamble or bytes(128), ds.file_meta, ds)
+            copy = DeflatedCopy(path, changes, source, prefix, header_bytes)
+            copy.measure()
+            return copy
+        header = _encode(path, ds)
         size = len(header) + source.size - source.rest_offset
         encode = functools.partial(self._header_again, path, source, len(header))
         return RewrittenFile(path, changes, len(header), source.rest_offset, size, source, encode)
 
     def _header_again(self, path: Path, source: _Source, length: int) -> bytes:
         """The header `_prepare` encoded, encoded again for one stream; TagRewriteError if the file changed."""
-        _, header, now = self._rewrite(path)
+        ds, _, now = self._changed(path)
+        header = _encode(path, ds)
         if now != source or len(header) != length:
             raise TagRewriteError(path, "the file changed after its tags were read; run again")
         return header
 
-    def _rewrite(self, path: Path) -> tuple[list[TagChange], bytes, _Source]:
-        """The changes and the new header (empty when nothing changes)."""
+    def _changed(self, path: Path) -> tuple[FileDataset, list[TagChange], _Source]:
+        """The header with the changes applied, the changes, and what was read of the file."""
         ds, changes, typed, source = self._plan(path)
-        if not changes:
-            return [], b"", source
         for rule in self.rules:
             if rule.keyword in typed:
                 ds[rule.tag] = DataElement(rule.tag, rule.vr, typed[rule.keyword])
                 if rule.meta_keyword is not None:
                     setattr(ds.file_meta, rule.meta_keyword, typed[rule.keyword])
-        buffer = io.BytesIO()
-        try:
-            ds.save_as(buffer, enforce_file_format=True)
-        except Exception as e:  # pydicom raises many types on an element it cannot encode again
-            raise TagRewriteError(path, f"the header cannot be written again: {type(e).__name__}: {e}") from None
-        return changes, buffer.getvalue(), source
+        return ds, changes, source
 
     def _plan(self, path: Path) -> tuple[FileDataset, list[TagChange], dict[str, Any], _Source]:
         """Read the header; the changes, the typed new values by keyword, and where the original's rest begins."""
@@ -215,16 +259,22 @@ class TagRewriter:
         return ds, changes, typed, source
 
 
+def _encode(path: Path, ds: FileDataset) -> bytes:
+    """The new header: preamble, file meta (group length recomputed), the dataset up to the pixel data."""
+    buffer = io.BytesIO()
+    try:
+        ds.save_as(buffer, enforce_file_format=True)
+    except Exception as e:  # pydicom raises many types on an element it cannot encode again
+        raise TagRewriteError(path, f"the header cannot be written again: {type(e).__name__}: {e}") from None
+    return buffer.getvalue()
+
+
 def _read_header(path: Path) -> tuple[FileDataset, _Source]:
     """The dataset up to the pixel data, and the original's size, mtime and pixel data offset."""
     try:
         meta = read_file_meta_info(path)
         if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-            raise TagRewriteError(
-                path,
-                "deflated transfer syntax: its tags cannot be rewritten without inflating the whole file; "
-                "send it without tag changes, or inflate it first",
-            )
+            return _read_deflated_header(path, meta)
         with path.open("rb") as handle:
             stat = os.fstat(handle.fileno())
             ds = dcmread(handle, stop_before_pixels=True, defer_size=DEFER_SIZE)
@@ -238,6 +288,17 @@ def _read_header(path: Path) -> tuple[FileDataset, _Source]:
     except Exception as e:  # pydicom raises many types on a malformed header: that file alone is refused
         raise TagRewriteError(path, f"cannot be read as DICOM: {type(e).__name__}: {e}") from None
     return ds, _Source(stat.st_size, stat.st_mtime_ns, offset)
+
+
+def _read_deflated_header(path: Path, meta: FileMetaDataset) -> tuple[FileDataset, _Source]:
+    """`_read_header` for a deflated file: the header read through an inflating reader."""
+    with path.open("rb") as handle:
+        stat = os.fstat(handle.fileno())
+        preamble = handle.read(128)
+        start = deflated.dataset_start(handle)
+        dataset, offset = deflated.read_deflated(handle, start)
+    ds = FileDataset(str(path), dataset, preamble=preamble, file_meta=meta, is_implicit_VR=False, is_little_endian=True)
+    return ds, _Source(stat.st_size, stat.st_mtime_ns, offset, start)
 
 
 def _is_pixel_tag(handle: BinaryIO, ds: FileDataset) -> bool:
