@@ -84,6 +84,15 @@ class HeartbeatSender:
         self.decoders = decoders
         self.worker = worker_id()
         self.started_at = datetime.now(UTC)
+        self._pause_changed = asyncio.Event()
+        self._paused = admission.paused
+        admission.subscribe(self._on_admission_change)
+
+    def _on_admission_change(self) -> None:
+        """A pause or a resume is reported at once, not at the next interval (reservations wait for it)."""
+        if self.admission.paused != self._paused:
+            self._paused = self.admission.paused
+            self._pause_changed.set()
 
     def snapshot(self, *, stopping: bool = False) -> WorkerHeartbeat:
         """The heartbeat as of now. CPU and memory are the admission's latest reading (taken every
@@ -126,10 +135,13 @@ class HeartbeatSender:
         return True
 
     async def run(self) -> None:
-        """Send a heartbeat now and then every interval, until cancelled."""
+        """Send a heartbeat now, then every interval or as soon as the processor pauses or resumes, until
+        cancelled."""
         while True:
+            self._pause_changed.clear()
             await self.send()
-            await asyncio.sleep(self.settings.worker_heartbeat_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pause_changed.wait(), self.settings.worker_heartbeat_interval)
 
     def observe(self) -> None:
         """Set this process's `dicomflow_worker_*` gauges from a snapshot."""
