@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from common.app.logs import get_logger
 from common.app.problems import ServiceUnavailable
 from common.auth.identity import Caller
+from common.dicom.cost import estimate_job_cost
 from common.messaging.broker import BROKER_ERRORS, Topology
-from common.messaging.jobs import job_message_id, publish_job, wait_publishable
-from common.messaging.messages import ProcessJob
+from common.messaging.jobs import build_job, publish_job, wait_publishable
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from common.schemas.uploads import UploadedFile
 from common.storage.blobs import BlobStore
@@ -134,8 +134,7 @@ class Intake:
 
     async def _queue(self, instance_id: str, stored: StoredFile) -> None:
         """Publish the new instance's job and wait for the broker's confirm."""
-        job = ProcessJob(
-            message_id=job_message_id(instance_id),
+        job = build_job(
             instance_id=instance_id,
             upload_id=self.upload_id,
             owner=self.owner,
@@ -143,6 +142,7 @@ class Intake:
             size=stored.size,
             sop_class_uid=stored.metadata.sop_class_uid,
             transfer_syntax_uid=stored.metadata.transfer_syntax_uid,
+            cost_bytes=estimate_job_cost(stored.metadata, stored.size).memory_bytes,
         )
         try:
             routing_key = await asyncio.wait_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -9,19 +10,31 @@ from aiohttp import web
 from common.app.web import make_app, readiness_checks_key
 from common.messaging.broker import broker_context, broker_ready
 from common.storage.blobs import BlobStore
+from processor_service.admission import Admission
+from processor_service.capacity import resolve
 from processor_service.consumer import consumer_context, pool_context, pool_ready
-from processor_service.keys import blob_store_key, settings_key
+from processor_service.keys import admission_key, blob_store_key, settings_key, usage_sampler_key
+from processor_service.pool import WorkerPool
 from processor_service.settings import ProcessorSettings
+from processor_service.usage import ProcessTreeUsage, UsageSampler
 
 
-def init_app(settings: ProcessorSettings) -> web.Application:
-    """Build the processor_service application from its settings."""
+def init_app(
+    settings: ProcessorSettings,
+    *,
+    sampler: UsageSampler | None = None,
+    pool_factory: Callable[[int], WorkerPool] = WorkerPool,
+) -> web.Application:
+    """Build the processor_service application from its settings (tests may give the usage readings and the pool)."""
     app = make_app("processor_service")
     app[settings_key] = settings
+    resources = resolve(settings)
+    app[admission_key] = Admission(resources.memory_budget, resources.cpu_slots, resources.limits)
+    app[usage_sampler_key] = sampler if sampler is not None else ProcessTreeUsage()
     app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
     # Cleanup runs in reverse: stop consuming and drain first, then the workers, then the broker.
-    app.cleanup_ctx.append(broker_context(settings, "processor_service", prefetch=settings.processor_concurrency))
-    app.cleanup_ctx.append(pool_context(settings))
+    app.cleanup_ctx.append(broker_context(settings, "processor_service", prefetch=resources.cpu_slots))
+    app.cleanup_ctx.append(pool_context(settings, pool_factory))
     app.cleanup_ctx.append(consumer_context(settings))
     app[readiness_checks_key].extend([broker_ready, pool_ready])
     return app

@@ -36,6 +36,7 @@ from tortoise import connections
 
 from common.app.logs import get_logger
 from common.app.problems import Conflict
+from common.dicom.cost import estimate_job_cost
 from common.schemas.instances import FileRegistered, FileRegistration, FileStatus
 from results_service.upload_audit import REGISTRATION_AUDIT, UploadAuditContext, audit_parameters
 
@@ -56,19 +57,21 @@ DICOM_COLUMNS = (
 )
 _DICOM_NAMES = ", ".join(f'"{column}"' for column in DICOM_COLUMNS)
 _DICOM_VALUES = ", ".join(f"${13 + n}" for n in range(len(DICOM_COLUMNS)))
+_COST_VALUE = f"${13 + len(DICOM_COLUMNS)}::bigint"
 
 # $1..$5 the audit parameters (upload id, owner, email, client, correlation id), $6 index, $7 name, $8 sha256,
 # $9 size, $10 reason, $11 outcome, $12 the new instance's id, then $13.. the DICOM_COLUMNS in that order
-# (NULL for a rejected file). Only module constants are put into the text; every value is a parameter.
+# (NULL for a rejected file), then the job's memory estimate. Only module constants are put into the text;
+# every value is a parameter.
 REGISTER_SQL = f"""WITH upload AS (
     INSERT INTO uploads (id, owner, created_at) VALUES ($1, $2, now())
     ON CONFLICT (id) DO UPDATE SET owner = uploads.owner
     RETURNING owner = $2 AS mine, xmax = 0 AS created
 ), instance AS (
     INSERT INTO instances (
-        id, owner, upload_id, sha256, size, file_name, status, created_at, updated_at, {_DICOM_NAMES}
+        id, owner, upload_id, sha256, size, file_name, status, created_at, updated_at, {_DICOM_NAMES}, cost_bytes
     )
-    SELECT $12, $2, $1, $8, $9, $7, 'received', now(), now(), {_DICOM_VALUES}
+    SELECT $12, $2, $1, $8, $9, $7, 'received', now(), now(), {_DICOM_VALUES}, {_COST_VALUE}
     FROM upload
     WHERE mine AND $11::text = 'accepted'
         AND NOT EXISTS (SELECT FROM upload_files WHERE upload_id = $1 AND "index" = $6)
@@ -113,7 +116,15 @@ def _parameters(upload_id: str, registration: FileRegistration, context: UploadA
         registration.outcome.value,
         uuid.uuid4().hex,
         *(dicom.get(column) for column in DICOM_COLUMNS),
+        _cost_bytes(registration),
     ]
+
+
+def _cost_bytes(registration: FileRegistration) -> int | None:
+    """The job's memory estimate, by the rule ingest applies to the job it publishes (stored for the reconciler)."""
+    if registration.dicom is None or registration.size is None:
+        return None
+    return estimate_job_cost(registration.dicom, registration.size).memory_bytes
 
 
 def _outcome(upload_id: str, row: Any) -> Registration | Conflict:

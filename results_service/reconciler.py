@@ -36,7 +36,7 @@ from tortoise import connections
 
 from common.app.logs import get_logger
 from common.messaging.broker import Broker, Topology, broker_key, read_queue
-from common.messaging.jobs import job_message_id, publish_job
+from common.messaging.jobs import build_job, publish_job
 from common.messaging.messages import InstanceStatus, ProcessJob
 from results_service.consumers import announce
 from results_service.pipeline_store import Transition
@@ -48,12 +48,13 @@ CLAIM_LIMIT = 500
 PUBLISH_TIMEOUT = 30.0
 
 # Which instances are overdue. $1 received bound (s), $2 unfinished bound (s), $3 P.queued has a backlog,
-# $4/$5 the standard/large jobs queue has a backlog, $6 large_job_bytes (the size rule of
-# common.messaging.jobs.job_routing_key: larger than it goes to the large queue), $7 the attempt limit.
+# $4/$5 the standard/large jobs queue has a backlog, $6 large_job_bytes (the routing rule of
+# common.messaging.jobs.job_routing_key on routing_cost: an estimate larger than it goes to the large queue;
+# an instance registered before estimates were stored is routed by its size), $7 the attempt limit.
 _OVERDUE = """(
     (status = 'received' AND NOT $3::boolean AND updated_at < now() - make_interval(secs => $1::float8))
     OR (status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $2::float8)
-        AND NOT (CASE WHEN size > $6::bigint THEN $5::boolean ELSE $4::boolean END))
+        AND NOT (CASE WHEN COALESCE(cost_bytes, size) > $6::bigint THEN $5::boolean ELSE $4::boolean END))
 )"""
 
 # Every field of the job is a column of the instance row: the reconciler needs nothing ingest remembered.
@@ -64,7 +65,7 @@ _CLAIM_SQL = f"""WITH due AS (
 UPDATE instances SET updated_at = now(), reconcile_attempts = reconcile_attempts + 1
 FROM due WHERE instances.id = due.id
 RETURNING instances.id, instances.upload_id, instances.owner, instances.sha256, instances.size,
-    instances.sop_class_uid, instances.transfer_syntax_uid"""  # noqa: S608 (constant text; values are bound)
+    instances.sop_class_uid, instances.transfer_syntax_uid, instances.cost_bytes"""  # noqa: S608 (constant text; values are bound)
 
 # SET sees the row before the update: the reason names where the instance was stuck.
 _FAIL_SQL = f"""WITH due AS (
@@ -135,8 +136,8 @@ def _duration(seconds: float) -> str:
 
 
 def _job(row: Any) -> ProcessJob:
-    return ProcessJob(
-        message_id=job_message_id(row["id"]),
+    """The instance's job as ingest built it: the estimate is the one stored when it was registered."""
+    return build_job(
         instance_id=row["id"],
         upload_id=row["upload_id"],
         owner=row["owner"],
@@ -144,6 +145,7 @@ def _job(row: Any) -> ProcessJob:
         size=row["size"],
         sop_class_uid=row["sop_class_uid"],
         transfer_syntax_uid=row["transfer_syntax_uid"],
+        cost_bytes=row["cost_bytes"],
     )
 
 

@@ -111,6 +111,7 @@ def make_job(sha256: str, **overrides: Any) -> ProcessJob:
         "size": 1,
         "sop_class_uid": "1.2.840.10008.5.1.4.1.1.7",
         "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+        "cost_bytes": 1,  # as ingest publishes them; a job without an estimate: tests/test_admission.py
     }
     fields.update(overrides)
     return ProcessJob.model_validate(fields)

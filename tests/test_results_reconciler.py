@@ -18,6 +18,7 @@ from results_service.main import init_app
 from results_service.reconciler import Backlog, Bounds, Round, read_backlog, reconcile_once, reconcile_round
 from results_service.settings import ResultsSettings
 from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
+    accepted,
     announced,
     channel_fixture,
     client_fixture,
@@ -134,14 +135,22 @@ async def test_younger_instances_and_final_ones_are_left_alone_and_one_republish
     )
 
 
-async def test_a_republished_job_is_routed_by_the_same_size_rule_as_ingests(
+async def test_a_republished_job_carries_ingests_estimate_and_is_routed_by_the_same_cost_rule(
     client: Any, topology: Topology, owner: str, database_url: str
 ) -> None:
-    [instance_id] = await registered(client, owner, 1)  # 10 bytes
+    # 4 x 4 pixels, 1 frame, 3 samples of 16 bits, native: 96 bytes decoded and nothing encoded (common.dicom.cost)
+    registration = accepted(owner)
+    registration["dicom"].update(rows=4, columns=4, samples_per_pixel=3, bits_allocated=16)
+    response = await client.post(
+        "/internal/registrations", json={"items": [{"upload_id": "d" * 32, "registration": registration}]}
+    )
+    [answer] = (await response.json())["items"]
+    instance_id = answer["registered"]["instance_id"]
     await set_rows(database_url, [instance_id], age="100 years")
-    await round_of(topology, large_job_bytes=9)
+    await round_of(topology, large_job_bytes=95)
     [message] = await take(topology.jobs_large, 1)
-    assert ProcessJob.model_validate_json(message.body).instance_id == instance_id
+    job = ProcessJob.model_validate_json(message.body)
+    assert (job.instance_id, job.cost_bytes) == (instance_id, 96)
     await take(topology.jobs, 0)
 
 
@@ -206,7 +215,7 @@ async def test_a_backlog_in_the_queue_an_instance_waits_in_excuses_its_wait(
     received, queued_small, queued_large = await registered(client, owner, 3)
     await set_rows(database_url, [received], age="300 years")
     await set_rows(database_url, [queued_small, queued_large], age="300 years", status="queued")
-    await fetch(database_url, "UPDATE instances SET size = 100 WHERE id = $1", queued_large)  # over 50: large
+    await fetch(database_url, "UPDATE instances SET cost_bytes = 100 WHERE id = $1", queued_large)  # estimate over 50
     waiting = Backlog(copies=True, standard=True, large=True)
     assert await round_of(topology, backlog=waiting, large_job_bytes=50) == []
     only_large_waits = Backlog(copies=True, standard=False, large=True)

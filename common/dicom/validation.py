@@ -314,4 +314,6 @@ def _metadata(ds: Dataset, transfer_syntax: uids.UID) -> DicomMetadata:
         number_of_frames=_integer(ds, "NumberOfFrames") or (1 if "Rows" in ds else None),
         rows=_integer(ds, "Rows"),
         columns=_integer(ds, "Columns"),
+        samples_per_pixel=_integer(ds, "SamplesPerPixel"),
+        bits_allocated=_integer(ds, "BitsAllocated"),
     )

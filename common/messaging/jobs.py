@@ -2,7 +2,8 @@
 
 Two processes publish jobs: ingest, for an instance it has just registered, and results_service's
 reconciler, for an instance left `received` (its job may never have reached the broker). Both build
-the same message id and route by the same size rule through `publish_job`, so the jobs queues, the
+the job with `build_job` (the same message id, the same memory estimate) and route it by the same rule
+through `publish_job` (its estimated memory against `LARGE_JOB_BYTES`), so the jobs queues, the
 processors and results_service's copy cannot tell the two apart.
 
 A broker in a memory or disk alarm blocks publishers: it stops reading their connections, so a
@@ -49,7 +50,8 @@ class JobRoutingSettings(BaseSettings):
     large_job_bytes: int = Field(
         default=256 * 1024**2,
         ge=1,
-        description="Files larger than this go to the large-jobs queue (`LARGE_JOB_BYTES`).",
+        description="Jobs whose estimated memory (decoded pixels and encoded frame, `common.dicom.cost`) is larger "
+        "than this go to the large-jobs queue (`LARGE_JOB_BYTES`).",
     )
     broker_blocked_wait: float = Field(
         default=BLOCKED_WAIT,
@@ -64,9 +66,42 @@ def job_message_id(instance_id: str) -> str:
     return f"{instance_id}.job.{PIPELINE_VERSION}"
 
 
-def job_routing_key(size: int, large_job_bytes: int) -> str:
-    """`job.large` for a file larger than `large_job_bytes`, else `job.standard`."""
-    return JOB_LARGE if size > large_job_bytes else JOB_STANDARD
+def build_job(
+    *,
+    instance_id: str,
+    upload_id: str,
+    owner: str,
+    sha256: str,
+    size: int,
+    sop_class_uid: str,
+    transfer_syntax_uid: str,
+    cost_bytes: int | None,
+) -> ProcessJob:
+    """The job of one instance, as ingest (fresh from validation) and the reconciler (from its row) publish it:
+    its message id, and the memory estimate of `common.dicom.cost` (None only for an instance registered before
+    estimates were recorded; the processor then estimates it itself)."""
+    return ProcessJob(
+        message_id=job_message_id(instance_id),
+        instance_id=instance_id,
+        upload_id=upload_id,
+        owner=owner,
+        sha256=sha256,
+        size=size,
+        sop_class_uid=sop_class_uid,
+        transfer_syntax_uid=transfer_syntax_uid,
+        cost_bytes=cost_bytes,
+    )
+
+
+def routing_cost(job: ProcessJob) -> int:
+    """What size routing compares: the job's memory estimate, or its file size for a job that has none."""
+    return job.cost_bytes if job.cost_bytes is not None else job.size
+
+
+def job_routing_key(cost: int, large_job_bytes: int) -> str:
+    """`job.large` for a job whose estimated memory (`routing_cost`) is larger than `large_job_bytes`, else
+    `job.standard`. The reconciler's backlog query applies the same comparison to `COALESCE(cost_bytes, size)`."""
+    return JOB_LARGE if cost > large_job_bytes else JOB_STANDARD
 
 
 async def wait_publishable(exchange: AbstractExchange, wait: float = BLOCKED_WAIT) -> None:
@@ -98,7 +133,7 @@ async def publish_job(
     routed when the block ends; if not, its instance stays `received` and the reconciler publishes it again
     (same message id).
     """
-    routing_key = job_routing_key(job.size, large_job_bytes)
+    routing_key = job_routing_key(routing_cost(job), large_job_bytes)
     await wait_publishable(exchange, blocked_wait)
     confirm = asyncio.ensure_future(publish(exchange, job, routing_key))
     try:

@@ -78,6 +78,13 @@ class ProcessJob(Message):
     sop_class_uid: str
     transfer_syntax_uid: str
     pipeline_version: str = PIPELINE_VERSION
+    cost_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Estimated memory of processing it (`common.dicom.cost`), which admission reserves and size "
+        "routing compares. Absent from jobs published before it existed: the processor then estimates it from the "
+        "stored file's header.",
+    )
 
 
 class StatusEvent(Message):

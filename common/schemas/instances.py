@@ -49,6 +49,8 @@ class DicomMetadata(BaseModel):
     number_of_frames: int | None = Field(default=None, ge=0)
     rows: int | None = Field(default=None, ge=0)
     columns: int | None = Field(default=None, ge=0)
+    samples_per_pixel: int | None = Field(default=None, ge=0, description="For the job's memory estimate.")
+    bits_allocated: int | None = Field(default=None, ge=0, description="For the job's memory estimate.")
 
 
 class FileRegistration(BaseModel):

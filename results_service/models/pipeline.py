@@ -51,6 +51,8 @@ class Instance(Model):
     number_of_frames = fields.IntField(null=True)
     rows = fields.IntField(null=True)
     columns = fields.IntField(null=True)
+    # The job's memory estimate (common.dicom.cost) from the registered header; null before it was recorded.
+    cost_bytes = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
     # Jobs the reconciler published again for this instance; past its limit the instance fails.
