@@ -13,6 +13,7 @@ from common.storage.blobs import BlobStore
 from processor_service.admission import Admission
 from processor_service.capacity import resolve
 from processor_service.consumer import consumer_context, pool_context, pool_ready
+from processor_service.heartbeat import heartbeat_context
 from processor_service.keys import admission_key, blob_store_key, settings_key, usage_sampler_key
 from processor_service.pool import WorkerPool
 from processor_service.settings import ProcessorSettings
@@ -36,5 +37,6 @@ def init_app(
     app.cleanup_ctx.append(broker_context(settings, "processor_service", prefetch=resources.cpu_slots))
     app.cleanup_ctx.append(pool_context(settings, pool_factory))
     app.cleanup_ctx.append(consumer_context(settings))
+    app.cleanup_ctx.append(heartbeat_context(settings))  # last in, first out: `stopping` is sent first
     app[readiness_checks_key].extend([broker_ready, pool_ready])
     return app

@@ -33,7 +33,7 @@ from tests.pipeline_helpers import (  # noqa: F401  (fixtures, used by name)
     owner_fixture,
     results_settings_fixture,
 )
-from tests.queue_helpers import take
+from tests.queue_helpers import drain, take
 
 PUBLISHED = {"job_standard": 1, "job_large": 1, "status": 2, "result": 2}  # per channel, for two files
 ANNOUNCED = 6  # status changes on the events channel: queued, processing and done of each file
@@ -140,6 +140,8 @@ async def test_what_each_service_publishes_validates_against_the_served_asyncapi
     received["events"] = await take(queues["events"], ANNOUNCED, weight=lambda m: len(json.loads(m.body)["events"]))
     received["dead_letters"] = await take(queues["dead_letters"], 0)
     received["audit"] = await take(queues["audit"], 0)  # every upload was answered 202: no record waits
+    received["worker_heartbeat"] = await drain(queues["worker_heartbeat"])  # one at start, more every interval
+    assert received["worker_heartbeat"], "the processor sent no heartbeat"
     assert set(received) == set(queues)
     problems = [problem for cid, messages in received.items() for m in messages for problem in check(document, cid, m)]
     assert problems == []

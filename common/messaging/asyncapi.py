@@ -22,6 +22,7 @@ from common.messaging.broker import (
     JOB_STANDARD,
     RESULT_PATTERN,
     STATUS_PATTERN,
+    WORKER_HEARTBEAT,
     TopologyNames,
 )
 from common.messaging.messages import (
@@ -32,6 +33,7 @@ from common.messaging.messages import (
     StatusChanges,
     StatusEvent,
     UploadStopRecord,
+    WorkerHeartbeat,
 )
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -40,7 +42,14 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 PREFIX = "{prefix}"
 # The names of one deployment, with its prefix as a placeholder (`AMQP_PREFIX`).
 NAMES = TopologyNames(PREFIX)
-MODELS: tuple[type[BaseModel], ...] = (ProcessJob, StatusEvent, ProcessResult, StatusChanges, UploadStopRecord)
+MODELS: tuple[type[BaseModel], ...] = (
+    ProcessJob,
+    StatusEvent,
+    ProcessResult,
+    StatusChanges,
+    UploadStopRecord,
+    WorkerHeartbeat,
+)
 
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -149,6 +158,18 @@ def channels() -> list[Channel]:
             models=(UploadStopRecord,),
             senders=("ingest_service (when results_service did not take the record at once)",),
             description="An audit record kept durably until results_service writes it.",
+        ),
+        Channel(
+            id="worker_heartbeat",
+            address=WORKER_HEARTBEAT,
+            exchange=NAMES.exchange,
+            exchange_type="topic",
+            queues={f"{NAMES.workers}.results-{{replica}}": "every results_service replica (the live worker list)"},
+            models=(WorkerHeartbeat,),
+            senders=("processor_service",),
+            description="A worker's identity and load, every `WORKER_HEARTBEAT_INTERVAL` seconds, and a last one "
+            "marked `stopping` on a clean shutdown. Transient: not persistent, expiring after `WORKER_STALE_AFTER` "
+            "seconds, never dead-lettered; unroutable (and dropped) while no replica listens.",
         ),
         Channel(
             id="dead_letters",
