@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1024 * 1024
+"""Bytes read and sent at a time: a typical instance in one or two reads, at most this much per request held."""
 
 
 class FileSource(Protocol):

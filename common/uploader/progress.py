@@ -47,6 +47,12 @@ class Progress:
         self.files_done += 1
         self.refresh()
 
+    def skipped(self, size: int) -> None:
+        """A file is done without being sent (already on the server, or unreadable)."""
+        self.files_done += 1
+        self.bytes_total -= size
+        self.refresh()
+
     def retried(self) -> None:
         """One more request is being retried."""
         self.retries += 1

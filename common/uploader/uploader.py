@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +27,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from common.app.logs import get_logger
+from common.schemas.lookup import LOOKUP_MAX_DIGESTS
 from common.schemas.uploads import NOT_TAKEN_REASON, UploadedFile, UploadReceipt
 from common.uploader.atomic_zip import ZIP_TYPE, entry_names, zip_chunks
 from common.uploader.client import NotAuthorized, ServerClient, ServerError, problem_detail
@@ -45,6 +46,9 @@ CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 300.0
 """Seconds without a byte from the server before a request counts as timed out (an atomic upload's answer
 comes only after the server has read and checked every file)."""
+
+FATAL = (ServiceUnreachable, NotAuthorized, ServerError)
+"""Errors that stop a run: no further file could get through."""
 
 Prepare = Callable[[Path], Awaitable[FileSource]]
 """Makes the bytes sent for a file: the file itself by default, or a copy with its tags rewritten."""
@@ -131,14 +135,15 @@ class Uploader:
         files = await asyncio.to_thread(collect, paths)
         summary = UploadSummary(server=self.server, atomic=atomic, waited=wait, files=[])
         summary.files = [FileReport(path=str(f.path), name=f.name, size=f.size) for f in files]
+        self.progress.start(len(files), sum(f.size for f in files))
         try:
-            sources = await self._prepare_all(files, summary.files)
-            to_send = await self._skip_known(summary.files, sources)
-            self.progress.start(len(to_send), sum(sources[i].size for i in to_send))
-            if to_send and atomic:
-                await self._send_atomic(summary.files, sources, to_send)
-            elif to_send:
-                await self._send_each(summary.files, sources, to_send)
+            if atomic:
+                sources = await self._prepare(files, summary.files, range(len(files)))
+                to_send = await self._skip_known(summary.files, sources)
+                if to_send:
+                    await self._send_atomic(summary.files, sources, to_send)
+            else:
+                await self._send_each(files, summary.files)
             if wait:
                 await follow(self.client, summary.files, concurrency=self.concurrency, timeout=wait_timeout)
         except ServiceUnreachable as exc:
@@ -151,8 +156,11 @@ class Uploader:
         _log_outcomes(summary)
         return summary
 
-    async def _prepare_all(self, files: list[LocalFile], reports: list[FileReport]) -> dict[int, FileSource]:
-        """Each file's bytes to send and their SHA-256; a file that cannot be read or rewritten is rejected here."""
+    async def _prepare(
+        self, files: list[LocalFile], reports: list[FileReport], indexes: Iterable[int]
+    ) -> dict[int, FileSource]:
+        """The bytes to send of the files at `indexes`, and their SHA-256; a file that cannot be read or rewritten
+        is rejected here."""
         gate = asyncio.Semaphore(self.concurrency)
         sources: dict[int, FileSource] = {}
 
@@ -165,8 +173,9 @@ class Uploader:
                     sources[index] = source
                 except (ValueError, OSError) as exc:
                     reports[index].outcome, reports[index].reason = Outcome.REJECTED, f"not sent: {exc}"
+                    self.progress.skipped(file.size)
 
-        await asyncio.gather(*(one(i, f) for i, f in enumerate(files)))
+        await asyncio.gather(*(one(i, files[i]) for i in indexes))
         return sources
 
     async def _skip_known(self, reports: list[FileReport], sources: dict[int, FileSource]) -> list[int]:
@@ -181,6 +190,7 @@ class Uploader:
                 to_send.append(index)
                 continue
             report.outcome, report.reason = Outcome.SKIPPED, "already on the server"
+            self.progress.skipped(report.size)
             report.instance_id, report.upload_id, report.status = found.instance_id, found.upload_id, found.status
         return to_send
 
@@ -190,22 +200,37 @@ class Uploader:
             self.progress.sent_bytes(len(chunk))
             yield chunk
 
-    async def _send_each(self, reports: list[FileReport], sources: dict[int, FileSource], to_send: list[int]) -> None:
-        """One request per file, `concurrency` in flight; the first fatal error stops new files (those in flight
-        finish) and is raised."""
-        queue = list(reversed(to_send))
+    async def _send_each(self, files: list[LocalFile], reports: list[FileReport]) -> None:
+        """One request per file, `concurrency` in flight, while the next files are hashed and looked up in batches
+        (so sending starts after the first batch, not after hashing the whole set). The first fatal error stops new
+        files (those in flight finish) and is raised."""
+        queue: asyncio.Queue[tuple[int, FileSource] | None] = asyncio.Queue(maxsize=4 * self.concurrency)
         failures: list[BaseException] = []
 
-        async def worker() -> None:
-            while queue and not failures:
-                index = queue.pop()
-                try:
-                    await self._send_one(reports[index], sources[index])
-                except (ServiceUnreachable, NotAuthorized, ServerError) as exc:
-                    failures.append(exc)
-                    return
+        async def produce() -> None:
+            try:
+                for batch in lookup_batches(len(files), first=2 * self.concurrency):
+                    if failures:
+                        return
+                    ready = await self._prepare(files, reports, batch)
+                    for index in await self._skip_known(reports, ready):
+                        await queue.put((index, ready[index]))
+            except FATAL as exc:
+                failures.append(exc)
+            finally:
+                for _ in range(self.concurrency):
+                    await queue.put(None)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(to_send)))))
+        async def send() -> None:
+            while (item := await queue.get()) is not None:
+                if failures:
+                    continue  # drain: the producer must never wait on a full queue nobody reads
+                try:
+                    await self._send_one(reports[item[0]], item[1])
+                except FATAL as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(produce(), *(send() for _ in range(self.concurrency)))
         if failures:
             raise failures[0]
 
@@ -262,6 +287,16 @@ class Uploader:
             else:
                 report.outcome = Outcome.NOT_SENT
                 report.reason = f"not registered: {reason or detail}"
+
+
+def lookup_batches(count: int, first: int) -> Iterator[range]:
+    """Positions 0..count-1 in batches for the resume lookup: a small first one (sending starts soon), each next
+    four times larger, up to the lookup's limit."""
+    start, size = 0, max(1, first)
+    while start < count:
+        yield range(start, min(count, start + size))
+        start += size
+        size = min(size * 4, LOOKUP_MAX_DIGESTS)
 
 
 def _log_outcomes(summary: UploadSummary) -> None:
