@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from common.app.blob_settings import open_blob_store
 from common.app.logs import get_logger
 from common.app.upstream_ready import UpstreamReady
 from common.app.web import make_app, readiness_checks_key
 from common.auth.service_guard import service_signer_key, setup_service_tokens
 from common.messaging.broker import broker_context, broker_key, broker_ready
-from common.storage.blobs import BlobStore
 from ingest_service.audit import StopReporter
 from ingest_service.keys import blob_store_key, client_session_key, registrar_key, settings_key, stop_reporter_key
 from ingest_service.registration import Registrar
@@ -32,7 +31,7 @@ HANDLER_ARGS = {"auto_decompress": False, "handler_cancellation": False}
 async def blob_store_context(app: web.Application) -> AsyncIterator[None]:
     """Open the blob store; staged files left by a crash are swept once at start-up."""
     settings = app[settings_key]
-    store = BlobStore(Path(settings.blob_dir), settings.keyring())
+    store = open_blob_store(settings, settings.keyring())
     swept = store.sweep_tmp()
     if swept:
         log.info("staged_files_swept", count=swept)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from aiohttp import web
 
+from common.app.blob_settings import open_blob_store
 from common.app.web import make_app, readiness_checks_key
 from common.messaging.broker import broker_context, broker_ready
-from common.storage.blobs import BlobStore
 from processor_service.admission import Admission
 from processor_service.capacity import resolve
 from processor_service.consumer import consumer_context, pool_context, pool_ready
@@ -32,7 +31,7 @@ def init_app(
     resources = resolve(settings)
     app[admission_key] = Admission(resources.memory_budget, resources.cpu_slots, resources.limits)
     app[usage_sampler_key] = sampler if sampler is not None else ProcessTreeUsage()
-    app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
+    app[blob_store_key] = open_blob_store(settings, settings.keyring())
     # Cleanup runs in reverse: stop consuming and drain first, then the workers, then the broker.
     app.cleanup_ctx.append(broker_context(settings, "processor_service", prefetch=resources.cpu_slots))
     app.cleanup_ctx.append(pool_context(settings, pool_factory))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 from tortoise import connections
 
+from common.app.blob_settings import open_blob_store
 from common.app.web import make_app, readiness_checks_key, scrape_hooks_key
 from common.auth.service_guard import setup_service_tokens
 from common.messaging.broker import broker_context, broker_ready
 from common.messaging.metrics import scrape_queues
-from common.storage.blobs import BlobStore
 from results_service.audit_consumer import audit_consumer_context
 from results_service.consumers import consumers_context
 from results_service.db import tortoise_context
@@ -34,7 +32,7 @@ def init_app(settings: ResultsSettings) -> web.Application:
     app = make_app("results_service")
     app[settings_key] = settings
     setup_service_tokens(app, settings, "results_service")
-    app[blob_store_key] = BlobStore(Path(settings.blob_dir), settings.keyring())
+    app[blob_store_key] = open_blob_store(settings, settings.keyring())
     app[deidentifier_key] = Deidentifier(settings.deid_uid_key())
     app.cleanup_ctx.append(tortoise_context(settings.database_url))
     app.cleanup_ctx.append(broker_context(settings, "results_service"))

@@ -11,12 +11,14 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.app.blob_settings import BlobSettings
+
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class BaseServiceSettings(BaseSettings):
-    """Settings every process needs: where PostgreSQL and RabbitMQ are, how to log."""
+class BaseServiceSettings(BlobSettings):
+    """Settings every process needs: where PostgreSQL, RabbitMQ and the blobs are, how to log."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
@@ -39,7 +41,6 @@ class BaseServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
     results_url: str = Field(default="http://127.0.0.1:8081", description="Base URL of results_service.")
     ingest_url: str = Field(default="http://127.0.0.1:8082", description="Base URL of ingest_service.")
-    blob_dir: str = Field(default="var/blobs", description="Directory of the content-addressed blob store.")
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds granted to in-flight work on stop.")
     amqp_connect_timeout: float = Field(
         default=60.0, ge=0, description="Seconds start-up keeps trying to reach RabbitMQ (backoff with jitter)."

@@ -14,7 +14,8 @@ itself, are rejected and counted toward parking.
   and Tortoise's `DBConnectionError`; also its transient refusals (serialization failure, deadlock),
   which a retry resolves and which no message causes;
 - the blob store or any socket is unreachable: an `OSError` that is not a missing file (a missing blob is
-  `BlobNotFound`, the message's fault), including a timeout;
+  `BlobNotFound`, the message's fault), including a timeout; an object store whose bucket is missing,
+  that refuses our credentials or cannot be reached (`BlobStoreUnavailable`);
 - the broker: connection, channel and confirm errors while publishing.
 
 Tortoise wraps some asyncpg errors in its own (`OperationalError`, `TransactionManagementError`), so
@@ -34,6 +35,7 @@ import tortoise.exceptions
 
 from common.app.logs import get_logger
 from common.messaging.backoff import backoff_delays
+from common.storage.blob_errors import BlobStoreUnavailable
 
 log = get_logger(__name__)
 
@@ -76,6 +78,8 @@ def is_infrastructure_error(error: BaseException) -> bool:
         if isinstance(current, aio_pika.exceptions.AMQPError | aio_pika.exceptions.ChannelInvalidStateError):
             return True
         if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
+            return True
+        if isinstance(current, BlobStoreUnavailable):
             return True
         if not isinstance(current, tortoise.exceptions.BaseORMException):
             return False

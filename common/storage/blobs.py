@@ -5,7 +5,10 @@ streaming AEAD as the bytes arrive (`common.storage.crypto`, under the keyring's
 plaintext ever reaches the disk, not even in `tmp/`; then fsynced, and `commit` renames it under its
 key and fsyncs the directory, so no partial blob is ever visible under its final name. The key is the
 SHA-256 of the *plaintext*, so the same bytes uploaded twice are still one blob (each sealing has its
-own salt, so ciphertexts differ) and a second copy is dropped. Uploads are streamed (`write_stream`,
+own salt, so ciphertexts differ) and a second copy is dropped. Where committed blobs are kept is the
+object backend's business (`common.storage.objects`: a local directory, or an S3 bucket that receives
+the sealed file by a multipart upload and shows it under its key only once it is complete); staging,
+sealing and hashing are the same for both. Uploads are streamed (`write_stream`,
 one piece at a time); a file held whole (`put_bytes`) goes through the same sealer in one thread call.
 Every read decrypts through a seekable plaintext file object (`open`, `open_staged`, `iter_chunks`,
 `read_bytes`) that holds a bounded window of the plaintext (processors read files frame by frame).
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import io
 import os
@@ -33,67 +35,36 @@ from typing import BinaryIO, cast
 
 from typing_extensions import Buffer
 
-from common.app.problems import ServiceUnavailable
+from common.storage.blob_errors import (
+    FULL_RETRY_AFTER,
+    BlobError,
+    BlobNotFound,
+    BlobStoreFull,
+    BlobStoreUnavailable,
+    BlobTooLarge,
+    BlobUnreadable,
+    space_checked,
+)
 from common.storage.crypto import Keyring
 from common.storage.crypto_keys import CryptoError
 from common.storage.crypto_reader import open_decrypting
+from common.storage.objects import LocalObjects, ObjectBackend, object_key
 
 Bytes = bytes | bytearray | memoryview
 _HEX = frozenset("0123456789abcdef")
 READ_CHUNK = 64 * 1024
 SEAL_PIECE = 64 * 1024
-FULL_RETRY_AFTER = 60
-"""Seconds a client is asked to wait (`Retry-After`) when the blob store is out of space."""
-OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-class BlobError(Exception):
-    """Base of blob store errors."""
-
-
-class BlobTooLarge(BlobError):
-    """A stream went over the byte limit it was written with."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit} bytes")
-        self.limit = limit
-
-
-class BlobStoreFull(BlobError, ServiceUnavailable, OSError):
-    """The store's filesystem is out of space (or quota): nothing was stored. 503 with `Retry-After`.
-
-    Picklable (a worker process's preview write may raise it)."""
-
-    def __init__(self, code: int | None = errno.ENOSPC) -> None:
-        super().__init__(
-            f"the file store is out of space ({os.strerror(code or errno.ENOSPC)}); retry in {FULL_RETRY_AFTER} s",
-            headers={"Retry-After": str(FULL_RETRY_AFTER)},
-        )
-        self.errno = code
-
-    def __reduce__(self) -> tuple[type[BlobStoreFull], tuple[int | None]]:
-        return type(self), (self.errno,)
-
-
-@contextlib.contextmanager
-def _space_checked() -> Iterator[None]:
-    """Turn an out-of-space OSError of the block into BlobStoreFull."""
-    try:
-        yield
-    except BlobStoreFull:
-        raise
-    except OSError as exc:
-        if exc.errno in OUT_OF_SPACE:
-            raise BlobStoreFull(exc.errno) from exc
-        raise
-
-
-class BlobNotFound(BlobError):
-    """No blob is stored under this key."""
-
-
-class BlobUnreadable(BlobError):
-    """The blob cannot be decrypted: its key id is no longer configured, or it is corrupt or tampered with."""
+__all__ = [
+    "FULL_RETRY_AFTER",
+    "BlobError",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobStoreFull",
+    "BlobStoreUnavailable",
+    "BlobTooLarge",
+    "BlobUnreadable",
+    "StagedFile",
+]
 
 
 @dataclass(frozen=True)
@@ -112,25 +83,6 @@ def _check_key(sha256: str) -> str:
     if len(sha256) != 64 or not _HEX.issuperset(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a new directory entry durable: fsync the directory that holds it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(path: Path) -> None:
-    """Create `path` and its missing parents, each made durable in its parent (a blob's rename needs them)."""
-    if path.is_dir():
-        return
-    _make_dirs(path.parent)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir()
-        _fsync_dir(path.parent)
 
 
 class _Destination(io.RawIOBase):
@@ -222,25 +174,50 @@ class _Sealer:
 
 
 class BlobStore:
-    """Encrypted files stored at `root/ab/cd/<sha256>`; temporary files live in `root/tmp/` (same filesystem).
+    """Sealed blobs kept by an object backend under their SHA-256; uploads are staged in `staging` first.
 
-    Picklable (root and keyring), so a worker process can be handed the store it reads from.
+    `BlobStore(root, keyring)` is the local directory store: blobs at `root/ab/cd/<sha256>`, staged files in
+    `root/tmp/` (the same filesystem, so a commit is a rename). Any other backend is passed as `objects`, with
+    the local directory `staging` where uploads are sealed before they are sent. Picklable (backend, staging
+    directory and keyring), so a worker process can be handed the store it reads from.
     """
 
-    def __init__(self, root: Path, keyring: Keyring) -> None:
-        self.root = root
+    def __init__(
+        self, root: Path | None, keyring: Keyring, *, objects: ObjectBackend | None = None, staging: Path | None = None
+    ) -> None:
+        if objects is None:
+            if root is None:
+                raise ValueError("a blob store needs a root directory or an object backend")
+            objects = LocalObjects(root)
+            staging = staging or root / "tmp"
+        if staging is None:
+            raise ValueError("a blob store on an object backend needs a staging directory")
+        self.objects = objects
         self.keyring = keyring
-        self.tmp = root / "tmp"
+        self.tmp = staging
         self.tmp.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def root(self) -> Path:
+        """The directory of a local store (TypeError for any other backend)."""
+        return self._local().root
+
+    def _local(self) -> LocalObjects:
+        if not isinstance(self.objects, LocalObjects):
+            raise TypeError(f"blobs are not files on this machine: they are kept at {self.objects.describe()}")
+        return self.objects
+
     def path(self, sha256: str) -> Path:
-        """Where the blob with this key lives (whether or not it exists)."""
-        key = _check_key(sha256)
-        return self.root / key[:2] / key[2:4] / key
+        """Where the blob with this key lives in a local store (whether or not it exists)."""
+        return self._local().path(object_key(_check_key(sha256)))
+
+    def describe(self) -> str:
+        """Where the blobs are kept, for logs (no secrets)."""
+        return self.objects.describe()
 
     def exists(self, sha256: str) -> bool:
         """True when a blob is stored under this key."""
-        return self.path(sha256).is_file()
+        return self.objects.exists(object_key(_check_key(sha256)))
 
     async def write_stream(self, chunks: AsyncIterable[Bytes], *, max_bytes: int | None = None) -> StagedFile:
         """Seal `chunks` into a temporary file while hashing the plaintext.
@@ -248,7 +225,7 @@ class BlobStore:
         Raise BlobTooLarge past `max_bytes` (of plaintext), BlobStoreFull when the disk is full; the temporary
         file is removed if the stream fails.
         """
-        with _space_checked():
+        with space_checked():
             sealer = await asyncio.to_thread(_Sealer, self.tmp, self.keyring)
             digest = hashlib.sha256()
             size = 0
@@ -267,23 +244,17 @@ class BlobStore:
         return StagedFile(path=path, sha256=digest.hexdigest(), size=size)
 
     def _commit(self, staged: StagedFile) -> str:
-        target = self.path(staged.sha256)
-        if target.is_file():  # idempotent: the same plaintext is stored already
-            staged.path.unlink(missing_ok=True)
-            return staged.sha256
         try:
-            with _space_checked():
-                _make_dirs(target.parent)
-                staged.path.replace(target)
-                _fsync_dir(target.parent)
-        except BaseException:
-            staged.path.unlink(missing_ok=True)  # not committed: nothing of it is left behind
-            raise
+            with space_checked():
+                self.objects.put_file(object_key(_check_key(staged.sha256)), staged.path)
+        finally:
+            staged.path.unlink(missing_ok=True)  # committed (moved or sent) or not: nothing of it is left behind
         return staged.sha256
 
     async def commit(self, staged: StagedFile) -> str:
         """Move a staged file under its key (a no-op when the key exists); return the key. If it cannot be
-        committed (BlobStoreFull when the disk is full), the staged file is removed."""
+        committed (BlobStoreFull when the disk is full, BlobStoreUnavailable when the object store cannot be
+        used), the staged file is removed."""
         return await asyncio.to_thread(self._commit, staged)
 
     async def discard(self, staged: StagedFile) -> None:
@@ -297,7 +268,7 @@ class BlobStore:
         sha256 = hashlib.sha256(data).hexdigest()
         if self.exists(sha256):
             return sha256
-        with _space_checked():
+        with space_checked():
             sealer = _Sealer(self.tmp, self.keyring)
             try:
                 sealer.write(data)
@@ -326,23 +297,25 @@ class BlobStore:
         """
         return await asyncio.to_thread(self.read_bytes_sync, sha256)
 
-    def _open_path(self, path: Path, name: str) -> BinaryIO:
-        try:
-            raw = path.open("rb")
-        except FileNotFoundError as exc:
-            raise BlobNotFound(name) from exc
+    def _decrypting(self, raw: BinaryIO, name: str) -> BinaryIO:
         try:
             return open_decrypting(raw, self.keyring)
         except CryptoError as exc:
             raise BlobUnreadable(f"blob {name}: {exc}") from exc
 
     def open(self, sha256: str) -> BinaryIO:
-        """A seekable plaintext file object of a stored blob (blocking; close it); each segment is authenticated."""
-        return self._open_path(self.path(sha256), sha256)
+        """A seekable plaintext file object of a stored blob (blocking; close it); each segment is authenticated.
+
+        BlobNotFound when missing; BlobStoreUnavailable when the object store cannot be used."""
+        return self._decrypting(self.objects.open(object_key(_check_key(sha256))), sha256)
 
     def open_staged(self, staged: StagedFile) -> BinaryIO:
         """A seekable plaintext file object of a staged file (to validate it before it is committed)."""
-        return self._open_path(staged.path, staged.path.name)
+        try:
+            raw = staged.path.open("rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(staged.path.name) from exc
+        return self._decrypting(raw, staged.path.name)
 
     async def iter_chunks(self, reader: BinaryIO, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The plaintext of an open blob from `start` to `end` (default: its end), read off the event loop.
