@@ -84,7 +84,10 @@ drills: venv ## Fault drills on 500 files each (kill -9, broker and database res
 # BASE_IMAGE empty means the Containerfile's pinned python:3.11-slim-bookworm; where registries are unreachable,
 # `make base-image` makes one from Debian's archive: make image BASE_IMAGE=localhost/dicomflow-base:bookworm
 ENGINE ?= $(shell command -v podman || command -v docker)
-VERSION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+# Read once (`:=`): a commit landing during a build must not change the tag between `image` and `k8s-smoke`.
+ifndef VERSION
+VERSION := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+endif
 IMAGE ?= localhost/dicomflow:$(VERSION)
 BASE_IMAGE ?=
 DICOMFLOW_BASE ?= localhost/dicomflow-base:bookworm

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
+import re
 import shutil
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from tests.k8s_smoke.pods import ContainerProcess, image_size, mounted_image
 from tests.k8s_smoke.traffic import Traffic, drive
 from tests.k8s_smoke.workloads import Container, ImageConfig, Kubelet, Manifest, Pod, by_kind
 
+ROOT = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = Path(__file__).resolve().parent / "image_check.py"
 JOB_TIMEOUT = 300.0
 IMAGE_USER = (10001, 10001)
@@ -58,6 +62,23 @@ class Run:
         print(line, flush=True)
 
 
+def dev_only_imports() -> list[str]:
+    """Import names of pyproject's `dev` extras that no runtime dependency needs: absent from the image by design."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {_dist_name(r) for r in project["dependencies"]}
+    by_dist: dict[str, set[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            by_dist.setdefault(_dist_name(dist), set()).add(module)
+    dev = {_dist_name(r) for r in project["optional-dependencies"]["dev"]} - runtime
+    return sorted(module for dist in dev for module in by_dist.get(dist, ()))
+
+
+def _dist_name(requirement: str) -> str:
+    """`tortoise-orm[asyncpg]>=1.1` -> `tortoise_orm` (PEP 503 normalised, with underscores)."""
+    return re.sub(r"[-_.]+", "_", re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]).lower()
+
+
 def image_check(image_root: Path, image: ImageConfig, folder: Path, run: Run) -> None:
     """image_check.py inside the image as uid 10001 with a read-only root and a /tmp of its own."""
     scratch = folder / "image-check"
@@ -68,7 +89,7 @@ def image_check(image_root: Path, image: ImageConfig, folder: Path, run: Run) ->
     container = Container(
         pod="image-check",
         name="check",
-        argv=["python", f"/smoke/{CHECK_SCRIPT.name}"],
+        argv=["python", f"/smoke/{CHECK_SCRIPT.name}", *dev_only_imports()],
         env=dict(image.env),
         uid=IMAGE_USER[0],
         gid=IMAGE_USER[1],
@@ -88,6 +109,8 @@ def image_check(image_root: Path, image: ImageConfig, folder: Path, run: Run) ->
         f"{report['filesystem']['/tmp']}), Python {report['python']}: {report['modules_imported']} modules import; "
         f"pydicom decodes {decoded}; {report['decodable_syntaxes']} transfer syntaxes decodable"
     )
+    if report["dev_only_modules"]:
+        run.say("  not importable in the image, needing a dev-only package: " + ", ".join(report["dev_only_modules"]))
     if code != 0:
         raise SmokeFailed("the image check failed: " + "; ".join(report["failures"]))
 
