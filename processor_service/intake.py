@@ -28,7 +28,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 
 from common.app.logs import get_logger
 from common.app.settings import BaseServiceSettings
@@ -73,6 +79,10 @@ class Intake:
         """Open the channel (prefetch 1 per consumer), declare the queue there and start taking jobs."""
         self._handler = handler
         self._channel = await open_channel(self.connection, prefetch=1)
+        # A lane cannot open while the channel is down, and nothing else would ask again once it is back (a broker
+        # restart with no job in hand): its reopening is the event that opens the next lane.
+        if isinstance(self._channel, AbstractRobustChannel):
+            self._channel.reopen_callbacks.add(lambda *_: self.kick())
         self._queue = await declare_queue(self._channel, self.settings, self.queue_name)
         self._task = asyncio.create_task(self._keep_lanes())
         self.kick()

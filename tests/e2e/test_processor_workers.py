@@ -61,6 +61,7 @@ def job_of(sha256: str) -> ProcessJob:
         owner="o",
         sha256=sha256,
         size=1,
+        cost_bytes=1,  # as ingest publishes it: no estimate read from the (never written) file first
         sop_class_uid="1.2",
         transfer_syntax_uid="1.2.840.10008.1.2.1",
     )
